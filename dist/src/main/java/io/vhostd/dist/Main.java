@@ -1,9 +1,49 @@
 package io.vhostd.dist;
 
-public final class Main {
-    private Main() {}
+import io.vhostd.master.MasterMain;
+import io.vhostd.rpc.Vhostctl;
+import io.vhostd.slave.SlaveMain;
+import java.util.Arrays;
+import picocli.CommandLine;
+
+/**
+ * Entry point of the shaded jar: {@code vhostd master --config FILE}, {@code vhostd slave ...} (spawned by the
+ * master), {@code vhostd vhostctl ...} (what {@code bin/vhostctl} runs).
+ */
+@CommandLine.Command(
+        name = "vhostd",
+        description = "vhost-user storage daemon for VM hosts",
+        mixinStandardHelpOptions = true,
+        versionProvider = Main.Version.class,
+        subcommands = {MasterMain.class, SlaveMain.class})
+public final class Main implements Runnable {
+    /** One-line log records: time, level, logger, message. */
+    private static final String LOG_FORMAT = "%1$tF %1$tT.%1$tL %4$-7s [%3$s] %5$s%6$s%n";
+
+    @CommandLine.Spec
+    CommandLine.Model.CommandSpec spec;
 
     public static void main(String[] args) {
-        System.out.println("vhostd");
+        if (System.getProperty("java.util.logging.SimpleFormatter.format") == null) {
+            System.setProperty("java.util.logging.SimpleFormatter.format", LOG_FORMAT);
+        }
+        if (args.length > 0 && args[0].equals("vhostctl")) {
+            System.exit(Vhostctl.run(Arrays.copyOfRange(args, 1, args.length)));
+        }
+        System.exit(new CommandLine(new Main()).execute(args));
+    }
+
+    @Override
+    public void run() {
+        throw new CommandLine.ParameterException(spec.commandLine(), "a subcommand is required: master");
+    }
+
+    /** The version from the jar manifest. */
+    static final class Version implements CommandLine.IVersionProvider {
+        @Override
+        public String[] getVersion() {
+            String v = Main.class.getPackage().getImplementationVersion();
+            return new String[] {"vhostd " + (v == null ? "dev" : v)};
+        }
     }
 }

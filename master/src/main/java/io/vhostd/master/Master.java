@@ -1,0 +1,476 @@
+package io.vhostd.master;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ArrayNode;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import io.vertx.core.Vertx;
+import io.vhostd.master.bdev.Bdev;
+import io.vhostd.master.bdev.FileBdevs;
+import io.vhostd.master.config.BdevConfig;
+import io.vhostd.master.config.ControllerConfig;
+import io.vhostd.master.config.VhostdConfig;
+import io.vhostd.master.engine.DeviceEngine;
+import io.vhostd.master.engine.IoUringEngine;
+import io.vhostd.master.engine.QpairBinding;
+import io.vhostd.master.engine.RegionTable;
+import io.vhostd.master.engine.ThreadPoolEngine;
+import io.vhostd.master.rpc.RpcServer;
+import io.vhostd.rpc.RpcErrorCode;
+import io.vhostd.rpc.RpcException;
+import io.vhostd.rpc.RpcSpec;
+import io.vhostd.shm.arena.HugepageArena;
+import io.vhostd.shm.control.ControlChannel;
+import io.vhostd.shm.control.ControlMessage;
+import io.vhostd.shm.linux.Eventfd;
+import io.vhostd.shm.linux.IoUring;
+import io.vhostd.shm.linux.Socket;
+import io.vhostd.shm.linux.Unistd;
+import io.vhostd.shm.virtnvme.VirtNvmeDescriptor;
+import io.vhostd.shm.virtnvme.VirtNvmeQueuePair;
+import java.io.IOException;
+import java.lang.management.ManagementFactory;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.attribute.PosixFilePermissions;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.TimeUnit;
+
+/**
+ * The master process: start-up in DESIGN §1 order (bdevs, arena, engines, controllers' sockets and queue pairs,
+ * slave, RPC), then it waits; {@link #shutdown} (SIGTERM) stops the slave first, so no guest I/O is in flight when the
+ * engines stop.
+ */
+public final class Master implements AutoCloseable {
+    private static final System.Logger LOG = System.getLogger(Master.class.getName());
+    private static final ObjectMapper JSON = new ObjectMapper();
+
+    /** VirtNvme queue depth: the largest virtqueue QEMU offers (queue-size max 1024), so one CID per head index. */
+    public static final int QPAIR_DEPTH = 1024;
+
+    private final VhostdConfig config;
+    private final Path runDir;
+    private final Map<String, Bdev> bdevs = new LinkedHashMap<>();
+    private final Map<String, DeviceEngine> engines = new LinkedHashMap<>();
+    private final Map<String, ControllerRuntime> controllers = new LinkedHashMap<>();
+    private final FdCustody custody = new FdCustody();
+    private final RegionTable regions = new RegionTable();
+    private final CountDownLatch stopped = new CountDownLatch(1);
+    private final int maxSegments;
+    private HugepageArena arena;
+    private int controlListenFd = -1;
+    private Path controlPath;
+    private SlaveProcess slave;
+    private Vertx vertx;
+    private RpcServer rpc;
+    private volatile boolean shuttingDown;
+    private int nextQpairId = 1;
+
+    public Master(VhostdConfig config) {
+        this.config = config;
+        this.runDir = Path.of(config.runDir());
+        this.maxSegments = config.slave().maxSegments();
+    }
+
+    /** Brings everything up; returns when the slave serves every controller and the RPC socket listens. */
+    public void start() throws Exception {
+        Files.createDirectories(runDir);
+        Files.setPosixFilePermissions(runDir, PosixFilePermissions.fromString("rwx------"));
+        for (BdevConfig b : config.bdevs()) {
+            Bdev bdev = FileBdevs.open(b.name(), b.path(), b.sizeBytes(), b.blockSize(), b.readOnly(), b.direct());
+            bdevs.put(bdev.name(), bdev);
+            LOG.log(
+                    System.Logger.Level.INFO,
+                    "bdev " + bdev.name() + ": " + bdev.path() + ", " + bdev.sizeBytes() + " bytes, block "
+                            + bdev.blockSizeBytes() + (bdev.direct() ? ", O_DIRECT" : ", page cache"));
+        }
+        startArena();
+        String noUring = IoUring.isAvailable() ? null : "io_uring unavailable on this host";
+        for (Bdev bdev : bdevs.values()) {
+            DeviceEngine engine =
+                    noUring == null ? new IoUringEngine(bdev, maxSegments) : new ThreadPoolEngine(bdev, maxSegments);
+            engines.put(bdev.name(), engine);
+            LOG.log(
+                    System.Logger.Level.INFO,
+                    "bdev " + bdev.name() + ": device engine " + engine.kind()
+                            + (noUring == null ? "" : " (" + noUring + ")"));
+        }
+        for (ControllerConfig c : config.controllers()) {
+            addController(c);
+        }
+        startSlave();
+        startRpc();
+        LOG.log(
+                System.Logger.Level.INFO,
+                "vhostd master ready: " + controllers.size() + " controller(s), slave pid " + slave.pid() + ", rpc "
+                        + config.rpcSocket());
+    }
+
+    private void startArena() {
+        long perQpair = align(VirtNvmeDescriptor.lengthBytes(QPAIR_DEPTH, maxSegments), 4096);
+        long needed = 0;
+        for (ControllerConfig c : config.controllers()) {
+            needed += perQpair * c.numQueues();
+        }
+        long size = Math.max(config.hugepages().arenaSizeBytes(), align(needed + perQpair, 2 << 20));
+        arena = HugepageArena.create("vhostd-arena", size, config.hugepages().enabled());
+        if (arena.hugepages()) {
+            LOG.log(System.Logger.Level.INFO, "arena: " + arena.sizeBytes() + " bytes on 2 MiB hugepages");
+        } else {
+            LOG.log(
+                    System.Logger.Level.INFO,
+                    "arena: " + arena.sizeBytes() + " bytes on a plain memfd ("
+                            + (config.hugepages().enabled() ? arena.fallbackReason() : "hugepages disabled in config")
+                            + ")");
+        }
+    }
+
+    private void addController(ControllerConfig c) throws IOException {
+        Bdev bdev = bdevs.get(c.bdev());
+        DeviceEngine engine = engines.get(c.bdev());
+        int listenFd = listen(c.socket());
+        List<ControlMessage.QpairRef> refs = new ArrayList<>();
+        List<QpairBinding> bindings = new ArrayList<>();
+        long length = VirtNvmeDescriptor.lengthBytes(QPAIR_DEPTH, maxSegments);
+        int nsid = controllers.size() + 1;
+        for (int q = 0; q < c.numQueues(); q++) {
+            long offset = arena.allocate(length, 4096);
+            int qpairId = nextQpairId++;
+            VirtNvmeQueuePair qp = VirtNvmeQueuePair.format(
+                    arena.segment().asSlice(offset, length), qpairId, QPAIR_DEPTH, maxSegments);
+            int sqEfd = Eventfd.eventfd(0, Eventfd.EFD_CLOEXEC);
+            int cqEfd = Eventfd.eventfd(0, Eventfd.EFD_CLOEXEC);
+            custody.hold(new FdCustody.Key(c.name(), "qpair_sq", q), sqEfd);
+            custody.hold(new FdCustody.Key(c.name(), "qpair_cq", q), cqEfd);
+            QpairBinding binding = new QpairBinding(qp, sqEfd, cqEfd, regions, nsid);
+            engine.attach(binding);
+            refs.add(new ControlMessage.QpairRef(qpairId, offset, length));
+            bindings.add(binding);
+        }
+        custody.hold(new FdCustody.Key(c.name(), "listen", 0), listenFd);
+        String serial = c.serial();
+        controllers.put(
+                c.name(),
+                new ControllerRuntime(
+                        c.name(),
+                        c.type(),
+                        bdev,
+                        c.socket(),
+                        listenFd,
+                        c.numQueues(),
+                        serial,
+                        c.readOnly() || bdev.readOnly(),
+                        List.copyOf(refs),
+                        List.copyOf(bindings)));
+        LOG.log(
+                System.Logger.Level.INFO,
+                "controller " + c.name() + ": " + c.type() + " on " + c.socket() + ", bdev " + bdev.name() + ", "
+                        + c.numQueues() + " queue(s)");
+    }
+
+    /** Creates the listening vhost-user socket; refuses a path another process is still serving. */
+    private static int listen(String socketPath) throws IOException {
+        Path path = Path.of(socketPath);
+        if (path.getParent() != null) {
+            Files.createDirectories(path.getParent());
+        }
+        if (Files.exists(path)) {
+            if (isLive(socketPath)) {
+                throw new IllegalStateException(socketPath + " is served by another process");
+            }
+            Files.delete(path);
+        }
+        int fd = Socket.socket(Socket.AF_UNIX, Socket.SOCK_STREAM | Socket.SOCK_CLOEXEC, 0);
+        try {
+            Socket.bind(fd, socketPath);
+            Files.setPosixFilePermissions(path, PosixFilePermissions.fromString("rw-rw----"));
+            Socket.listen(fd, 16);
+            return fd;
+        } catch (RuntimeException e) {
+            Unistd.close(fd);
+            throw e;
+        }
+    }
+
+    private static boolean isLive(String socketPath) {
+        int fd = Socket.socket(Socket.AF_UNIX, Socket.SOCK_STREAM | Socket.SOCK_CLOEXEC, 0);
+        try {
+            Socket.connect(fd, socketPath);
+            return true;
+        } catch (RuntimeException e) {
+            return false;
+        } finally {
+            Unistd.close(fd);
+        }
+    }
+
+    private void startSlave() throws Exception {
+        controlPath = runDir.resolve("master.sock");
+        Files.deleteIfExists(controlPath);
+        controlListenFd = Socket.socket(Socket.AF_UNIX, Socket.SOCK_SEQPACKET | Socket.SOCK_CLOEXEC, 0);
+        Socket.bind(controlListenFd, controlPath.toString());
+        Files.setPosixFilePermissions(controlPath, PosixFilePermissions.fromString("rw-------"));
+        Socket.listen(controlListenFd, 4);
+
+        String slaveId = "slave-1";
+        Process process = spawnSlave(slaveId);
+        int fd = acceptFrom(process, 30_000);
+        ControlChannel channel = new ControlChannel(fd);
+        ControlChannel.Incoming hello = channel.receive();
+        if (hello == null || !(hello.message() instanceof ControlMessage.Hello h)) {
+            throw new IllegalStateException("slave did not say hello: " + (hello == null ? "EOF" : hello.message()));
+        }
+        if (h.protocolVersion() != ControlMessage.PROTOCOL_VERSION) {
+            throw new IllegalStateException("slave speaks control protocol " + h.protocolVersion() + ", master "
+                    + ControlMessage.PROTOCOL_VERSION);
+        }
+        channel.send(
+                new ControlMessage.Welcome(ControlMessage.PROTOCOL_VERSION, slaveId, arena.sizeBytes()), arena.fd());
+        slave = new SlaveProcess(slaveId, process, channel, regions, custody, controllers);
+        slave.start();
+        for (ControllerRuntime c : controllers.values()) {
+            int[] fds = new int[1 + 2 * c.numQueues()];
+            fds[0] = c.listenFd();
+            for (int q = 0; q < c.numQueues(); q++) {
+                fds[1 + 2 * q] = c.bindings().get(q).sqEventFd();
+                fds[2 + 2 * q] = c.bindings().get(q).cqEventFd();
+            }
+            channel.send(
+                    new ControlMessage.AddController(
+                            c.name(),
+                            c.bdev().name(),
+                            c.bindings().get(0).nsid(),
+                            c.bdev().sizeBytes(),
+                            c.bdev().blockSizeBytes(),
+                            c.readOnly(),
+                            c.serial(),
+                            c.numQueues(),
+                            maxSegments,
+                            c.qpairs()),
+                    fds);
+        }
+        for (ControllerRuntime c : controllers.values()) {
+            try {
+                slave.listening(c.name()).get(30, TimeUnit.SECONDS);
+            } catch (java.util.concurrent.TimeoutException e) {
+                throw new IllegalStateException("slave did not take controller " + c.name() + " within 30 s");
+            }
+        }
+        process.onExit().thenAccept(p -> {
+            if (!shuttingDown) {
+                LOG.log(
+                        System.Logger.Level.ERROR,
+                        "slave " + slaveId + " (pid " + p.pid() + ") exited with status " + p.exitValue()
+                                + "; stopping the master (slave replacement: issue #4)");
+                custody.close();
+                stopped.countDown();
+            }
+        });
+    }
+
+    private Process spawnSlave(String slaveId) throws IOException {
+        String java = ProcessHandle.current()
+                .info()
+                .command()
+                .orElse(Path.of(System.getProperty("java.home"), "bin", "java").toString());
+        List<String> cmd = new ArrayList<>();
+        cmd.add(java);
+        for (String arg : ManagementFactory.getRuntimeMXBean().getInputArguments()) {
+            if (!arg.startsWith("-agentlib") && !arg.startsWith("-javaagent")) {
+                cmd.add(arg);
+            }
+        }
+        cmd.add("--enable-native-access=ALL-UNNAMED");
+        cmd.add("--add-exports=java.base/jdk.internal.misc=ALL-UNNAMED");
+        cmd.add("--sun-misc-unsafe-memory-access=allow");
+        cmd.addAll(config.slave().javaOpts());
+        cmd.add("-cp");
+        cmd.add(System.getProperty("java.class.path"));
+        cmd.add("io.vhostd.slave.SlaveMain");
+        cmd.add("--control");
+        cmd.add(controlPath.toString());
+        cmd.add("--slave-id");
+        cmd.add(slaveId);
+        LOG.log(System.Logger.Level.DEBUG, "spawning slave: " + String.join(" ", cmd));
+        return new ProcessBuilder(cmd).inheritIO().start();
+    }
+
+    /** Accepts the slave's control connection and checks (SO_PEERCRED) that it comes from the process we spawned. */
+    private int acceptFrom(Process process, long timeoutMs) throws InterruptedException {
+        long deadline = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(timeoutMs);
+        while (System.nanoTime() < deadline) {
+            int revents = io.vhostd.shm.linux.Poll.poll(controlListenFd, io.vhostd.shm.linux.Poll.POLLIN, 200);
+            if (!process.isAlive()) {
+                throw new IllegalStateException("slave exited during start-up with status " + process.exitValue());
+            }
+            if ((revents & io.vhostd.shm.linux.Poll.POLLIN) == 0) {
+                continue;
+            }
+            int fd = Socket.accept(controlListenFd);
+            if (fd < 0) {
+                continue;
+            }
+            Socket.Ucred cred = Socket.getpeercred(fd);
+            if (cred.pid() != process.pid()) {
+                LOG.log(
+                        System.Logger.Level.WARNING,
+                        "control socket: refused pid " + cred.pid() + " (expected slave " + process.pid() + ")");
+                Unistd.close(fd);
+                continue;
+            }
+            return fd;
+        }
+        throw new IllegalStateException("slave did not connect within " + timeoutMs + " ms");
+    }
+
+    private void startRpc() throws Exception {
+        vertx = Vertx.vertx();
+        rpc = new RpcServer(vertx, Path.of(config.rpcSocket()), RpcSpec.load());
+        rpc.register("bdev_get_bdevs", this::bdevGetBdevs);
+        rpc.register("vhost_get_controllers", this::vhostGetControllers);
+        rpc.start().await();
+    }
+
+    private JsonNode bdevGetBdevs(JsonNode params) throws RpcException {
+        String name = optionalName(params);
+        ArrayNode out = JSON.createArrayNode();
+        for (Bdev b : bdevs.values()) {
+            if (name != null && !name.equals(b.name())) {
+                continue;
+            }
+            DeviceEngine engine = engines.get(b.name());
+            ObjectNode o = out.addObject();
+            o.put("name", b.name());
+            o.put("type", b.type());
+            o.put("path", b.path());
+            o.put("size_bytes", b.sizeBytes());
+            o.put("block_size", b.blockSizeBytes());
+            o.put("num_blocks", b.numBlocks());
+            o.put("read_only", b.readOnly());
+            o.put("engine", engine.kind());
+        }
+        if (name != null && out.isEmpty()) {
+            throw new RpcException(RpcErrorCode.NO_SUCH_BDEV, "no bdev named '" + name + "'");
+        }
+        return out;
+    }
+
+    private JsonNode vhostGetControllers(JsonNode params) throws RpcException {
+        String name = optionalName(params);
+        ArrayNode out = JSON.createArrayNode();
+        for (ControllerRuntime c : controllers.values()) {
+            if (name != null && !name.equals(c.name())) {
+                continue;
+            }
+            ObjectNode o = out.addObject();
+            o.put("name", c.name());
+            o.put("type", c.type());
+            o.put("bdev", c.bdev().name());
+            o.put("socket", c.socketPath());
+            o.put("num_queues", c.numQueues());
+            o.put("slave_pid", slave == null ? 0 : slave.pid());
+            ArrayNode sessions = o.putArray("sessions");
+            ControlMessage.SessionState s = slave == null ? null : slave.session(c.name());
+            if (s != null && s.connected()) {
+                ObjectNode so = sessions.addObject();
+                so.put("connected", true);
+                so.put("negotiated_features", s.negotiatedFeatures());
+                ArrayNode qs = so.putArray("queues");
+                for (ControlMessage.QueueState q : s.queues()) {
+                    ObjectNode qo = qs.addObject();
+                    qo.put("index", q.index());
+                    qo.put("size", q.size());
+                    qo.put("started", q.started());
+                }
+            }
+        }
+        if (name != null && out.isEmpty()) {
+            throw new RpcException(RpcErrorCode.NO_SUCH_CONTROLLER, "no controller named '" + name + "'");
+        }
+        return out;
+    }
+
+    private static String optionalName(JsonNode params) throws RpcException {
+        if (params == null || params.isNull() || params.isMissingNode()) {
+            return null;
+        }
+        if (!params.isObject()) {
+            throw new RpcException(RpcErrorCode.INVALID_PARAMS, "params must be an object");
+        }
+        JsonNode name = params.get("name");
+        if (name == null || name.isNull()) {
+            return null;
+        }
+        if (!name.isTextual()) {
+            throw new RpcException(RpcErrorCode.INVALID_PARAMS, "name must be a string");
+        }
+        return name.asText();
+    }
+
+    /** Blocks until {@link #shutdown} ran or the slave died. */
+    public void awaitStop() throws InterruptedException {
+        stopped.await();
+    }
+
+    /** Stops the slave (it closes its sessions), then the RPC server, engines, sockets and the arena. Idempotent. */
+    public synchronized void shutdown(String reason) {
+        if (shuttingDown) {
+            return;
+        }
+        shuttingDown = true;
+        LOG.log(System.Logger.Level.INFO, "shutting down: " + reason);
+        if (slave != null) {
+            slave.stop(reason, 5_000);
+        }
+        if (rpc != null) {
+            try {
+                rpc.stop().await();
+            } catch (Exception e) {
+                LOG.log(System.Logger.Level.WARNING, "rpc stop: " + e.getMessage());
+            }
+        }
+        if (vertx != null) {
+            try {
+                vertx.close().await();
+            } catch (Exception e) {
+                LOG.log(System.Logger.Level.DEBUG, "vertx close: " + e.getMessage());
+            }
+        }
+        engines.values().forEach(DeviceEngine::close);
+        regions.close();
+        for (ControllerRuntime c : controllers.values()) {
+            try {
+                Files.deleteIfExists(Path.of(c.socketPath()));
+            } catch (IOException e) {
+                LOG.log(System.Logger.Level.WARNING, "cannot remove " + c.socketPath() + ": " + e.getMessage());
+            }
+        }
+        custody.close();
+        if (controlListenFd >= 0) {
+            Unistd.close(controlListenFd);
+            try {
+                Files.deleteIfExists(controlPath);
+            } catch (IOException ignored) {
+                // best effort: the run directory is ours
+            }
+        }
+        bdevs.values().forEach(Bdev::close);
+        if (arena != null) {
+            arena.close();
+        }
+        stopped.countDown();
+    }
+
+    @Override
+    public void close() {
+        shutdown("closed");
+    }
+
+    private static long align(long v, long a) {
+        return (v + a - 1) & -a;
+    }
+}

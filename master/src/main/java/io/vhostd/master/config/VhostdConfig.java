@@ -1,0 +1,426 @@
+package io.vhostd.master.config;
+
+import com.fasterxml.jackson.core.JsonLocation;
+import com.fasterxml.jackson.core.JsonParser;
+import com.fasterxml.jackson.core.JsonProcessingException;
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.node.ArrayNode;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import com.fasterxml.jackson.dataformat.yaml.YAMLGenerator;
+import com.fasterxml.jackson.dataformat.yaml.YAMLMapper;
+import java.io.IOException;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.HashSet;
+import java.util.List;
+import java.util.Map;
+import java.util.Optional;
+import java.util.Set;
+import java.util.regex.Pattern;
+
+/**
+ * The master's configuration file (YAML, snake_case keys). Example with every key:
+ *
+ * <pre>
+ * run_dir: /run/vhostd                 # default /run/vhostd; absolute
+ * rpc_socket: rpc.sock                 # default &lt;run_dir&gt;/rpc.sock; relative = under run_dir
+ * hugepages: {enabled: true, arena_size_bytes: 67108864}
+ * bdevs:
+ *   - {name: disk0, type: file, path: /var/lib/vhostd/disk0.img, size_bytes: 1073741824,
+ *      read_only: false, direct: false, block_size: 512}
+ * controllers:
+ *   - {name: vhost-blk0, type: vhost-user-blk, bdev: disk0, socket: vhost-blk0.sock,
+ *      num_queues: 2, queue_size_max: 1024, serial: vhost-blk0, read_only: false}
+ * slave: {java_opts: [], max_segments: 128}
+ * </pre>
+ *
+ * <p>Unknown keys are errors; an empty value counts as absent. The records hold resolved values: defaults applied,
+ * relative sockets resolved against {@code run_dir}, a {@code file} bdev's size taken from the existing file when not
+ * given. Loading reads the file system (does a bdev file exist, what size is it) but changes nothing.
+ *
+ * @param runDir absolute directory for sockets and run-time state; key {@code run_dir}, default {@value
+ *     #DEFAULT_RUN_DIR}
+ * @param rpcSocket absolute path of the RPC socket; key {@code rpc_socket}, default {@code <run_dir>/rpc.sock}
+ * @param hugepages key {@code hugepages}
+ * @param bdevs key {@code bdevs}, default none; names unique
+ * @param controllers key {@code controllers}, default none; names and sockets unique
+ * @param slave key {@code slave}
+ */
+public record VhostdConfig(
+        String runDir,
+        String rpcSocket,
+        HugepagesConfig hugepages,
+        List<BdevConfig> bdevs,
+        List<ControllerConfig> controllers,
+        SlaveConfig slave) {
+    /** Default {@code run_dir}. */
+    public static final String DEFAULT_RUN_DIR = "/run/vhostd";
+
+    /** File name of the RPC socket under {@code run_dir} when {@code rpc_socket} is not given. */
+    public static final String DEFAULT_RPC_SOCKET_NAME = "rpc.sock";
+
+    private static final Set<String> TOP_KEYS =
+            Set.of("run_dir", "rpc_socket", "hugepages", "bdevs", "controllers", "slave");
+    private static final Set<String> HUGEPAGES_KEYS = Set.of("enabled", "arena_size_bytes");
+    private static final Set<String> BDEV_KEYS =
+            Set.of("name", "type", "path", "size_bytes", "read_only", "direct", "block_size");
+    private static final Set<String> CONTROLLER_KEYS = Set.of(
+            "name", "type", "bdev", "socket", "num_queues", "queue_size_max", "serial", "read_only");
+    private static final Set<String> SLAVE_KEYS = Set.of("java_opts", "max_segments");
+
+    /** Bdev kinds that are planned but not implemented yet (#3). */
+    private static final Set<String> FUTURE_BDEV_TYPES = Set.of("null", "malloc", "nvme");
+
+    private static final Set<Long> BLOCK_SIZES = Set.of(512L, 1024L, 2048L, 4096L);
+    private static final Pattern NAME = Pattern.compile("[A-Za-z0-9._:-]{1,64}");
+    private static final YAMLMapper YAML = YAMLMapper.builder()
+            .enable(JsonParser.Feature.STRICT_DUPLICATE_DETECTION)
+            .disable(YAMLGenerator.Feature.WRITE_DOC_START_MARKER)
+            .enable(YAMLGenerator.Feature.MINIMIZE_QUOTES)
+            .build();
+
+    public VhostdConfig {
+        bdevs = List.copyOf(bdevs);
+        controllers = List.copyOf(controllers);
+    }
+
+    /**
+     * Reads and validates a configuration file.
+     *
+     * @throws ConfigException naming the key path of the first problem found, or the line and column of a YAML syntax
+     *     error, or saying why the file cannot be read
+     */
+    public static VhostdConfig load(Path file) throws ConfigException {
+        String text;
+        try {
+            text = Files.readString(file, StandardCharsets.UTF_8);
+        } catch (IOException e) {
+            throw new ConfigException("", "cannot read " + file + ": " + e, e);
+        }
+        return parse(text);
+    }
+
+    /** Validates configuration text, as {@link #load} does for a file's contents. */
+    public static VhostdConfig parse(String yaml) throws ConfigException {
+        JsonNode tree;
+        try (JsonParser parser = YAML.createParser(yaml)) {
+            tree = YAML.readTree(parser);
+            if (parser.nextToken() != null) {
+                throw new ConfigException("", "more than one YAML document; a configuration is one document");
+            }
+        } catch (JsonProcessingException e) {
+            throw syntaxError(e);
+        } catch (IOException e) {
+            throw new ConfigException("", "cannot parse YAML: " + e.getMessage(), e);
+        }
+        if (tree == null || tree.isMissingNode() || tree.isNull()) {
+            tree = YAML.createObjectNode();
+        }
+        return fromTree(new ConfigNode(tree, ""));
+    }
+
+    /**
+     * The demo configuration: everything under {@code dir} (run directory, RPC socket), one {@code file} bdev {@code
+     * disk0} of 1 GiB at {@code dir/disk0.img}, one {@code vhost-user-blk} controller {@code vhost-blk0} with 2 queues
+     * on {@code dir/vhost-blk0.sock}. Not validated against the file system (the file may not exist yet).
+     */
+    public static VhostdConfig defaults(Path dir) {
+        Path base = dir.toAbsolutePath();
+        return new VhostdConfig(
+                base.toString(),
+                base.resolve(DEFAULT_RPC_SOCKET_NAME).toString(),
+                HugepagesConfig.defaults(),
+                List.of(new BdevConfig(
+                        "disk0",
+                        BdevConfig.TYPE_FILE,
+                        base.resolve("disk0.img").toString(),
+                        1L << 30,
+                        false,
+                        false,
+                        BdevConfig.DEFAULT_BLOCK_SIZE)),
+                List.of(new ControllerConfig(
+                        "vhost-blk0",
+                        ControllerConfig.TYPE_VHOST_USER_BLK,
+                        "disk0",
+                        base.resolve("vhost-blk0.sock").toString(),
+                        2,
+                        ControllerConfig.DEFAULT_QUEUE_SIZE_MAX,
+                        "vhost-blk0",
+                        false)),
+                SlaveConfig.defaults());
+    }
+
+    /** The bdev with this name, if configured. */
+    public Optional<BdevConfig> bdev(String name) {
+        return bdevs.stream().filter(b -> b.name().equals(name)).findFirst();
+    }
+
+    /** The controller with this name, if configured. */
+    public Optional<ControllerConfig> controller(String name) {
+        return controllers.stream().filter(c -> c.name().equals(name)).findFirst();
+    }
+
+    /** This configuration as YAML with every key written out; {@link #parse} reads it back to an equal record. */
+    public String toYaml() {
+        ObjectNode root = YAML.createObjectNode();
+        root.put("run_dir", runDir);
+        root.put("rpc_socket", rpcSocket);
+        ObjectNode huge = root.putObject("hugepages");
+        huge.put("enabled", hugepages.enabled());
+        huge.put("arena_size_bytes", hugepages.arenaSizeBytes());
+        ArrayNode bdevList = root.putArray("bdevs");
+        for (BdevConfig b : bdevs) {
+            ObjectNode o = bdevList.addObject();
+            o.put("name", b.name());
+            o.put("type", b.type());
+            o.put("path", b.path());
+            o.put("size_bytes", b.sizeBytes());
+            o.put("read_only", b.readOnly());
+            o.put("direct", b.direct());
+            o.put("block_size", b.blockSize());
+        }
+        ArrayNode controllerList = root.putArray("controllers");
+        for (ControllerConfig c : controllers) {
+            ObjectNode o = controllerList.addObject();
+            o.put("name", c.name());
+            o.put("type", c.type());
+            o.put("bdev", c.bdev());
+            o.put("socket", c.socket());
+            o.put("num_queues", c.numQueues());
+            o.put("queue_size_max", c.queueSizeMax());
+            o.put("serial", c.serial());
+            o.put("read_only", c.readOnly());
+        }
+        ObjectNode slaveNode = root.putObject("slave");
+        ArrayNode opts = slaveNode.putArray("java_opts");
+        slave.javaOpts().forEach(opts::add);
+        slaveNode.put("max_segments", slave.maxSegments());
+        try {
+            return YAML.writeValueAsString(root);
+        } catch (JsonProcessingException e) {
+            throw new IllegalStateException("cannot write YAML", e);
+        }
+    }
+
+    private static ConfigException syntaxError(JsonProcessingException e) {
+        JsonLocation where = e.getLocation();
+        String message = e.getOriginalMessage().lines().findFirst().orElse("").strip();
+        String at = where == null || where.getLineNr() < 1
+                ? ""
+                : "line " + where.getLineNr() + ", column " + where.getColumnNr() + ": ";
+        return new ConfigException("", at + "YAML syntax error: " + message, e);
+    }
+
+    private static VhostdConfig fromTree(ConfigNode root) throws ConfigException {
+        root.requireMapping(TOP_KEYS);
+        String runDir = root.string("run_dir", DEFAULT_RUN_DIR);
+        if (!Path.of(runDir).isAbsolute()) {
+            throw root.error("run_dir", "must be an absolute path, not '" + runDir + "'");
+        }
+        String rpcSocket = socketPath(root, "rpc_socket", runDir, DEFAULT_RPC_SOCKET_NAME);
+        HugepagesConfig hugepages = hugepages(root.child("hugepages"));
+        List<BdevConfig> bdevs = new ArrayList<>();
+        Map<String, String> bdevNames = new HashMap<>();
+        for (ConfigNode b : root.list("bdevs")) {
+            BdevConfig bdev = bdev(b);
+            if (bdevNames.putIfAbsent(bdev.name(), b.path()) != null) {
+                throw b.error("name", "duplicate name '" + bdev.name() + "' (also " + bdevNames.get(bdev.name()) + ")");
+            }
+            bdevs.add(bdev);
+        }
+        List<ControllerConfig> controllers = new ArrayList<>();
+        Map<String, String> controllerNames = new HashMap<>();
+        Map<String, String> servedBy = new HashMap<>();
+        Set<String> sockets = new HashSet<>(Set.of(rpcSocket));
+        for (ConfigNode c : root.list("controllers")) {
+            ControllerConfig controller = controller(c, runDir, bdevs);
+            if (controllerNames.putIfAbsent(controller.name(), c.path()) != null) {
+                throw c.error(
+                        "name",
+                        "duplicate name '" + controller.name() + "' (also " + controllerNames.get(controller.name())
+                                + ")");
+            }
+            String other = servedBy.putIfAbsent(controller.bdev(), controller.name());
+            if (other != null) {
+                throw c.error("bdev", "bdev '" + controller.bdev() + "' is already served by controller '" + other + "'");
+            }
+            if (!sockets.add(controller.socket())) {
+                throw c.error("socket", "'" + controller.socket() + "' is already used by another socket");
+            }
+            controllers.add(controller);
+        }
+        return new VhostdConfig(runDir, rpcSocket, hugepages, bdevs, controllers, slave(root.child("slave")));
+    }
+
+    private static HugepagesConfig hugepages(ConfigNode node) throws ConfigException {
+        if (node == null) {
+            return HugepagesConfig.defaults();
+        }
+        node.requireMapping(HUGEPAGES_KEYS);
+        boolean enabled = node.bool("enabled", true);
+        long size = node.longValue("arena_size_bytes", HugepagesConfig.DEFAULT_ARENA_SIZE_BYTES);
+        if (size <= 0 || size % HugepagesConfig.HUGEPAGE_SIZE_BYTES != 0) {
+            throw node.error(
+                    "arena_size_bytes",
+                    "must be a positive multiple of " + HugepagesConfig.HUGEPAGE_SIZE_BYTES + " (2 MiB huge page), not "
+                            + size);
+        }
+        return new HugepagesConfig(enabled, size);
+    }
+
+    private static BdevConfig bdev(ConfigNode node) throws ConfigException {
+        node.requireMapping(BDEV_KEYS);
+        String name = name(node);
+        String type = node.requiredString("type");
+        if (FUTURE_BDEV_TYPES.contains(type)) {
+            // TODO(#3): null, malloc and nvme bdevs
+            throw node.error("type", "'" + type + "' is not supported yet");
+        }
+        if (!type.equals(BdevConfig.TYPE_FILE)) {
+            throw node.error("type", "unknown type '" + type + "' (file, null, malloc, nvme)");
+        }
+        String path = node.requiredString("path");
+        if (!Path.of(path).isAbsolute()) {
+            throw node.error("path", "must be an absolute path, not '" + path + "'");
+        }
+        long blockSizeValue = node.longValue("block_size", BdevConfig.DEFAULT_BLOCK_SIZE);
+        if (!BLOCK_SIZES.contains(blockSizeValue)) {
+            throw node.error("block_size", "must be 512, 1024, 2048 or 4096, not " + blockSizeValue);
+        }
+        int blockSize = (int) blockSizeValue;
+        boolean readOnly = node.bool("read_only", false);
+        boolean direct = node.bool("direct", false);
+        boolean sizeGiven = node.has("size_bytes");
+        long sizeBytes = node.longValue("size_bytes", 0);
+        if (sizeGiven && (sizeBytes <= 0 || sizeBytes % blockSize != 0)) {
+            throw node.error(
+                    "size_bytes",
+                    sizeBytes <= 0
+                            ? "must be positive, not " + sizeBytes
+                            : "must be a multiple of " + blockSize + " (block_size), not " + sizeBytes);
+        }
+        Path file = Path.of(path);
+        if (Files.exists(file)) {
+            if (!Files.isRegularFile(file)) {
+                throw node.error("path", "'" + path + "' exists and is not a regular file");
+            }
+            long actual;
+            try {
+                actual = Files.size(file);
+            } catch (IOException e) {
+                throw node.error("path", "cannot read the size of '" + path + "': " + e);
+            }
+            if (sizeGiven && actual != sizeBytes) {
+                throw node.error(
+                        "size_bytes",
+                        sizeBytes + " differs from the size of the existing file '" + path + "' (" + actual
+                                + " bytes)");
+            }
+            if (actual == 0 || actual % blockSize != 0) {
+                throw node.error(
+                        "path",
+                        "existing file '" + path + "' is " + actual + " bytes, not a positive multiple of " + blockSize
+                                + " (block_size)");
+            }
+            sizeBytes = actual;
+        } else {
+            if (!sizeGiven) {
+                throw node.error("size_bytes", "missing (file '" + path + "' does not exist, so its size must be given)");
+            }
+            if (readOnly) {
+                throw node.error("path", "file '" + path + "' does not exist, and a read_only bdev cannot create it");
+            }
+        }
+        return new BdevConfig(name, type, path, sizeBytes, readOnly, direct, blockSize);
+    }
+
+    private static ControllerConfig controller(ConfigNode node, String runDir, List<BdevConfig> bdevs)
+            throws ConfigException {
+        node.requireMapping(CONTROLLER_KEYS);
+        String name = name(node);
+        String type = node.requiredString("type");
+        if (!type.equals(ControllerConfig.TYPE_VHOST_USER_BLK)) {
+            throw node.error("type", "unknown type '" + type + "' (" + ControllerConfig.TYPE_VHOST_USER_BLK + ")");
+        }
+        String bdevName = node.requiredString("bdev");
+        BdevConfig bdev = bdevs.stream()
+                .filter(b -> b.name().equals(bdevName))
+                .findFirst()
+                .orElseThrow(() -> node.error("bdev", "no bdev named '" + bdevName + "'"));
+        String socket = socketPath(node, "socket", runDir, null);
+        int numQueues = node.intValue("num_queues", 1, 1, ControllerConfig.MAX_NUM_QUEUES);
+        int queueSizeMax = node.intValue(
+                "queue_size_max", ControllerConfig.DEFAULT_QUEUE_SIZE_MAX, 1, ControllerConfig.MAX_QUEUE_SIZE);
+        if (Integer.bitCount(queueSizeMax) != 1) {
+            throw node.error("queue_size_max", "must be a power of two, not " + queueSizeMax);
+        }
+        String serial = node.string("serial", null);
+        if (serial == null) {
+            serial = truncateUtf8(name, ControllerConfig.SERIAL_MAX_BYTES);
+        } else if (serial.getBytes(StandardCharsets.UTF_8).length > ControllerConfig.SERIAL_MAX_BYTES) {
+            throw node.error(
+                    "serial", "longer than " + ControllerConfig.SERIAL_MAX_BYTES + " bytes (VIRTIO_BLK_ID_BYTES)");
+        }
+        boolean readOnly = node.bool("read_only", bdev.readOnly());
+        if (bdev.readOnly() && !readOnly) {
+            throw node.error("read_only", "false, but bdev '" + bdevName + "' is read-only");
+        }
+        return new ControllerConfig(name, type, bdevName, socket, numQueues, queueSizeMax, serial, readOnly);
+    }
+
+    private static SlaveConfig slave(ConfigNode node) throws ConfigException {
+        if (node == null) {
+            return SlaveConfig.defaults();
+        }
+        node.requireMapping(SLAVE_KEYS);
+        List<String> javaOpts = new ArrayList<>();
+        for (ConfigNode opt : node.list("java_opts")) {
+            javaOpts.add(opt.asString());
+        }
+        int maxSegments =
+                node.intValue("max_segments", SlaveConfig.DEFAULT_MAX_SEGMENTS, 1, SlaveConfig.MAX_MAX_SEGMENTS);
+        return new SlaveConfig(javaOpts, maxSegments);
+    }
+
+    private static String name(ConfigNode node) throws ConfigException {
+        String name = node.requiredString("name");
+        if (!NAME.matcher(name).matches()) {
+            throw node.error("name", "'" + name + "' must be 1 to 64 characters of A-Z a-z 0-9 . _ : -");
+        }
+        return name;
+    }
+
+    /** A socket path: absolute, or relative to {@code runDir}; short enough for sockaddr_un. */
+    private static String socketPath(ConfigNode node, String key, String runDir, String defaultName)
+            throws ConfigException {
+        String value = defaultName == null ? node.requiredString(key) : node.string(key, defaultName);
+        String path = Path.of(runDir).resolve(value).normalize().toString();
+        int length = path.getBytes(StandardCharsets.UTF_8).length;
+        if (length > ControllerConfig.MAX_SOCKET_PATH_BYTES) {
+            throw node.error(
+                    key,
+                    "'" + path + "' is " + length + " bytes, longer than the " + ControllerConfig.MAX_SOCKET_PATH_BYTES
+                            + " a unix socket path may have (sun_path)");
+        }
+        return path;
+    }
+
+    /** The longest prefix of {@code s} whose UTF-8 encoding fits {@code maxBytes}, never splitting a character. */
+    static String truncateUtf8(String s, int maxBytes) {
+        int bytes = 0;
+        int end = 0;
+        while (end < s.length()) {
+            int cp = s.codePointAt(end);
+            int cpBytes = cp < 0x80 ? 1 : cp < 0x800 ? 2 : cp < 0x10000 ? 3 : 4;
+            if (bytes + cpBytes > maxBytes) {
+                break;
+            }
+            bytes += cpBytes;
+            end += Character.charCount(cp);
+        }
+        return s.substring(0, end);
+    }
+}

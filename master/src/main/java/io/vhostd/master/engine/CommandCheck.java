@@ -1,0 +1,101 @@
+package io.vhostd.master.engine;
+
+import static io.vhostd.shm.virtnvme.VirtNvmeOpcodes.NVME_OPC_DATASET_MANAGEMENT;
+import static io.vhostd.shm.virtnvme.VirtNvmeOpcodes.NVME_OPC_FLUSH;
+import static io.vhostd.shm.virtnvme.VirtNvmeOpcodes.NVME_OPC_READ;
+import static io.vhostd.shm.virtnvme.VirtNvmeOpcodes.NVME_OPC_WRITE;
+import static io.vhostd.shm.virtnvme.VirtNvmeOpcodes.NVME_OPC_WRITE_ZEROES;
+
+import io.vhostd.master.bdev.Bdev;
+import io.vhostd.shm.virtnvme.VirtNvmeQueuePair;
+import io.vhostd.shm.virtnvme.VirtNvmeStatus;
+import java.lang.foreign.MemorySegment;
+
+/**
+ * The checks a command from a slave (a peer process: untrusted) passes before the engine executes it: known opcode,
+ * the queue pair's volume, a byte range inside the bdev and aligned to 512 bytes, every segment inside a registered
+ * guest memory region, segment lengths adding up to the command's length. No allocation.
+ */
+public final class CommandCheck {
+    /** Byte granularity of offsets and lengths (the virtio-blk sector). */
+    public static final int SECTOR_BYTES = 512;
+
+    private CommandCheck() {}
+
+    /**
+     * Checks {@code command} and, for reads and writes, resolves each data segment to an address in this process
+     * (no {@code MemorySegment} is created per command).
+     *
+     * @param addresses out: native address of each data segment in this process
+     * @param lengths out: length of each data segment
+     * @return {@link VirtNvmeStatus#SUCCESS} or the status to complete the command with
+     */
+    public static int check(
+            VirtNvmeQueuePair.Command command,
+            Bdev bdev,
+            int nsid,
+            RegionTable regions,
+            long[] addresses,
+            long[] lengths) {
+        int opcode = command.opcode();
+        if (command.nsid() != nsid) {
+            return VirtNvmeStatus.INVALID_FIELD;
+        }
+        switch (opcode) {
+            case NVME_OPC_FLUSH:
+                return VirtNvmeStatus.SUCCESS;
+            case NVME_OPC_READ:
+            case NVME_OPC_WRITE:
+                break;
+            case NVME_OPC_WRITE_ZEROES:
+            case NVME_OPC_DATASET_MANAGEMENT:
+                if (bdev.readOnly()) {
+                    return VirtNvmeStatus.WRITE_FAULT;
+                }
+                return checkRange(command.offsetBytes(), Integer.toUnsignedLong(command.lengthBytes()), bdev);
+            default:
+                return VirtNvmeStatus.INVALID_OPCODE;
+        }
+        if (opcode == NVME_OPC_WRITE && bdev.readOnly()) {
+            return VirtNvmeStatus.WRITE_FAULT;
+        }
+        long length = Integer.toUnsignedLong(command.lengthBytes());
+        int status = checkRange(command.offsetBytes(), length, bdev);
+        if (status != VirtNvmeStatus.SUCCESS) {
+            return status;
+        }
+        int count = command.segmentCount();
+        if (count <= 0 || count > addresses.length) {
+            return VirtNvmeStatus.INVALID_FIELD;
+        }
+        long total = 0;
+        for (int i = 0; i < count; i++) {
+            MemorySegment region = regions.lookup(command.segmentRegionId(i));
+            long segOffset = command.segmentRegionOffset(i);
+            long segLength = Integer.toUnsignedLong(command.segmentLengthBytes(i));
+            // untrusted: the segment must lie inside the region (overflow-safe form of offset + length <= size)
+            if (region == null
+                    || segLength == 0
+                    || segOffset < 0
+                    || segOffset > region.byteSize()
+                    || segLength > region.byteSize() - segOffset) {
+                return VirtNvmeStatus.DATA_TRANSFER_ERROR;
+            }
+            addresses[i] = region.address() + segOffset;
+            lengths[i] = segLength;
+            total += segLength;
+        }
+        return total == length ? VirtNvmeStatus.SUCCESS : VirtNvmeStatus.INVALID_FIELD;
+    }
+
+    private static int checkRange(long offset, long length, Bdev bdev) {
+        if (length == 0 || offset % SECTOR_BYTES != 0 || length % SECTOR_BYTES != 0) {
+            return VirtNvmeStatus.INVALID_FIELD;
+        }
+        // overflow-safe: offset + length <= size
+        if (offset < 0 || offset > bdev.sizeBytes() || length > bdev.sizeBytes() - offset) {
+            return VirtNvmeStatus.LBA_OUT_OF_RANGE;
+        }
+        return VirtNvmeStatus.SUCCESS;
+    }
+}

@@ -1,0 +1,9 @@
+/**
+ * The master's device engine (DESIGN §1, §2): per bdev one thread that takes VirtNvme commands from every attached
+ * queue pair, executes them against the bdev's fd with io_uring (or a pread/pwrite thread pool where io_uring is
+ * unavailable) directly into guest memory, and posts completions. No protocol parsing and no guest logic here: only
+ * the checks that keep a command inside the bdev and inside the guest memory the slave registered.
+ *
+ * <p>Role: master.
+ */
+package io.vhostd.master.engine;

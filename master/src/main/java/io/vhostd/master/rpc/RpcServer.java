@@ -1,0 +1,329 @@
+package io.vhostd.master.rpc;
+
+import com.fasterxml.jackson.core.JsonFactory;
+import com.fasterxml.jackson.core.JsonProcessingException;
+import com.fasterxml.jackson.core.StreamReadConstraints;
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.json.JsonMapper;
+import com.fasterxml.jackson.databind.node.ArrayNode;
+import com.fasterxml.jackson.databind.node.JsonNodeFactory;
+import com.fasterxml.jackson.databind.node.NullNode;
+import io.vertx.core.Context;
+import io.vertx.core.Future;
+import io.vertx.core.Vertx;
+import io.vertx.core.buffer.Buffer;
+import io.vertx.core.net.NetServer;
+import io.vertx.core.net.NetServerOptions;
+import io.vertx.core.net.NetSocket;
+import io.vertx.core.net.SocketAddress;
+import io.vhostd.rpc.RpcSpec;
+import java.io.IOException;
+import java.net.ConnectException;
+import java.net.StandardProtocolFamily;
+import java.net.UnixDomainSocketAddress;
+import java.nio.channels.SocketChannel;
+import java.nio.file.Files;
+import java.nio.file.LinkOption;
+import java.nio.file.Path;
+import java.nio.file.attribute.PosixFilePermissions;
+import java.util.ArrayDeque;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Objects;
+import java.util.Set;
+import java.util.TreeSet;
+import java.util.concurrent.ConcurrentHashMap;
+
+/**
+ * The master's JSON-RPC 2.0 server on a unix socket (wire format: {@code rpc-spec/spec/rpc-wire.md}).
+ *
+ * <p>It serves exactly the methods of {@code openrpc.json}: {@link #start()} fails unless a handler is {@link
+ * #register registered} for every method the description lists (other than {@value #RPC_GET_METHODS}, which the server
+ * answers itself) and for no other. Every request's params are checked against the description before its handler
+ * runs. Handlers run on Vert.x worker threads; each connection runs one request at a time and is answered in order.
+ *
+ * <p>Untrusted input: a request may be at most {@value #MAX_REQUEST_BYTES} bytes (else {@code request_too_large},
+ * then the connection closes), nest at most {@value #MAX_NESTING_DEPTH} deep and batch at most {@value
+ * #MAX_BATCH_REQUESTS} requests; malformed JSON is answered {@code parse_error} and the connection closes (a stream
+ * has no resync point). At most {@value #MAX_CONNECTIONS} connections are served at once.
+ *
+ * <p>The socket is mode 0600 (set right after listening; its parent directory is created 0700 if missing). A socket
+ * file left by a dead master is removed before listening; if a master answers on it, {@link #start()} fails.
+ */
+public final class RpcServer {
+    /** Largest request in bytes, counting the whitespace before it. */
+    public static final int MAX_REQUEST_BYTES = 1 << 20;
+
+    /** Deepest nesting of arrays and objects in a request. */
+    public static final int MAX_NESTING_DEPTH = 64;
+
+    /** Most requests in one batch. */
+    public static final int MAX_BATCH_REQUESTS = 256;
+
+    /** Most connections served at once; more are closed on accept. */
+    public static final int MAX_CONNECTIONS = 64;
+
+    /** The method the server answers itself: the names of the methods it serves. */
+    public static final String RPC_GET_METHODS = "rpc_get_methods";
+
+    // a connection stops reading when this many requests wait for their turn (bounds memory per connection)
+    private static final int MAX_QUEUED_REQUESTS = 8;
+
+    private static final System.Logger LOG = System.getLogger(RpcServer.class.getName());
+
+    private final Vertx vertx;
+    private final Path socketPath;
+    private final RpcSpec spec;
+    private final ObjectMapper mapper;
+    private final Map<String, RpcMethod> methods = new LinkedHashMap<>();
+    private final Set<Connection> connections = ConcurrentHashMap.newKeySet();
+    private NetServer server;
+    private boolean started;
+
+    /**
+     * @param vertx the Vert.x instance whose event loop and worker pool serve the socket
+     * @param socketPath where to listen
+     * @param spec the description of the methods to serve
+     */
+    public RpcServer(Vertx vertx, Path socketPath, RpcSpec spec) {
+        this.vertx = Objects.requireNonNull(vertx, "vertx");
+        this.socketPath = Objects.requireNonNull(socketPath, "socketPath");
+        this.spec = Objects.requireNonNull(spec, "spec");
+        JsonFactory factory = JsonFactory.builder()
+                .streamReadConstraints(StreamReadConstraints.builder()
+                        .maxNestingDepth(MAX_NESTING_DEPTH)
+                        .build())
+                .build();
+        this.mapper = JsonMapper.builder(factory).build();
+        methods.put(RPC_GET_METHODS, params -> {
+            ArrayNode names = JsonNodeFactory.instance.arrayNode();
+            spec.methodNames().forEach(names::add);
+            return names;
+        });
+    }
+
+    /** The socket path this server listens (or will listen) on. */
+    public Path socketPath() {
+        return socketPath;
+    }
+
+    /**
+     * Registers the handler of {@code method}.
+     *
+     * @throws IllegalArgumentException if a handler is already registered for {@code method}
+     * @throws IllegalStateException if the server was started
+     */
+    public synchronized void register(String method, RpcMethod handler) {
+        Objects.requireNonNull(method, "method");
+        Objects.requireNonNull(handler, "handler");
+        if (started) {
+            throw new IllegalStateException("register(" + method + ") after start()");
+        }
+        if (methods.putIfAbsent(method, handler) != null) {
+            throw new IllegalArgumentException("a handler for " + method + " is already registered");
+        }
+    }
+
+    /**
+     * Checks the registered methods against the description, prepares the socket path and listens.
+     *
+     * @return completes when the socket accepts connections; fails with {@link IllegalStateException} if the methods
+     *     differ from the description (naming the missing and the extra ones), if another server answers on the
+     *     socket, or if the path exists and is not a socket; with {@link IOException} if the path cannot be prepared
+     *     or chmod-ed; with Vert.x's error if listening fails
+     */
+    public synchronized Future<Void> start() {
+        if (started) {
+            return Future.failedFuture(new IllegalStateException("RPC server already started"));
+        }
+        Set<String> missing = new TreeSet<>(spec.methodNames());
+        missing.removeAll(methods.keySet());
+        Set<String> extra = new TreeSet<>(methods.keySet());
+        extra.removeAll(spec.methodNames());
+        if (!missing.isEmpty() || !extra.isEmpty()) {
+            return Future.failedFuture(new IllegalStateException("registered RPC methods differ from openrpc.json:"
+                    + (missing.isEmpty() ? "" : " no handler for " + missing + ";")
+                    + (extra.isEmpty() ? "" : " not described: " + extra + ";")));
+        }
+        try {
+            prepareSocketPath();
+        } catch (IOException | IllegalStateException e) {
+            return Future.failedFuture(e);
+        }
+        started = true;
+        RpcDispatcher dispatcher = new RpcDispatcher(spec, methods, MAX_BATCH_REQUESTS);
+        // keep the reference and close it in stop(): Vert.x closes a server that is garbage-collected (JAVA-DEPS.md)
+        server = vertx.createNetServer(new NetServerOptions()).connectHandler(socket -> accept(socket, dispatcher));
+        return server.listen(SocketAddress.domainSocketAddress(socketPath.toString()))
+                .compose(listening -> {
+                    try {
+                        Files.setPosixFilePermissions(socketPath, PosixFilePermissions.fromString("rw-------"));
+                    } catch (IOException e) {
+                        return server.close().transform(ignored -> Future.<Void>failedFuture(e));
+                    }
+                    LOG.log(System.Logger.Level.INFO, "RPC server listening on " + socketPath);
+                    return Future.<Void>succeededFuture();
+                });
+    }
+
+    /** Closes the listening socket and every connection, then removes the socket file. Idempotent. */
+    public synchronized Future<Void> stop() {
+        NetServer closing = server;
+        server = null;
+        if (closing == null) {
+            return Future.succeededFuture();
+        }
+        return closing.close().andThen(ignored -> {
+            connections.forEach(c -> c.socket.close());
+            try {
+                Files.deleteIfExists(socketPath);
+            } catch (IOException e) {
+                LOG.log(System.Logger.Level.WARNING, "cannot remove " + socketPath + ": " + e.getMessage());
+            }
+        });
+    }
+
+    private void prepareSocketPath() throws IOException {
+        Path parent = socketPath.toAbsolutePath().getParent();
+        if (parent != null && !Files.isDirectory(parent)) {
+            Files.createDirectories(
+                    parent, PosixFilePermissions.asFileAttribute(PosixFilePermissions.fromString("rwx------")));
+        }
+        if (!Files.exists(socketPath, LinkOption.NOFOLLOW_LINKS)) {
+            return;
+        }
+        int mode = (Integer) Files.getAttribute(socketPath, "unix:mode", LinkOption.NOFOLLOW_LINKS);
+        // S_IFMT / S_IFSOCK from <sys/stat.h>: never remove what is not a socket
+        if ((mode & 0170000) != 0140000) {
+            throw new IllegalStateException(socketPath + " exists and is not a socket; refusing to replace it");
+        }
+        try (SocketChannel probe = SocketChannel.open(StandardProtocolFamily.UNIX)) {
+            probe.connect(UnixDomainSocketAddress.of(socketPath));
+            throw new IllegalStateException("another server (a running master?) answers on " + socketPath);
+        } catch (ConnectException e) {
+            // ECONNREFUSED: nobody listens, the file is left over from a dead master
+            LOG.log(System.Logger.Level.INFO, "removing stale socket " + socketPath);
+            Files.delete(socketPath);
+        }
+    }
+
+    private void accept(NetSocket socket, RpcDispatcher dispatcher) {
+        if (connections.size() >= MAX_CONNECTIONS) {
+            LOG.log(System.Logger.Level.WARNING, "RPC: " + MAX_CONNECTIONS + " connections open, refusing another");
+            socket.close();
+            return;
+        }
+        Connection connection = new Connection(socket, vertx.getOrCreateContext(), dispatcher);
+        connections.add(connection);
+        socket.closeHandler(ignored -> connections.remove(connection));
+        socket.handler(connection::onData);
+        socket.drainHandler(ignored -> connection.updateFlow());
+        socket.exceptionHandler(e -> LOG.log(System.Logger.Level.DEBUG, "RPC connection: " + e));
+    }
+
+    /** One client connection; all fields are touched only on its event loop. */
+    private final class Connection {
+        private final NetSocket socket;
+        private final Context context;
+        private final RpcDispatcher dispatcher;
+        private final JsonStreamSplitter splitter = new JsonStreamSplitter(mapper, MAX_REQUEST_BYTES);
+        private final ArrayDeque<JsonStreamSplitter.Frame> queue = new ArrayDeque<>();
+        private final List<JsonStreamSplitter.Frame> parsed = new ArrayList<>();
+        private boolean busy;
+        private boolean closing;
+        private boolean closeScheduled;
+        private Future<Void> lastWrite = Future.succeededFuture();
+
+        Connection(NetSocket socket, Context context, RpcDispatcher dispatcher) {
+            this.socket = socket;
+            this.context = context;
+            this.dispatcher = dispatcher;
+        }
+
+        void onData(Buffer data) {
+            if (closing) {
+                return;
+            }
+            byte[] bytes = data.getBytes();
+            splitter.feed(bytes, 0, bytes.length, parsed);
+            queue.addAll(parsed);
+            parsed.clear();
+            closing = splitter.failed();
+            updateFlow();
+            pump();
+        }
+
+        /** Answers queued requests one at a time, in order; closes after the last answer once the stream broke. */
+        private void pump() {
+            while (!busy) {
+                JsonStreamSplitter.Frame frame = queue.poll();
+                if (frame == null) {
+                    if (closing && !closeScheduled) {
+                        closeScheduled = true;
+                        // close only after the final answer has been written
+                        lastWrite.onComplete(ignored -> socket.close());
+                    }
+                    return;
+                }
+                switch (frame) {
+                    case JsonStreamSplitter.Failure failure ->
+                        write(serialize(
+                                RpcDispatcher.error(NullNode.getInstance(), failure.code(), failure.message())));
+                    case JsonStreamSplitter.Value value -> {
+                        busy = true;
+                        context.<byte[]>executeBlocking(() -> serialize(dispatcher.dispatch(value.json())), false)
+                                .onComplete(answered -> {
+                                    busy = false;
+                                    if (answered.succeeded()) {
+                                        if (answered.result() != null) {
+                                            write(answered.result());
+                                        }
+                                    } else {
+                                        LOG.log(
+                                                System.Logger.Level.ERROR,
+                                                "RPC request failed; closing the connection",
+                                                answered.cause());
+                                        queue.clear();
+                                        closing = true;
+                                    }
+                                    updateFlow();
+                                    pump();
+                                });
+                    }
+                }
+            }
+        }
+
+        private void write(byte[] bytes) {
+            lastWrite = socket.write(Buffer.buffer(bytes));
+        }
+
+        /** Reads only while few requests wait and the peer keeps reading its answers. */
+        void updateFlow() {
+            if (!closing && queue.size() < MAX_QUEUED_REQUESTS && !socket.writeQueueFull()) {
+                socket.resume();
+            } else {
+                socket.pause();
+            }
+        }
+
+        /** The response and its newline, or null when there is nothing to send. */
+        private byte[] serialize(JsonNode response) {
+            if (response == null) {
+                return null;
+            }
+            try {
+                byte[] json = mapper.writeValueAsBytes(response);
+                byte[] framed = Arrays.copyOf(json, json.length + 1);
+                framed[json.length] = '\n';
+                return framed;
+            } catch (JsonProcessingException e) {
+                throw new IllegalStateException("cannot serialise an RPC response", e);
+            }
+        }
+    }
+}

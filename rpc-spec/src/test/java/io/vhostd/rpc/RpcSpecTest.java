@@ -1,0 +1,131 @@
+package io.vhostd.rpc;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.Set;
+import java.util.stream.Stream;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.Timeout;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.Arguments;
+import org.junit.jupiter.params.provider.MethodSource;
+
+@Timeout(10)
+class RpcSpecTest {
+    private static final RpcSpec SPEC = RpcSpec.load();
+
+    @Test
+    void shouldDescribeServedMethodsWhenLoadedFromClasspath() {
+        assertEquals(Set.of("bdev_get_bdevs", "vhost_get_controllers", "rpc_get_methods"), SPEC.methodNames());
+        assertEquals("1.2.6", SPEC.document().path("openrpc").asText());
+        assertFalse(SPEC.version().isEmpty());
+    }
+
+    @Test
+    void shouldPackageTheModuleFileWhenBuilt() throws Exception {
+        // one copy: the classpath resource is rpc-spec/openrpc.json itself
+        Path source = Path.of("openrpc.json");
+        if (Files.exists(source)) {
+            assertEquals(Json.MAPPER.readTree(source.toFile()), SPEC.document());
+        }
+    }
+
+    @Test
+    void shouldDocumentEveryMethodAndParamWhenLoaded() {
+        for (RpcSpec.Method m : SPEC.methods()) {
+            // SPDK's convention: <area>_<verb>_<object>, snake_case
+            assertTrue(m.name().matches("[a-z]+_(get|set|create|delete|start|stop|attach|detach)_[a-z_]+"), m.name());
+            assertFalse(m.summary().isBlank(), m.name());
+            assertFalse(m.description().isBlank(), m.name());
+            assertFalse(m.resultDescription().isBlank(), m.name());
+            for (RpcSpec.Param p : m.params()) {
+                assertFalse(p.description().isBlank(), m.name() + "." + p.name());
+                assertTrue(p.schema().has("type") || p.schema().has("$ref"), m.name() + "." + p.name());
+            }
+            for (String error : m.errorNames()) {
+                assertTrue(RpcErrorCode.fromWireName(error).isPresent(), m.name() + " names unknown error " + error);
+            }
+        }
+    }
+
+    @Test
+    void shouldNameEveryResultFieldWhenMethodListsObjects() {
+        JsonNode bdev = SPEC.document().path("components").path("schemas").path("Bdev");
+        for (String field :
+                new String[] {"name", "type", "path", "size_bytes", "block_size", "num_blocks", "read_only", "engine"
+                }) {
+            assertTrue(bdev.path("properties").has(field), "Bdev." + field);
+        }
+        JsonNode controller = SPEC.document().path("components").path("schemas").path("Controller");
+        for (String field : new String[] {"name", "type", "bdev", "socket", "num_queues", "slave_pid", "sessions"}) {
+            assertTrue(controller.path("properties").has(field), "Controller." + field);
+        }
+    }
+
+    static Stream<Arguments> goodParams() {
+        return Stream.of(
+                Arguments.of("bdev_get_bdevs", null, "{}"),
+                Arguments.of("bdev_get_bdevs", "{}", "{}"),
+                Arguments.of("bdev_get_bdevs", "{\"name\":\"disk0\"}", "{\"name\":\"disk0\"}"),
+                Arguments.of("vhost_get_controllers", "{\"name\":\"c\"}", "{\"name\":\"c\"}"),
+                Arguments.of("rpc_get_methods", "null", "{}"));
+    }
+
+    @ParameterizedTest
+    @MethodSource("goodParams")
+    void shouldAcceptParamsWhenTheyMatchTheSpec(String method, String params, String normalised) throws Exception {
+        JsonNode in = params == null ? null : Json.MAPPER.readTree(params);
+        assertEquals(Json.MAPPER.readTree(normalised), SPEC.checkParams(method, in));
+    }
+
+    static Stream<Arguments> badParams() {
+        return Stream.of(
+                Arguments.of("bdev_get_bdevs", "[\"disk0\"]", RpcErrorCode.INVALID_PARAMS, "by name"),
+                Arguments.of("bdev_get_bdevs", "{\"name\":5}", RpcErrorCode.INVALID_PARAMS, "'name' must be a string"),
+                Arguments.of("bdev_get_bdevs", "{\"nmae\":\"x\"}", RpcErrorCode.INVALID_PARAMS, "unknown param 'nmae'"),
+                Arguments.of("rpc_get_methods", "{\"x\":1}", RpcErrorCode.INVALID_PARAMS, "takes: no params"),
+                Arguments.of("bdev_nope", "{}", RpcErrorCode.METHOD_NOT_FOUND, "bdev_nope"));
+    }
+
+    @ParameterizedTest
+    @MethodSource("badParams")
+    void shouldRejectParamsWhenTheyBreakTheSpec(String method, String params, RpcErrorCode code, String says)
+            throws Exception {
+        RpcException e = assertThrows(RpcException.class, () -> SPEC.checkParams(method, Json.MAPPER.readTree(params)));
+        assertEquals(code.code(), e.error().code());
+        assertTrue(e.error().message().contains(says), e.error().message());
+    }
+
+    @Test
+    void shouldCheckRequiredEnumAndRangeWhenSchemaSaysSo() throws Exception {
+        RpcSpec spec = RpcSpec.parse(Json.MAPPER.readTree("""
+                {"openrpc":"1.2.6","info":{"title":"t","version":"1"},"methods":[
+                  {"name":"x_set_y","summary":"s","description":"d","params":[
+                    {"name":"n","description":"d","required":true,"schema":{"type":"integer","minimum":1,"maximum":64}},
+                    {"name":"k","description":"d","schema":{"type":"string","enum":["a","b"]}}],
+                   "result":{"name":"r","description":"d","schema":{}}}],
+                 "components":{"errors":{}}}
+                """));
+        assertEquals(Set.of("x_set_y"), spec.methodNames());
+        spec.checkParams("x_set_y", Json.MAPPER.readTree("{\"n\":64,\"k\":\"a\"}"));
+        for (String bad : new String[] {"{}", "{\"n\":0}", "{\"n\":65}", "{\"n\":1.5}", "{\"n\":1,\"k\":\"c\"}"}) {
+            RpcException e =
+                    assertThrows(RpcException.class, () -> spec.checkParams("x_set_y", Json.MAPPER.readTree(bad)), bad);
+            assertEquals(RpcErrorCode.INVALID_PARAMS.code(), e.error().code(), bad);
+        }
+    }
+
+    @Test
+    void shouldFailLoudlyWhenDocumentMalformed() throws Exception {
+        assertThrows(
+                IllegalArgumentException.class,
+                () -> RpcSpec.parse(Json.MAPPER.readTree("{\"info\":{\"version\":\"1\"},\"methods\":[{}]}")));
+        assertThrows(IllegalArgumentException.class, () -> RpcSpec.parse(Json.MAPPER.readTree("{\"info\":{}}")));
+    }
+}

@@ -1,0 +1,89 @@
+package io.vhostd.vhost.backend;
+
+import io.vhostd.vhost.virtio.GuestMemory;
+import io.vhostd.vhost.virtio.GuestMemoryRegion;
+import io.vhostd.vhost.virtio.SplitVirtqueue;
+import java.util.List;
+
+/**
+ * What the back-end needs from the device model and the data path; the slave implements it. Every method is called
+ * on the connection's thread (the one running {@link VhostUserBackend#run()}), one at a time. An exception thrown by a
+ * method fails the message that caused the call (the front-end gets the failure reply) unless its Javadoc says
+ * otherwise.
+ */
+public interface VhostUserDevice {
+    /**
+     * Virtio feature bits offered (device + ring), for {@code VHOST_USER_GET_FEATURES}. The back-end adds {@code
+     * VHOST_USER_F_PROTOCOL_FEATURES} and removes what it cannot serve ({@link VhostUserBackend#UNSUPPORTED_FEATURES}).
+     */
+    long features();
+
+    /**
+     * Protocol features offered; the back-end keeps those it implements ({@link
+     * VhostUserBackend#SUPPORTED_PROTOCOL_FEATURES}).
+     */
+    long protocolFeatures();
+
+    /** Number of virtqueues ({@code VHOST_USER_GET_QUEUE_NUM}); queue indexes are 0 .. maxQueues - 1, at most 256. */
+    int maxQueues();
+
+    /** Memory slots ({@code VHOST_USER_GET_MAX_MEM_SLOTS}); also the most regions the back-end maps at once. */
+    int maxMemSlots();
+
+    /**
+     * The device config space; {@code VHOST_USER_GET_CONFIG} returns the requested offset/size window of it (a window
+     * outside it fails).
+     */
+    byte[] config();
+
+    /** Features negotiated by {@code VHOST_USER_SET_FEATURES}, after validation (a subset of those offered). */
+    void featuresNegotiated(long features);
+
+    /**
+     * New guest memory is about to be used. No queue runs during the call (the back-end stopped them and restarts
+     * them after). The removed regions are still mapped until this returns; then the back-end unmaps them and closes
+     * their fds. Throwing fails the message and keeps the old memory.
+     *
+     * @param memory the new memory table
+     * @param added regions mapped for this table
+     * @param removed regions of the old table that this one no longer has
+     */
+    void memoryChanged(GuestMemory memory, List<GuestMemoryRegion> added, List<GuestMemoryRegion> removed);
+
+    /**
+     * The ring is started and enabled: begin processing. The fds belong to the back-end (do not close them); they stay
+     * valid until {@link #stopQueue} returns.
+     *
+     * @param queueIndex the virtqueue
+     * @param vq the ring, with {@code lastAvailIdx} from {@code VHOST_USER_SET_VRING_BASE} (or the last stop) and
+     *     {@code usedIdx} from the used ring in guest memory
+     * @param kickFd eventfd the front-end signals on new buffers, or -1 (poll the ring)
+     * @param callFd eventfd to signal used buffers, or -1 (the front-end polls)
+     * @param errFd eventfd to signal errors, or -1
+     */
+    void startQueue(int queueIndex, SplitVirtqueue vq, int kickFd, int callFd, int errFd);
+
+    /**
+     * Stop fetching from the ring, wait until its in-flight requests completed (used ring published) and return the
+     * next avail index to process (u16), for {@code VHOST_USER_GET_VRING_BASE} and a later restart.
+     */
+    int stopQueue(int queueIndex);
+
+    /**
+     * The back-end received and now holds {@code fd} (for fd custody, DESIGN §3).
+     *
+     * @param what {@code "connection"}, {@code "kick"}, {@code "call"}, {@code "err"}, {@code "mem"} or {@code
+     *     "backend_req"}
+     * @param index queue index for kick/call/err, region id for mem, 0 otherwise
+     */
+    default void fdReceived(String what, int index, int fd) {}
+
+    /** The back-end is about to close {@code fd} (same {@code what}/{@code index} as {@link #fdReceived}). */
+    default void fdReleased(String what, int index, int fd) {}
+
+    /**
+     * The connection ended (EOF or a fatal error): every queue has been stopped. Memory is unmapped after this
+     * returns. An exception here is logged, not propagated.
+     */
+    void disconnected();
+}

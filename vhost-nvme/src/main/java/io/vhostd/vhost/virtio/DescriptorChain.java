@@ -1,0 +1,257 @@
+package io.vhostd.vhost.virtio;
+
+/**
+ * A popped descriptor chain, translated to (region, offset, length) segments in chain order.
+ *
+ * <p>Reusable: preallocated for {@code maxSegments} and refilled by each {@link SplitVirtqueue#pop}; no allocation
+ * per pop. Not thread-safe (one owner, the queue's agent). A descriptor that crosses a region boundary becomes
+ * several segments, as does one longer than {@link #MAX_SEGMENT_BYTES}; zero-length descriptors are rejected, so
+ * every segment has {@code lengthBytes(i) > 0}. Device-readable segments always precede device-writable ones.
+ *
+ * <p>If {@link #error()} is not {@link ChainError#OK} the chain is malformed: {@link #head()} is the head index (or
+ * -1 if the avail ring entry itself was out of range) and the segments parsed before the error are kept.
+ */
+public final class DescriptorChain {
+
+    /** Longest single segment: longer descriptors are split so that lengths fit an {@code int}. */
+    public static final int MAX_SEGMENT_BYTES = 1 << 30;
+
+    private final int capacity;
+    private final int[] regionIndex;
+    private final int[] regionId;
+    private final long[] regionOffset;
+    private final long[] gpa;
+    private final int[] lengthBytes;
+    private final boolean[] deviceWritable;
+
+    private int head = -1;
+    private int segmentCount;
+    private long readableBytes;
+    private long writableBytes;
+    private int descriptorCount;
+    private boolean indirect;
+    private int error;
+
+    /**
+     * @param maxSegments how many segments this chain can hold (&gt;= 1)
+     */
+    public DescriptorChain(int maxSegments) {
+        if (maxSegments < 1) {
+            throw new IllegalArgumentException("maxSegments must be >= 1, got " + maxSegments);
+        }
+        capacity = maxSegments;
+        regionIndex = new int[maxSegments];
+        regionId = new int[maxSegments];
+        regionOffset = new long[maxSegments];
+        gpa = new long[maxSegments];
+        lengthBytes = new int[maxSegments];
+        deviceWritable = new boolean[maxSegments];
+    }
+
+    /** How many segments this chain can hold. */
+    public int capacity() {
+        return capacity;
+    }
+
+    /** Head descriptor index (the id returned in the used ring), or -1 if the avail ring entry was out of range. */
+    public int head() {
+        return head;
+    }
+
+    /** Number of segments. */
+    public int segmentCount() {
+        return segmentCount;
+    }
+
+    /** Index of segment {@code i}'s region in the {@link GuestMemory} it was translated with. */
+    public int regionIndex(int i) {
+        checkIndex(i);
+        return regionIndex[i];
+    }
+
+    /** {@link GuestMemoryRegion#regionId()} of segment {@code i}'s region. */
+    public int regionId(int i) {
+        checkIndex(i);
+        return regionId[i];
+    }
+
+    /** Byte offset of segment {@code i} in its region. */
+    public long regionOffset(int i) {
+        checkIndex(i);
+        return regionOffset[i];
+    }
+
+    /** Guest physical address of segment {@code i}. */
+    public long gpa(int i) {
+        checkIndex(i);
+        return gpa[i];
+    }
+
+    /** Length of segment {@code i}, in (0, {@link #MAX_SEGMENT_BYTES}]. */
+    public int lengthBytes(int i) {
+        checkIndex(i);
+        return lengthBytes[i];
+    }
+
+    /** Is segment {@code i} device-writable (VIRTQ_DESC_F_WRITE)? */
+    public boolean deviceWritable(int i) {
+        checkIndex(i);
+        return deviceWritable[i];
+    }
+
+    /** Total bytes of the device-readable segments. */
+    public long readableBytes() {
+        return readableBytes;
+    }
+
+    /** Total bytes of the device-writable segments. */
+    public long writableBytes() {
+        return writableBytes;
+    }
+
+    /** Number of descriptors walked, direct and indirect (the indirect table's own descriptor included). */
+    public int descriptorCount() {
+        return descriptorCount;
+    }
+
+    /** Did the chain use an indirect table? */
+    public boolean indirect() {
+        return indirect;
+    }
+
+    /** {@link ChainError} code, {@link ChainError#OK} if well-formed. */
+    public int error() {
+        return error;
+    }
+
+    /** {@link ChainError#name(int)} of {@link #error()}. */
+    public String errorName() {
+        return ChainError.name(error);
+    }
+
+    /** Index of the first device-writable segment, or {@link #segmentCount()} if there is none. */
+    public int firstWritableSegment() {
+        for (int i = 0; i < segmentCount; i++) {
+            if (deviceWritable[i]) {
+                return i;
+            }
+        }
+        return segmentCount;
+    }
+
+    // ---- filled by the virtqueue (same package) ----
+
+    void reset(int headIndex) {
+        head = headIndex;
+        segmentCount = 0;
+        readableBytes = 0;
+        writableBytes = 0;
+        descriptorCount = 0;
+        indirect = false;
+        error = ChainError.OK;
+    }
+
+    void fail(int errorCode) {
+        error = errorCode;
+    }
+
+    void countDescriptor() {
+        descriptorCount++;
+    }
+
+    void markIndirect() {
+        indirect = true;
+    }
+
+    boolean hasWritable() {
+        return writableBytes != 0;
+    }
+
+    /**
+     * Translates one buffer and appends it as one or more segments.
+     *
+     * @param len buffer length, in [1, 2^32)
+     * @param limit segment cap for this pop (&lt;= capacity)
+     * @return {@link ChainError#OK}, or the error with nothing of this buffer appended (the chain is not marked
+     *     failed here)
+     */
+    int addBuffer(GuestMemory memory, long addr, long len, boolean writable, int limit) {
+        // untrusted addr/len: the last byte addr + len - 1 must not pass 2^64 - 1 (len >= 1 and a u32)
+        if (Long.compareUnsigned(addr + len - 1, addr) < 0) {
+            return ChainError.LENGTH_OVERFLOW;
+        }
+        // virtio 1.2 §2.7.5.2: drivers MUST NOT add a chain longer than 2^32 bytes in total
+        if (readableBytes + writableBytes + len > 1L << 32) {
+            return ChainError.LENGTH_OVERFLOW;
+        }
+        int firstSegment = segmentCount;
+        long cursor = addr;
+        long remaining = len;
+        while (remaining > 0) {
+            int index = memory.regionIndexContaining(cursor);
+            if (index < 0) {
+                return rollBack(firstSegment, ChainError.ADDRESS_NOT_MAPPED);
+            }
+            GuestMemoryRegion r = memory.region(index);
+            long offset = cursor - r.guestPhysAddr();
+            long piece = Math.min(Math.min(remaining, r.sizeBytes() - offset), MAX_SEGMENT_BYTES);
+            if (segmentCount >= limit) {
+                return rollBack(firstSegment, ChainError.TOO_MANY_SEGMENTS);
+            }
+            int s = segmentCount++;
+            regionIndex[s] = index;
+            regionId[s] = r.regionId();
+            regionOffset[s] = offset;
+            gpa[s] = cursor;
+            lengthBytes[s] = (int) piece;
+            deviceWritable[s] = writable;
+            if (writable) {
+                writableBytes += piece;
+            } else {
+                readableBytes += piece;
+            }
+            cursor += piece;
+            remaining -= piece;
+        }
+        return ChainError.OK;
+    }
+
+    /** Drops the segments appended since {@code firstSegment} (a buffer that failed half-way). */
+    private int rollBack(int firstSegment, int errorCode) {
+        for (int s = segmentCount - 1; s >= firstSegment; s--) {
+            if (deviceWritable[s]) {
+                writableBytes -= lengthBytes[s];
+            } else {
+                readableBytes -= lengthBytes[s];
+            }
+        }
+        segmentCount = firstSegment;
+        return errorCode;
+    }
+
+    private void checkIndex(int i) {
+        if (i < 0 || i >= segmentCount) {
+            throw new IndexOutOfBoundsException("segment " + i + " of " + segmentCount);
+        }
+    }
+
+    @Override
+    public String toString() {
+        StringBuilder sb = new StringBuilder("DescriptorChain[head=")
+                .append(head)
+                .append(", error=")
+                .append(errorName())
+                .append(", segments=");
+        for (int i = 0; i < segmentCount; i++) {
+            sb.append(i == 0 ? "" : " ")
+                    .append(deviceWritable[i] ? 'W' : 'R')
+                    .append("#")
+                    .append(regionId[i])
+                    .append("+0x")
+                    .append(Long.toHexString(regionOffset[i]))
+                    .append(':')
+                    .append(lengthBytes[i]);
+        }
+        return sb.append(']').toString();
+    }
+}

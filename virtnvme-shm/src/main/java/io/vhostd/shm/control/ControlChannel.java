@@ -1,0 +1,134 @@
+package io.vhostd.shm.control;
+
+import com.fasterxml.jackson.databind.DeserializationFeature;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.PropertyNamingStrategies;
+import io.vhostd.shm.linux.Socket;
+import io.vhostd.shm.linux.Unistd;
+import java.io.IOException;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+
+/**
+ * One end of the control channel: a connected {@code SOCK_SEQPACKET} socket, one JSON {@link ControlMessage} per
+ * packet with its fds. {@link #send} may be called from any thread; {@link #receive} from one reader thread.
+ */
+public final class ControlChannel implements AutoCloseable {
+    /** Largest packet either side sends or accepts. */
+    public static final int MAX_MESSAGE_BYTES = 64 * 1024;
+    /** Most fds one message carries (an AddController with 64 queues: 1 + 2 × 64). */
+    public static final int MAX_FDS = 160;
+
+    private static final ObjectMapper MAPPER = new ObjectMapper()
+            .setPropertyNamingStrategy(PropertyNamingStrategies.SNAKE_CASE)
+            .configure(DeserializationFeature.FAIL_ON_UNKNOWN_PROPERTIES, true);
+
+    private final int fd;
+    private final Arena arena = Arena.ofShared();
+    private final MemorySegment sendBuffer = arena.allocate(MAX_MESSAGE_BYTES);
+    private final MemorySegment receiveBuffer = arena.allocate(MAX_MESSAGE_BYTES);
+    private volatile boolean closed;
+
+    /** Wraps a connected SOCK_SEQPACKET fd; the channel owns it from now on. */
+    public ControlChannel(int fd) {
+        this.fd = fd;
+    }
+
+    /** Connects to the master's control socket at {@code path}. */
+    public static ControlChannel connect(String path) {
+        int fd = Socket.socket(Socket.AF_UNIX, Socket.SOCK_SEQPACKET | Socket.SOCK_CLOEXEC, 0);
+        try {
+            Socket.connect(fd, path);
+        } catch (RuntimeException e) {
+            Unistd.close(fd);
+            throw e;
+        }
+        return new ControlChannel(fd);
+    }
+
+    public int fd() {
+        return fd;
+    }
+
+    /** A message and the fds that came with it (the receiver owns and must close or keep the fds). */
+    public record Incoming(ControlMessage message, int[] fds) {}
+
+    /**
+     * Sends one message with its fds (the fds stay open on this side).
+     *
+     * @throws IllegalArgumentException if the encoded message exceeds {@link #MAX_MESSAGE_BYTES}
+     */
+    public synchronized void send(ControlMessage message, int... fds) {
+        byte[] json;
+        try {
+            json = MAPPER.writeValueAsBytes(message);
+        } catch (IOException e) {
+            throw new IllegalStateException("cannot encode " + message, e);
+        }
+        if (json.length > MAX_MESSAGE_BYTES) {
+            throw new IllegalArgumentException("control message of " + json.length + " bytes exceeds the maximum");
+        }
+        if (closed) {
+            throw new IllegalStateException("control channel closed");
+        }
+        MemorySegment.copy(json, 0, sendBuffer, ValueLayout.JAVA_BYTE, 0, json.length);
+        Socket.sendmsg(fd, sendBuffer, json.length, fds);
+    }
+
+    /**
+     * Blocks for the next message. Returns null at end of stream (the peer closed or died).
+     *
+     * @throws ControlProtocolException if the packet is not a valid message (its fds are closed)
+     */
+    public Incoming receive() {
+        Socket.Received received = Socket.recvmsg(fd, receiveBuffer, MAX_MESSAGE_BYTES, MAX_FDS);
+        if (received.bytes() == 0 && received.fds().length == 0) {
+            return null;
+        }
+        byte[] json = receiveBuffer.asSlice(0, received.bytes()).toArray(ValueLayout.JAVA_BYTE);
+        try {
+            if (received.truncatedFds()) {
+                throw new ControlProtocolException("message carried more than " + MAX_FDS + " fds");
+            }
+            ControlMessage message = MAPPER.readValue(json, ControlMessage.class);
+            if (message == null) {
+                throw new ControlProtocolException("empty control message");
+            }
+            return new Incoming(message, received.fds());
+        } catch (IOException | ControlProtocolException e) {
+            for (int f : received.fds()) {
+                Unistd.close(f);
+            }
+            if (e instanceof ControlProtocolException cpe) {
+                throw cpe;
+            }
+            throw new ControlProtocolException("malformed control message: " + e.getMessage());
+        }
+    }
+
+    /** Shuts the socket down so a blocked {@link #receive} returns. */
+    public void shutdown() {
+        try {
+            Socket.shutdown(fd, Socket.SHUT_RDWR);
+        } catch (RuntimeException ignored) {
+            // already closed by the peer: nothing to wake
+        }
+    }
+
+    @Override
+    public synchronized void close() {
+        if (!closed) {
+            closed = true;
+            Unistd.close(fd);
+            arena.close();
+        }
+    }
+
+    /** A peer sent something that is not a valid control message. */
+    public static final class ControlProtocolException extends RuntimeException {
+        public ControlProtocolException(String message) {
+            super(message);
+        }
+    }
+}
