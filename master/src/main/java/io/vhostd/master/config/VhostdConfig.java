@@ -20,6 +20,7 @@ import java.util.Map;
 import java.util.Optional;
 import java.util.Set;
 import java.util.regex.Pattern;
+import org.yaml.snakeyaml.error.MarkedYAMLException;
 
 /**
  * The master's configuration file (YAML, snake_case keys). Example with every key:
@@ -67,8 +68,8 @@ public record VhostdConfig(
     private static final Set<String> HUGEPAGES_KEYS = Set.of("enabled", "arena_size_bytes");
     private static final Set<String> BDEV_KEYS =
             Set.of("name", "type", "path", "size_bytes", "read_only", "direct", "block_size");
-    private static final Set<String> CONTROLLER_KEYS = Set.of(
-            "name", "type", "bdev", "socket", "num_queues", "queue_size_max", "serial", "read_only");
+    private static final Set<String> CONTROLLER_KEYS =
+            Set.of("name", "type", "bdev", "socket", "num_queues", "queue_size_max", "serial", "read_only");
     private static final Set<String> SLAVE_KEYS = Set.of("java_opts", "max_segments");
 
     /** Bdev kinds that are planned but not implemented yet (#3). */
@@ -208,6 +209,18 @@ public record VhostdConfig(
     private static ConfigException syntaxError(JsonProcessingException e) {
         JsonLocation where = e.getLocation();
         String message = e.getOriginalMessage().lines().findFirst().orElse("").strip();
+        // SnakeYAML's own message starts with the context ("while parsing ..."); its problem says what is wrong
+        if (e.getCause() instanceof MarkedYAMLException yaml && yaml.getProblem() != null) {
+            message = yaml.getProblem() + (yaml.getContext() == null ? "" : " (" + yaml.getContext() + ")");
+            if (yaml.getProblemMark() != null) {
+                // Mark lines and columns count from 0
+                return new ConfigException(
+                        "",
+                        "line " + (yaml.getProblemMark().getLine() + 1) + ", column "
+                                + (yaml.getProblemMark().getColumn() + 1) + ": YAML syntax error: " + message,
+                        e);
+            }
+        }
         String at = where == null || where.getLineNr() < 1
                 ? ""
                 : "line " + where.getLineNr() + ", column " + where.getColumnNr() + ": ";
@@ -245,7 +258,8 @@ public record VhostdConfig(
             }
             String other = servedBy.putIfAbsent(controller.bdev(), controller.name());
             if (other != null) {
-                throw c.error("bdev", "bdev '" + controller.bdev() + "' is already served by controller '" + other + "'");
+                throw c.error(
+                        "bdev", "bdev '" + controller.bdev() + "' is already served by controller '" + other + "'");
             }
             if (!sockets.add(controller.socket())) {
                 throw c.error("socket", "'" + controller.socket() + "' is already used by another socket");
@@ -328,7 +342,8 @@ public record VhostdConfig(
             sizeBytes = actual;
         } else {
             if (!sizeGiven) {
-                throw node.error("size_bytes", "missing (file '" + path + "' does not exist, so its size must be given)");
+                throw node.error(
+                        "size_bytes", "missing (file '" + path + "' does not exist, so its size must be given)");
             }
             if (readOnly) {
                 throw node.error("path", "file '" + path + "' does not exist, and a read_only bdev cannot create it");

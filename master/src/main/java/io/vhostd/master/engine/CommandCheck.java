@@ -12,9 +12,11 @@ import io.vhostd.shm.virtnvme.VirtNvmeStatus;
 import java.lang.foreign.MemorySegment;
 
 /**
- * The checks a command from a slave (a peer process: untrusted) passes before the engine executes it: known opcode,
- * the queue pair's volume, a byte range inside the bdev and aligned to 512 bytes, every segment inside a registered
- * guest memory region, segment lengths adding up to the command's length. No allocation.
+ * The checks a command from a slave (a peer process: untrusted) passes before the engine executes it
+ * ({@code virtnvme-shm/spec/virtnvme.md} §9): the SQE's own syntax ({@link VirtNvmeQueuePair.Command#validate()}:
+ * known opcode, flags, CID, segment count, segment lengths adding up to the command's length), then the queue pair's
+ * volume, a byte range inside the bdev and aligned to 512 bytes, and every segment inside a registered guest memory
+ * region. No allocation.
  */
 public final class CommandCheck {
     /** Byte granularity of offsets and lengths (the virtio-blk sector). */
@@ -37,6 +39,12 @@ public final class CommandCheck {
             RegionTable regions,
             long[] addresses,
             long[] lengths) {
+        // spec §9.1 first: it also bounds the segment count, so the segment accessors below cannot throw (a throw
+        // would end the engine thread and every queue pair it serves)
+        int syntax = command.validate();
+        if (syntax != VirtNvmeStatus.SUCCESS) {
+            return syntax;
+        }
         int opcode = command.opcode();
         if (command.nsid() != nsid) {
             return VirtNvmeStatus.INVALID_FIELD;
@@ -73,13 +81,14 @@ public final class CommandCheck {
             MemorySegment region = regions.lookup(command.segmentRegionId(i));
             long segOffset = command.segmentRegionOffset(i);
             long segLength = Integer.toUnsignedLong(command.segmentLengthBytes(i));
-            // untrusted: the segment must lie inside the region (overflow-safe form of offset + length <= size)
+            // untrusted: the segment must lie inside the region (overflow-safe form of offset + length <= size);
+            // spec §7.1 / §9.2: an unknown region or a segment outside it is INVALID_FIELD
             if (region == null
                     || segLength == 0
                     || segOffset < 0
                     || segOffset > region.byteSize()
                     || segLength > region.byteSize() - segOffset) {
-                return VirtNvmeStatus.DATA_TRANSFER_ERROR;
+                return VirtNvmeStatus.INVALID_FIELD;
             }
             addresses[i] = region.address() + segOffset;
             lengths[i] = segLength;

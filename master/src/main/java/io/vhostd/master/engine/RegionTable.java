@@ -11,7 +11,11 @@ import org.agrona.collections.Int2ObjectHashMap;
  * (copy-on-write), read by engine threads without locks or allocation.
  */
 public final class RegionTable implements AutoCloseable {
-    /** One registered region: its bytes (starting at the region's first guest byte), the mapping, and our fd copy. */
+    /**
+     * One registered region: its bytes (starting at the region's first guest byte), the arena that owns the mapping
+     * and our fd copy; {@code arena} is null and {@code fd} is -1 for a region registered with {@link
+     * #registerSegment} (the table owns neither).
+     */
     public record Region(int regionId, MemorySegment bytes, Arena arena, int fd) {}
 
     // copy-on-write: readers take the current map with one volatile load; writers replace it under the lock
@@ -46,6 +50,26 @@ public final class RegionTable implements AutoCloseable {
     }
 
     /**
+     * Registers memory this process already maps, e.g. in tests and in-process benches: no fd, no mapping of its own.
+     * The table neither unmaps {@code bytes} nor closes anything when the region is unregistered; the caller keeps
+     * {@code bytes} alive until then.
+     *
+     * @param bytes native memory; byte 0 is the region's first byte
+     * @throws IllegalArgumentException if the id is in use, or {@code bytes} is not native or empty
+     */
+    public synchronized void registerSegment(int regionId, MemorySegment bytes) {
+        if (regions.containsKey(regionId)) {
+            throw new IllegalArgumentException("region id " + regionId + " already registered");
+        }
+        if (!bytes.isNative() || bytes.byteSize() == 0) {
+            throw new IllegalArgumentException("region " + regionId + ": memory must be native and not empty");
+        }
+        Int2ObjectHashMap<Region> next = new Int2ObjectHashMap<>(regions);
+        next.put(regionId, new Region(regionId, bytes, null, -1));
+        regions = next;
+    }
+
+    /**
      * Unmaps and forgets a region. The caller guarantees no command in flight names it (the slave drains its queues
      * before it unregisters).
      *
@@ -59,8 +83,7 @@ public final class RegionTable implements AutoCloseable {
         Int2ObjectHashMap<Region> next = new Int2ObjectHashMap<>(regions);
         next.remove(regionId);
         regions = next;
-        region.arena().close();
-        Unistd.close(region.fd());
+        release(region);
         return true;
     }
 
@@ -76,10 +99,20 @@ public final class RegionTable implements AutoCloseable {
 
     @Override
     public synchronized void close() {
-        for (Region region : regions.values()) {
+        Int2ObjectHashMap<Region> old = regions;
+        regions = new Int2ObjectHashMap<>();
+        for (Region region : old.values()) {
+            release(region);
+        }
+    }
+
+    /** Unmaps and closes what the table owns of {@code region}: nothing for a {@link #registerSegment} region. */
+    private static void release(Region region) {
+        if (region.arena() != null) {
             region.arena().close();
+        }
+        if (region.fd() >= 0) {
             Unistd.close(region.fd());
         }
-        regions = new Int2ObjectHashMap<>();
     }
 }

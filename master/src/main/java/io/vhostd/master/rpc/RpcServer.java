@@ -12,7 +12,10 @@ import com.fasterxml.jackson.databind.node.NullNode;
 import io.vertx.core.Context;
 import io.vertx.core.Future;
 import io.vertx.core.Vertx;
+import io.netty.channel.ChannelOption;
+import io.netty.channel.socket.ChannelInputShutdownEvent;
 import io.vertx.core.buffer.Buffer;
+import io.vertx.core.internal.net.NetSocketInternal;
 import io.vertx.core.net.NetServer;
 import io.vertx.core.net.NetServerOptions;
 import io.vertx.core.net.NetSocket;
@@ -223,6 +226,25 @@ public final class RpcServer {
         socket.handler(connection::onData);
         socket.drainHandler(ignored -> connection.updateFlow());
         socket.exceptionHandler(e -> LOG.log(System.Logger.Level.DEBUG, "RPC connection: " + e));
+        allowHalfClose(socket, connection);
+    }
+
+    /**
+     * Lets a client shut down its sending side after its last request and still read the answers ({@code echo ... |
+     * socat - UNIX-CONNECT:...}). Vert.x 5 has no public switch for it, so this reaches Netty's channel through Vert.x's
+     * internal API; where that is not possible the connection closes at end of input, as Vert.x does by default.
+     */
+    private static void allowHalfClose(NetSocket socket, Connection connection) {
+        if (!(socket instanceof NetSocketInternal internal)) {
+            return;
+        }
+        if (internal.channelHandlerContext().channel().config().setOption(ChannelOption.ALLOW_HALF_CLOSURE, true)) {
+            internal.eventHandler(event -> {
+                if (event instanceof ChannelInputShutdownEvent) {
+                    connection.onEndOfInput();
+                }
+            });
+        }
     }
 
     /** One client connection; all fields are touched only on its event loop. */
@@ -254,6 +276,12 @@ public final class RpcServer {
             parsed.clear();
             closing = splitter.failed();
             updateFlow();
+            pump();
+        }
+
+        /** The client will send nothing more: answer what is queued, then close. */
+        void onEndOfInput() {
+            closing = true;
             pump();
         }
 
