@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # lib.sh - helpers for the vhostd guest harness (source it; bash only).
 #
 # Every process started through these helpers is remembered by PID and stopped by PID

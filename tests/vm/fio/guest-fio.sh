@@ -8,9 +8,10 @@ DEV=${DEV:-/dev/vda}
 export DEV
 B=${DEV#/dev/}
 [ -b "$DEV" ] || { echo "guest-fio: $DEV is not a block device"; ls /sys/block; exit 2; }
-echo "@@GUEST kernel=$(uname -r) cpus=$(nproc) dev=$DEV size_mib=$(($(cat /sys/block/$B/size) / 2048)) queues=$(ls /sys/block/$B/mq | wc -l)@@"
+echo "@@GUEST kernel=$(uname -r) cpus=$(nproc) dev=$DEV size_mib=$(($(cat /sys/block/"$B"/size) / 2048)) queues=$(ls /sys/block/"$B"/mq | wc -l)@@"
 rc=0
 for j in "$@"; do
+    # shellcheck disable=SC2086 # FIO_ARGS is a list of options
     fio --eta=never $FIO_ARGS "/vm/$j" 2>&1
     r=$?
     echo "@@FIO $j rc=$r@@"

@@ -4,6 +4,7 @@ import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
 
 /**
  * Where the integration tests find the repository, the jar under test and their log directory.
@@ -39,6 +40,24 @@ record ItEnv(Path repoRoot, Path jar, Path logDir) {
     /** A path inside the repository, e.g. {@code tests/vm/run-guest.sh}. */
     Path repoPath(String relative) {
         return repoRoot.resolve(relative);
+    }
+
+    /**
+     * A private copy of {@link #jar()} for the processes a test starts, made once per test JVM (deleted when it
+     * exits): a JVM loads classes from its jar lazily, so a rebuild of {@code dist/target/vhostd.jar} while a
+     * test runs (another build on the same tree) would break the master with {@code NoClassDefFoundError}.
+     */
+    Path launchJar() throws IOException {
+        synchronized (ItEnv.class) {
+            Path copy = workDir().resolve("vhostd-it-" + ProcessHandle.current().pid() + ".jar");
+            if (!Files.exists(copy)) {
+                Path partial = workDir().resolve(copy.getFileName() + ".partial");
+                Files.copy(jar, partial, StandardCopyOption.REPLACE_EXISTING);
+                Files.move(partial, copy, StandardCopyOption.ATOMIC_MOVE);
+                copy.toFile().deleteOnExit();
+            }
+            return copy;
+        }
     }
 
     /** Scratch space on disk (not tmpfs) for disk images: {@code dist/target/it-work}. */

@@ -50,7 +50,7 @@ final class VhostdMaster implements AutoCloseable {
                 .redirectErrorStream(true)
                 .redirectOutput(ProcessBuilder.Redirect.appendTo(log.toFile()))
                 .redirectInput(ProcessBuilder.Redirect.from(new File("/dev/null")));
-        builder.environment().put("VHOSTD_JAR", env.jar().toString());
+        builder.environment().put("VHOSTD_JAR", env.launchJar().toString());
         Files.writeString(
                 log,
                 "=== it: bin/vhostd master --config " + config.configFile() + "\n",

@@ -372,7 +372,11 @@ public final class Master implements AutoCloseable {
             o.put("bdev", c.bdev().name());
             o.put("socket", c.socketPath());
             o.put("num_queues", c.numQueues());
-            o.put("slave_pid", slave == null ? 0 : slave.pid());
+            if (slave == null) {
+                o.putNull("slave_pid");
+            } else {
+                o.put("slave_pid", slave.pid());
+            }
             ArrayNode sessions = o.putArray("sessions");
             ControlMessage.SessionState s = slave == null ? null : slave.session(c.name());
             if (s != null && s.connected()) {

@@ -11,6 +11,7 @@ import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
+import java.util.Iterator;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
@@ -269,7 +270,11 @@ public final class Vhostctl implements Callable<Integer> {
         @ParentCommand
         private Vhostctl parent;
 
-        @Parameters(index = "0", paramLabel = "METHOD", description = "Method name (see: vhostctl methods).")
+        @Parameters(
+                index = "0",
+                paramLabel = "METHOD",
+                completionCandidates = MethodNames.class,
+                description = "Method name, one of: ${COMPLETION-CANDIDATES} (see: vhostctl methods).")
         private String method;
 
         @Parameters(
@@ -345,6 +350,14 @@ public final class Vhostctl implements Callable<Integer> {
                 }
             }
             return EXIT_OK;
+        }
+    }
+
+    /** The method names of openrpc.json, for the help text and shell completion of {@code rpc METHOD}. */
+    static final class MethodNames implements Iterable<String> {
+        @Override
+        public Iterator<String> iterator() {
+            return RpcSpec.load().methodNames().iterator();
         }
     }
 

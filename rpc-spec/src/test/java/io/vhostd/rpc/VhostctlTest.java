@@ -145,4 +145,14 @@ class VhostctlTest {
         assertEquals(Vhostctl.EXIT_USAGE, vhostctl(Map.of(), "frobnicate"));
         assertEquals(0, vhostctl(Map.of(), "--help"));
     }
+
+    @Test
+    void shouldListSpecMethodsWhenRpcHelpShown() {
+        assertEquals(0, vhostctl(Map.of(), "help", "rpc"));
+        assertTrue(
+                out.toString()
+                        .replaceAll("\\s+", " ")
+                        .contains("bdev_get_bdevs, rpc_get_methods, vhost_get_controllers"),
+                out.toString());
+    }
 }

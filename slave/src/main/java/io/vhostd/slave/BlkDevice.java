@@ -131,6 +131,11 @@ final class BlkDevice implements VhostUserDevice {
     public void startQueue(int queueIndex, SplitVirtqueue vq, int kickFd, int callFd, int errFd) {
         SlaveController.Qpair qpair = controller.qpair(queueIndex);
         VirtNvmeQueuePair qp = qpair.qp();
+        if (vq.size() > qp.depth()) {
+            // one VirtNvme CID per head index: a ring larger than the queue pair cannot be served
+            throw new IllegalArgumentException("queue " + queueIndex + ": ring size " + vq.size()
+                    + " exceeds the VirtNvme queue depth " + qp.depth());
+        }
         controller
                 .agent()
                 .startQueue(new QueueRunner(

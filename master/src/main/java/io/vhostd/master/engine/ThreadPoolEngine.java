@@ -31,6 +31,7 @@ public final class ThreadPoolEngine implements DeviceEngine {
      * System property {@code vhostd.poll.spin.us} (microseconds).
      */
     static final long SPIN_NS = Long.getLong("vhostd.poll.spin.us", 20) * 1000;
+
     private static final int WORKERS = 4;
 
     private final Bdev bdev;
@@ -81,7 +82,7 @@ public final class ThreadPoolEngine implements DeviceEngine {
     @Override
     public void attach(QpairBinding binding) {
         CompletableFuture<Void> done = new CompletableFuture<>();
-        enqueue(() -> {
+        enqueueControl(() -> {
             slots.add(new Slot(binding));
             done.complete(null);
         });
@@ -91,7 +92,7 @@ public final class ThreadPoolEngine implements DeviceEngine {
     @Override
     public void detach(int qpairId) {
         CompletableFuture<Void> done = new CompletableFuture<>();
-        enqueue(() -> {
+        enqueueControl(() -> {
             for (Slot slot : slots) {
                 if (slot.binding.qpair().qpairId() == qpairId) {
                     slot.detached = done;
@@ -103,6 +104,15 @@ public final class ThreadPoolEngine implements DeviceEngine {
         done.join();
     }
 
+    /** attach/detach: refused once the engine stopped, whose thread would never run the command. */
+    private void enqueueControl(Runnable command) {
+        if (!running) {
+            throw new IllegalStateException("engine " + bdev.name() + " stopped");
+        }
+        enqueue(command);
+    }
+
+    /** Also used by workers to hand completions back, which must go through while a closing engine drains. */
     private void enqueue(Runnable command) {
         while (!commands.offer(command)) {
             Thread.onSpinWait();
@@ -193,9 +203,10 @@ public final class ThreadPoolEngine implements DeviceEngine {
         int opcode = command.opcode();
         long offset = command.offsetBytes();
         long length = Integer.toUnsignedLong(command.lengthBytes());
-        int n = opcode == VirtNvmeOpcodes.NVME_OPC_READ || opcode == VirtNvmeOpcodes.NVME_OPC_WRITE
-                ? command.segmentCount()
-                : 0;
+        boolean transfers = opcode == VirtNvmeOpcodes.NVME_OPC_READ || opcode == VirtNvmeOpcodes.NVME_OPC_WRITE;
+        int n = transfers ? command.segmentCount() : 0;
+        // spec virtnvme.md §7: the result is the bytes transferred by READ and WRITE, 0 for every other opcode
+        int transferredBytes = transfers ? (int) length : 0;
         long[] a = java.util.Arrays.copyOf(addresses, n);
         long[] l = java.util.Arrays.copyOf(lengths, n);
         slot.inflight++;
@@ -205,7 +216,7 @@ public final class ThreadPoolEngine implements DeviceEngine {
             enqueue(() -> {
                 slot.inflight--;
                 inflightTotal--;
-                post(slot, cid, st, st == VirtNvmeStatus.SUCCESS ? (int) length : 0);
+                post(slot, cid, st, st == VirtNvmeStatus.SUCCESS ? transferredBytes : 0);
             });
         });
     }

@@ -12,10 +12,7 @@ import com.fasterxml.jackson.databind.node.NullNode;
 import io.vertx.core.Context;
 import io.vertx.core.Future;
 import io.vertx.core.Vertx;
-import io.netty.channel.ChannelOption;
-import io.netty.channel.socket.ChannelInputShutdownEvent;
 import io.vertx.core.buffer.Buffer;
-import io.vertx.core.internal.net.NetSocketInternal;
 import io.vertx.core.net.NetServer;
 import io.vertx.core.net.NetServerOptions;
 import io.vertx.core.net.NetSocket;
@@ -134,6 +131,8 @@ public final class RpcServer {
     /**
      * Checks the registered methods against the description, prepares the socket path and listens.
      *
+     * <p>Call it once. If it fails after the method check, call {@link #stop()} before dropping the server.
+     *
      * @return completes when the socket accepts connections; fails with {@link IllegalStateException} if the methods
      *     differ from the description (naming the missing and the extra ones), if another server answers on the
      *     socket, or if the path exists and is not a socket; with {@link IOException} if the path cannot be prepared
@@ -160,16 +159,30 @@ public final class RpcServer {
         started = true;
         RpcDispatcher dispatcher = new RpcDispatcher(spec, methods, MAX_BATCH_REQUESTS);
         // keep the reference and close it in stop(): Vert.x closes a server that is garbage-collected (JAVA-DEPS.md)
-        server = vertx.createNetServer(new NetServerOptions()).connectHandler(socket -> accept(socket, dispatcher));
-        return server.listen(SocketAddress.domainSocketAddress(socketPath.toString()))
+        NetServer created =
+                vertx.createNetServer(new NetServerOptions()).connectHandler(socket -> accept(socket, dispatcher));
+        server = created;
+        return created.listen(SocketAddress.domainSocketAddress(socketPath.toString()))
                 .compose(listening -> {
                     try {
                         Files.setPosixFilePermissions(socketPath, PosixFilePermissions.fromString("rw-------"));
                     } catch (IOException e) {
-                        return server.close().transform(ignored -> Future.<Void>failedFuture(e));
+                        return created.close().transform(ignored -> {
+                            deleteSocketFile();
+                            return Future.<Void>failedFuture(e);
+                        });
                     }
                     LOG.log(System.Logger.Level.INFO, "RPC server listening on " + socketPath);
                     return Future.<Void>succeededFuture();
+                })
+                .onFailure(e -> {
+                    // the path is not ours to remove here: another process may have bound it since the probe
+                    synchronized (this) {
+                        if (server == created) {
+                            server = null;
+                        }
+                    }
+                    created.close();
                 });
     }
 
@@ -182,12 +195,16 @@ public final class RpcServer {
         }
         return closing.close().andThen(ignored -> {
             connections.forEach(c -> c.socket.close());
-            try {
-                Files.deleteIfExists(socketPath);
-            } catch (IOException e) {
-                LOG.log(System.Logger.Level.WARNING, "cannot remove " + socketPath + ": " + e.getMessage());
-            }
+            deleteSocketFile();
         });
+    }
+
+    private void deleteSocketFile() {
+        try {
+            Files.deleteIfExists(socketPath);
+        } catch (IOException e) {
+            LOG.log(System.Logger.Level.WARNING, "cannot remove " + socketPath + ": " + e.getMessage());
+        }
     }
 
     private void prepareSocketPath() throws IOException {
@@ -211,6 +228,8 @@ public final class RpcServer {
             // ECONNREFUSED: nobody listens, the file is left over from a dead master
             LOG.log(System.Logger.Level.INFO, "removing stale socket " + socketPath);
             Files.delete(socketPath);
+        } catch (IOException e) {
+            throw new IOException("cannot tell whether a server answers on " + socketPath + ": " + e.getMessage(), e);
         }
     }
 
@@ -226,25 +245,6 @@ public final class RpcServer {
         socket.handler(connection::onData);
         socket.drainHandler(ignored -> connection.updateFlow());
         socket.exceptionHandler(e -> LOG.log(System.Logger.Level.DEBUG, "RPC connection: " + e));
-        allowHalfClose(socket, connection);
-    }
-
-    /**
-     * Lets a client shut down its sending side after its last request and still read the answers ({@code echo ... |
-     * socat - UNIX-CONNECT:...}). Vert.x 5 has no public switch for it, so this reaches Netty's channel through Vert.x's
-     * internal API; where that is not possible the connection closes at end of input, as Vert.x does by default.
-     */
-    private static void allowHalfClose(NetSocket socket, Connection connection) {
-        if (!(socket instanceof NetSocketInternal internal)) {
-            return;
-        }
-        if (internal.channelHandlerContext().channel().config().setOption(ChannelOption.ALLOW_HALF_CLOSURE, true)) {
-            internal.eventHandler(event -> {
-                if (event instanceof ChannelInputShutdownEvent) {
-                    connection.onEndOfInput();
-                }
-            });
-        }
     }
 
     /** One client connection; all fields are touched only on its event loop. */
@@ -276,12 +276,6 @@ public final class RpcServer {
             parsed.clear();
             closing = splitter.failed();
             updateFlow();
-            pump();
-        }
-
-        /** The client will send nothing more: answer what is queued, then close. */
-        void onEndOfInput() {
-            closing = true;
             pump();
         }
 

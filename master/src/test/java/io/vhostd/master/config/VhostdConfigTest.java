@@ -36,7 +36,8 @@ class VhostdConfigTest {
         return text.replace("$DIR", dir.toString());
     }
 
-    private static final String BDEV = "bdevs:\n  - {name: disk0, type: file, path: $DIR/disk0.img, size_bytes: 1048576}\n";
+    private static final String BDEV =
+            "bdevs:\n  - {name: disk0, type: file, path: $DIR/disk0.img, size_bytes: 1048576}\n";
 
     @Test
     void shouldApplyEveryDefaultWhenFileIsEmpty() throws Exception {
@@ -54,8 +55,7 @@ class VhostdConfigTest {
 
     @Test
     void shouldReadEveryKeyWhenAllAreGiven() throws Exception {
-        VhostdConfig config = VhostdConfig.parse(yaml(
-                """
+        VhostdConfig config = VhostdConfig.parse(yaml("""
                 run_dir: $DIR/run
                 rpc_socket: ctl.sock
                 hugepages: {enabled: false, arena_size_bytes: 4194304}
@@ -93,7 +93,14 @@ class VhostdConfigTest {
                                 new BdevConfig("ro", "file", d + "/existing.img", 4096, true, false, 512)),
                         List.of(
                                 new ControllerConfig(
-                                        "vhost-blk0", "vhost-user-blk", "disk0", "/tmp/vb0.sock", 4, 256, "SN0001", true),
+                                        "vhost-blk0",
+                                        "vhost-user-blk",
+                                        "disk0",
+                                        "/tmp/vb0.sock",
+                                        4,
+                                        256,
+                                        "SN0001",
+                                        true),
                                 new ControllerConfig(
                                         "a-very-long-controller-name-0",
                                         "vhost-user-blk",
@@ -110,9 +117,11 @@ class VhostdConfigTest {
     @Test
     void shouldLoadFromFileWhenPathGiven() throws Exception {
         Path file = dir.resolve("vhostd.yaml");
-        Files.writeString(file, yaml(BDEV + "controllers: [{name: c0, type: vhost-user-blk, bdev: disk0, socket: c0.sock}]\n"));
+        Files.writeString(
+                file, yaml(BDEV + "controllers: [{name: c0, type: vhost-user-blk, bdev: disk0, socket: c0.sock}]\n"));
         VhostdConfig config = VhostdConfig.load(file);
-        assertEquals("/run/vhostd/c0.sock", config.controller("c0").orElseThrow().socket());
+        assertEquals(
+                "/run/vhostd/c0.sock", config.controller("c0").orElseThrow().socket());
         assertEquals(1048576, config.bdev("disk0").orElseThrow().sizeBytes());
     }
 
@@ -136,56 +145,136 @@ class VhostdConfigTest {
     static Stream<Arguments> badConfigs() {
         String c0 = "controllers:\n  - {name: c0, type: vhost-user-blk, bdev: disk0, socket: c0.sock";
         return Stream.of(
-                Arguments.of("bogus: 1\n", "bogus: unknown key (expected one of: bdevs, controllers, hugepages, rpc_socket, run_dir, slave)"),
+                Arguments.of(
+                        "bogus: 1\n",
+                        "bogus: unknown key (expected one of: bdevs, controllers, hugepages, rpc_socket, run_dir, slave)"),
                 Arguments.of("- a\n- b\n", "(top level): must be a mapping, not a list"),
                 Arguments.of("run_dir: relative/dir\n", "run_dir: must be an absolute path, not 'relative/dir'"),
                 Arguments.of("run_dir: 5\n", "run_dir: must be a string, not 5"),
-                Arguments.of("rpc_socket: /" + "s".repeat(120) + "\n", "rpc_socket: '/" + "s".repeat(120) + "' is 121 bytes, longer than the 107 a unix socket path may have (sun_path)"),
-                Arguments.of("hugepages: {enabled: yes please}\n", "hugepages.enabled: must be true or false, not 'yes please'"),
-                Arguments.of("hugepages: {arena_size_bytes: 1000}\n", "hugepages.arena_size_bytes: must be a positive multiple of 2097152 (2 MiB huge page), not 1000"),
-                Arguments.of("hugepages: {size: 2}\n", "hugepages.size: unknown key (expected one of: arena_size_bytes, enabled)"),
+                Arguments.of(
+                        "rpc_socket: /" + "s".repeat(120) + "\n",
+                        "rpc_socket: '/" + "s".repeat(120)
+                                + "' is 121 bytes, longer than the 107 a unix socket path may have (sun_path)"),
+                Arguments.of(
+                        "hugepages: {enabled: yes please}\n",
+                        "hugepages.enabled: must be true or false, not 'yes please'"),
+                Arguments.of(
+                        "hugepages: {arena_size_bytes: 1000}\n",
+                        "hugepages.arena_size_bytes: must be a positive multiple of 2097152 (2 MiB huge page), not 1000"),
+                Arguments.of(
+                        "hugepages: {size: 2}\n",
+                        "hugepages.size: unknown key (expected one of: arena_size_bytes, enabled)"),
                 Arguments.of("hugepages: 7\n", "hugepages: must be a mapping, not 7"),
                 Arguments.of("bdevs: {name: disk0}\n", "bdevs: must be a list, not a mapping"),
                 Arguments.of("bdevs: [{type: file, path: $DIR/a, size_bytes: 512}]\n", "bdevs[0].name: missing"),
-                Arguments.of("bdevs: [{name: 'a b', type: file, path: $DIR/a, size_bytes: 512}]\n", "bdevs[0].name: 'a b' must be 1 to 64 characters of A-Z a-z 0-9 . _ : -"),
+                Arguments.of(
+                        "bdevs: [{name: 'a b', type: file, path: $DIR/a, size_bytes: 512}]\n",
+                        "bdevs[0].name: 'a b' must be 1 to 64 characters of A-Z a-z 0-9 . _ : -"),
                 Arguments.of("bdevs: [{name: d, path: $DIR/a, size_bytes: 512}]\n", "bdevs[0].type: missing"),
-                Arguments.of("bdevs: [{name: d, type: nvme, path: $DIR/a}]\n", "bdevs[0].type: 'nvme' is not supported yet"),
-                Arguments.of("bdevs: [{name: d, type: malloc, size_bytes: 512}]\n", "bdevs[0].type: 'malloc' is not supported yet"),
-                Arguments.of("bdevs: [{name: d, type: tape, path: $DIR/a}]\n", "bdevs[0].type: unknown type 'tape' (file, null, malloc, nvme)"),
+                Arguments.of(
+                        "bdevs: [{name: d, type: nvme, path: $DIR/a}]\n", "bdevs[0].type: 'nvme' is not supported yet"),
+                Arguments.of(
+                        "bdevs: [{name: d, type: malloc, size_bytes: 512}]\n",
+                        "bdevs[0].type: 'malloc' is not supported yet"),
+                Arguments.of(
+                        "bdevs: [{name: d, type: tape, path: $DIR/a}]\n",
+                        "bdevs[0].type: unknown type 'tape' (file, null, malloc, nvme)"),
                 Arguments.of("bdevs: [{name: d, type: file, size_bytes: 512}]\n", "bdevs[0].path: missing"),
-                Arguments.of("bdevs: [{name: d, type: file, path: a.img, size_bytes: 512}]\n", "bdevs[0].path: must be an absolute path, not 'a.img'"),
-                Arguments.of("bdevs: [{name: d, type: file, path: $DIR/a, size_bytes: 1000}]\n", "bdevs[0].size_bytes: must be a multiple of 512 (block_size), not 1000"),
-                Arguments.of("bdevs: [{name: d, type: file, path: $DIR/a, size_bytes: 0}]\n", "bdevs[0].size_bytes: must be positive, not 0"),
-                Arguments.of("bdevs: [{name: d, type: file, path: $DIR/a, size_bytes: 1G}]\n", "bdevs[0].size_bytes: must be an integer, not '1G'"),
-                Arguments.of("bdevs: [{name: d, type: file, path: $DIR/a}]\n", "bdevs[0].size_bytes: missing (file '$DIR/a' does not exist, so its size must be given)"),
-                Arguments.of("bdevs: [{name: d, type: file, path: $DIR/existing.img, size_bytes: 8192}]\n", "bdevs[0].size_bytes: 8192 differs from the size of the existing file '$DIR/existing.img' (4096 bytes)"),
-                Arguments.of("bdevs: [{name: d, type: file, path: $DIR/existing.img, block_size: 8192}]\n", "bdevs[0].block_size: must be 512, 1024, 2048 or 4096, not 8192"),
-                Arguments.of("bdevs: [{name: d, type: file, path: $DIR, size_bytes: 512}]\n", "bdevs[0].path: '$DIR' exists and is not a regular file"),
-                Arguments.of("bdevs: [{name: d, type: file, path: $DIR/a, size_bytes: 512, read_only: true}]\n", "bdevs[0].path: file '$DIR/a' does not exist, and a read_only bdev cannot create it"),
-                Arguments.of("bdevs: [{name: d, type: file, path: $DIR/a, size_bytes: 512, sizebytes: 512}]\n", "bdevs[0].sizebytes: unknown key (expected one of: block_size, direct, name, path, read_only, size_bytes, type)"),
-                Arguments.of(BDEV + "  - {name: disk0, type: file, path: $DIR/b, size_bytes: 512}\n", "bdevs[1].name: duplicate name 'disk0' (also bdevs[0])"),
-                Arguments.of(BDEV + "controllers:\n  - {name: c0, type: vhost-user-blk, bdev: disk9, socket: c0.sock}\n", "controllers[0].bdev: no bdev named 'disk9'"),
-                Arguments.of(BDEV + "controllers:\n  - {name: c0, type: vhost-user-blk, bdev: disk0}\n", "controllers[0].socket: missing"),
-                Arguments.of(BDEV + "controllers:\n  - {name: c0, bdev: disk0, socket: c.sock}\n", "controllers[0].type: missing"),
-                Arguments.of(BDEV + "controllers:\n  - {name: c0, type: vhost-user-scsi, bdev: disk0, socket: c.sock}\n", "controllers[0].type: unknown type 'vhost-user-scsi' (vhost-user-blk)"),
-                Arguments.of(BDEV + c0 + ", num_queues: 0}\n", "controllers[0].num_queues: must be between 1 and 64, not 0"),
-                Arguments.of(BDEV + c0 + ", num_queues: 65}\n", "controllers[0].num_queues: must be between 1 and 64, not 65"),
-                Arguments.of(BDEV + c0 + ", queue_size_max: 1000}\n", "controllers[0].queue_size_max: must be a power of two, not 1000"),
-                Arguments.of(BDEV + c0 + ", queue_size_max: 65536}\n", "controllers[0].queue_size_max: must be between 1 and 32768, not 65536"),
-                Arguments.of(BDEV + c0 + ", serial: 123456789012345678901}\n", "controllers[0].serial: must be a string, not 123456789012345678901"),
-                Arguments.of(BDEV + c0 + ", serial: '123456789012345678901'}\n", "controllers[0].serial: longer than 20 bytes (VIRTIO_BLK_ID_BYTES)"),
-                Arguments.of(BDEV + c0 + ", socket2: x}\n", "controllers[0].socket2: unknown key (expected one of: bdev, name, num_queues, queue_size_max, read_only, serial, socket, type)"),
-                Arguments.of(BDEV + c0 + "}\n  - {name: c0, type: vhost-user-blk, bdev: disk0, socket: c1.sock}\n", "controllers[1].name: duplicate name 'c0' (also controllers[0])"),
-                Arguments.of(BDEV + c0 + "}\n  - {name: c1, type: vhost-user-blk, bdev: disk0, socket: c1.sock}\n", "controllers[1].bdev: bdev 'disk0' is already served by controller 'c0'"),
-                Arguments.of(BDEV + "  - {name: disk1, type: file, path: $DIR/b, size_bytes: 512}\n" + c0 + "}\n  - {name: c1, type: vhost-user-blk, bdev: disk1, socket: /run/vhostd/c0.sock}\n", "controllers[1].socket: '/run/vhostd/c0.sock' is already used by another socket"),
-                Arguments.of(BDEV + "controllers:\n  - {name: c0, type: vhost-user-blk, bdev: disk0, socket: rpc.sock}\n", "controllers[0].socket: '/run/vhostd/rpc.sock' is already used by another socket"),
-                Arguments.of("bdevs: [{name: d, type: file, path: $DIR/existing.img, read_only: true}]\ncontrollers: [{name: c, type: vhost-user-blk, bdev: d, socket: c.sock, read_only: false}]\n", "controllers[0].read_only: false, but bdev 'd' is read-only"),
+                Arguments.of(
+                        "bdevs: [{name: d, type: file, path: a.img, size_bytes: 512}]\n",
+                        "bdevs[0].path: must be an absolute path, not 'a.img'"),
+                Arguments.of(
+                        "bdevs: [{name: d, type: file, path: $DIR/a, size_bytes: 1000}]\n",
+                        "bdevs[0].size_bytes: must be a multiple of 512 (block_size), not 1000"),
+                Arguments.of(
+                        "bdevs: [{name: d, type: file, path: $DIR/a, size_bytes: 0}]\n",
+                        "bdevs[0].size_bytes: must be positive, not 0"),
+                Arguments.of(
+                        "bdevs: [{name: d, type: file, path: $DIR/a, size_bytes: 1G}]\n",
+                        "bdevs[0].size_bytes: must be an integer, not '1G'"),
+                Arguments.of(
+                        "bdevs: [{name: d, type: file, path: $DIR/a}]\n",
+                        "bdevs[0].size_bytes: missing (file '$DIR/a' does not exist, so its size must be given)"),
+                Arguments.of(
+                        "bdevs: [{name: d, type: file, path: $DIR/existing.img, size_bytes: 8192}]\n",
+                        "bdevs[0].size_bytes: 8192 differs from the size of the existing file '$DIR/existing.img' (4096 bytes)"),
+                Arguments.of(
+                        "bdevs: [{name: d, type: file, path: $DIR/existing.img, block_size: 8192}]\n",
+                        "bdevs[0].block_size: must be 512, 1024, 2048 or 4096, not 8192"),
+                Arguments.of(
+                        "bdevs: [{name: d, type: file, path: $DIR, size_bytes: 512}]\n",
+                        "bdevs[0].path: '$DIR' exists and is not a regular file"),
+                Arguments.of(
+                        "bdevs: [{name: d, type: file, path: $DIR/a, size_bytes: 512, read_only: true}]\n",
+                        "bdevs[0].path: file '$DIR/a' does not exist, and a read_only bdev cannot create it"),
+                Arguments.of(
+                        "bdevs: [{name: d, type: file, path: $DIR/a, size_bytes: 512, sizebytes: 512}]\n",
+                        "bdevs[0].sizebytes: unknown key (expected one of: block_size, direct, name, path, read_only, size_bytes, type)"),
+                Arguments.of(
+                        BDEV + "  - {name: disk0, type: file, path: $DIR/b, size_bytes: 512}\n",
+                        "bdevs[1].name: duplicate name 'disk0' (also bdevs[0])"),
+                Arguments.of(
+                        BDEV + "controllers:\n  - {name: c0, type: vhost-user-blk, bdev: disk9, socket: c0.sock}\n",
+                        "controllers[0].bdev: no bdev named 'disk9'"),
+                Arguments.of(
+                        BDEV + "controllers:\n  - {name: c0, type: vhost-user-blk, bdev: disk0}\n",
+                        "controllers[0].socket: missing"),
+                Arguments.of(
+                        BDEV + "controllers:\n  - {name: c0, bdev: disk0, socket: c.sock}\n",
+                        "controllers[0].type: missing"),
+                Arguments.of(
+                        BDEV + "controllers:\n  - {name: c0, type: vhost-user-scsi, bdev: disk0, socket: c.sock}\n",
+                        "controllers[0].type: unknown type 'vhost-user-scsi' (vhost-user-blk)"),
+                Arguments.of(
+                        BDEV + c0 + ", num_queues: 0}\n", "controllers[0].num_queues: must be between 1 and 64, not 0"),
+                Arguments.of(
+                        BDEV + c0 + ", num_queues: 65}\n",
+                        "controllers[0].num_queues: must be between 1 and 64, not 65"),
+                Arguments.of(
+                        BDEV + c0 + ", queue_size_max: 1000}\n",
+                        "controllers[0].queue_size_max: must be a power of two, not 1000"),
+                Arguments.of(
+                        BDEV + c0 + ", queue_size_max: 65536}\n",
+                        "controllers[0].queue_size_max: must be between 1 and 32768, not 65536"),
+                Arguments.of(
+                        BDEV + c0 + ", serial: 123456789012345678901}\n",
+                        "controllers[0].serial: must be a string, not 123456789012345678901"),
+                Arguments.of(
+                        BDEV + c0 + ", serial: '123456789012345678901'}\n",
+                        "controllers[0].serial: longer than 20 bytes (VIRTIO_BLK_ID_BYTES)"),
+                Arguments.of(
+                        BDEV + c0 + ", socket2: x}\n",
+                        "controllers[0].socket2: unknown key (expected one of: bdev, name, num_queues, queue_size_max, read_only, serial, socket, type)"),
+                Arguments.of(
+                        BDEV + c0 + "}\n  - {name: c0, type: vhost-user-blk, bdev: disk0, socket: c1.sock}\n",
+                        "controllers[1].name: duplicate name 'c0' (also controllers[0])"),
+                Arguments.of(
+                        BDEV + c0 + "}\n  - {name: c1, type: vhost-user-blk, bdev: disk0, socket: c1.sock}\n",
+                        "controllers[1].bdev: bdev 'disk0' is already served by controller 'c0'"),
+                Arguments.of(
+                        BDEV + "  - {name: disk1, type: file, path: $DIR/b, size_bytes: 512}\n" + c0
+                                + "}\n  - {name: c1, type: vhost-user-blk, bdev: disk1, socket: /run/vhostd/c0.sock}\n",
+                        "controllers[1].socket: '/run/vhostd/c0.sock' is already used by another socket"),
+                Arguments.of(
+                        BDEV + "controllers:\n  - {name: c0, type: vhost-user-blk, bdev: disk0, socket: rpc.sock}\n",
+                        "controllers[0].socket: '/run/vhostd/rpc.sock' is already used by another socket"),
+                Arguments.of(
+                        "bdevs: [{name: d, type: file, path: $DIR/existing.img, read_only: true}]\ncontrollers: [{name: c, type: vhost-user-blk, bdev: d, socket: c.sock, read_only: false}]\n",
+                        "controllers[0].read_only: false, but bdev 'd' is read-only"),
                 Arguments.of("slave: {java_opts: -Xmx1g}\n", "slave.java_opts: must be a list, not '-Xmx1g'"),
                 Arguments.of("slave: {java_opts: [1]}\n", "slave.java_opts[0]: must be a string, not 1"),
                 Arguments.of("slave: {max_segments: 0}\n", "slave.max_segments: must be between 1 and 1024, not 0"),
-                Arguments.of("run_dir: /a\nrun_dir: /b\n", "line 2, column 8: YAML syntax error: Duplicate field 'run_dir'"),
-                Arguments.of("bdevs:\n  - name: d\n   type: file\n", "line 3, column 8: YAML syntax error: mapping values are not allowed here"),
-                Arguments.of("run_dir: /a\n---\nrun_dir: /b\n", "more than one YAML document; a configuration is one document"));
+                Arguments.of(
+                        "run_dir: /a\nrun_dir: /b\n", "line 2, column 8: YAML syntax error: Duplicate field 'run_dir'"),
+                Arguments.of(
+                        "bdevs:\n  - name: d\n   type: file\n",
+                        "line 3, column 4: YAML syntax error: expected <block end>, but found '<block mapping start>' (while parsing a block collection)"),
+                Arguments.of(
+                        "run_dir: [/a\n",
+                        "line 2, column 1: YAML syntax error: expected ',' or ']', but got <stream end> (while parsing a flow sequence)"),
+                Arguments.of(
+                        "run_dir: /a\n---\nrun_dir: /b\n",
+                        "more than one YAML document; a configuration is one document"));
     }
 
     @ParameterizedTest(name = "{1}")
@@ -206,7 +295,8 @@ class VhostdConfigTest {
     void shouldExposeKeyPathAndProblemWhenThrown() {
         ConfigException e = assertThrows(
                 ConfigException.class,
-                () -> VhostdConfig.parse(yaml(BDEV + "controllers: [{name: c, type: vhost-user-blk, bdev: x, socket: s}]")));
+                () -> VhostdConfig.parse(
+                        yaml(BDEV + "controllers: [{name: c, type: vhost-user-blk, bdev: x, socket: s}]")));
         assertEquals("controllers[0].bdev", e.keyPath());
         assertEquals("no bdev named 'x'", e.problem());
     }

@@ -38,7 +38,8 @@ class JsonStreamSplitterTest {
 
     @Test
     void shouldYieldEachValueWhenSplitAtEveryByte() throws Exception {
-        String text = "{\"jsonrpc\":\"2.0\",\"method\":\"m\",\"params\":{\"name\":\"d\\u00e9\"},\"id\":1}\n[1,{\"a\":[]}]";
+        String text =
+                "{\"jsonrpc\":\"2.0\",\"method\":\"m\",\"params\":{\"name\":\"d\\u00e9\"},\"id\":1}\n[1,{\"a\":[]}]";
         byte[] bytes = text.getBytes(StandardCharsets.UTF_8);
         for (int cut = 1; cut < bytes.length; cut++) {
             JsonStreamSplitter splitter = new JsonStreamSplitter(MAPPER, 1 << 20);

@@ -70,7 +70,9 @@ class RpcDispatcherTest {
                 Arguments.of(
                         "{\"jsonrpc\":\"2.0\",\"method\":\"bdev_get_bdevs\",\"params\":[\"d\"],\"id\":5}",
                         err(5, RpcErrorCode.INVALID_PARAMS)),
-                Arguments.of("{\"jsonrpc\":\"2.0\",\"method\":\"nope_get_x\",\"id\":6}", err(6, RpcErrorCode.METHOD_NOT_FOUND)),
+                Arguments.of(
+                        "{\"jsonrpc\":\"2.0\",\"method\":\"nope_get_x\",\"id\":6}",
+                        err(6, RpcErrorCode.METHOD_NOT_FOUND)),
                 Arguments.of("{\"jsonrpc\":\"2.0\",\"method\":1,\"id\":7}", err(7, RpcErrorCode.INVALID_REQUEST)),
                 Arguments.of("{\"jsonrpc\":\"2.0\",\"method\":1}", err(null, RpcErrorCode.INVALID_REQUEST)),
                 Arguments.of("{\"method\":\"bdev_get_bdevs\",\"id\":8}", err(8, RpcErrorCode.INVALID_REQUEST)),
@@ -119,8 +121,9 @@ class RpcDispatcherTest {
 
     @Test
     void shouldNotInvokeHandlerWhenParamsBreakTheSpec() throws Exception {
-        dispatcher().dispatch(MAPPER.readTree(
-                "{\"jsonrpc\":\"2.0\",\"method\":\"bdev_get_bdevs\",\"params\":{\"nmae\":\"x\"},\"id\":1}"));
+        dispatcher()
+                .dispatch(MAPPER.readTree(
+                        "{\"jsonrpc\":\"2.0\",\"method\":\"bdev_get_bdevs\",\"params\":{\"nmae\":\"x\"},\"id\":1}"));
         assertEquals(List.of(), invoked);
     }
 

@@ -43,7 +43,8 @@ import org.junit.jupiter.params.provider.MethodSource;
 @Timeout(30)
 class RpcServerTest {
     private static final ObjectMapper MAPPER = new ObjectMapper();
-    private static final String GOOD = "{\"jsonrpc\":\"2.0\",\"method\":\"bdev_get_bdevs\",\"params\":{\"name\":\"d\"},\"id\":1}";
+    private static final String GOOD =
+            "{\"jsonrpc\":\"2.0\",\"method\":\"bdev_get_bdevs\",\"params\":{\"name\":\"d\"},\"id\":1}";
     private static final String GOOD_ANSWER = "{\"jsonrpc\":\"2.0\",\"result\":[\"d\"],\"id\":1}";
 
     @TempDir
@@ -143,7 +144,11 @@ class RpcServerTest {
                                 List.of(GOOD_ANSWER, GOOD_ANSWER.replace("\"id\":1", "\"id\":2")),
                                 false),
                         new Case("oversized", List.of(big), List.of(err(null, RpcErrorCode.REQUEST_TOO_LARGE)), true),
-                        new Case("garbage", List.of("}{ not json\n"), List.of(err(null, RpcErrorCode.PARSE_ERROR)), true),
+                        new Case(
+                                "garbage",
+                                List.of("}{ not json\n"),
+                                List.of(err(null, RpcErrorCode.PARSE_ERROR)),
+                                true),
                         new Case(
                                 "good then garbage in one write",
                                 List.of(GOOD + "\n{\"jsonrpc\":\n]"),
@@ -156,11 +161,16 @@ class RpcServerTest {
                                 true),
                         new Case(
                                 "batch",
-                                List.of("[" + GOOD + ",{\"jsonrpc\":\"2.0\",\"method\":\"vhost_get_controllers\",\"id\":2},"
+                                List.of("[" + GOOD
+                                        + ",{\"jsonrpc\":\"2.0\",\"method\":\"vhost_get_controllers\",\"id\":2},"
                                         + "{\"jsonrpc\":\"2.0\",\"method\":\"vhost_get_controllers\"}]\n"),
                                 List.of("[" + GOOD_ANSWER + ",{\"jsonrpc\":\"2.0\",\"result\":[],\"id\":2}]"),
                                 false),
-                        new Case("empty batch", List.of("[]\n"), List.of(err(null, RpcErrorCode.INVALID_REQUEST)), false),
+                        new Case(
+                                "empty batch",
+                                List.of("[]\n"),
+                                List.of(err(null, RpcErrorCode.INVALID_REQUEST)),
+                                false),
                         new Case(
                                 "notification gets no answer",
                                 List.of("{\"jsonrpc\":\"2.0\",\"method\":\"bdev_get_bdevs\"}\n" + GOOD + "\n"),
@@ -173,7 +183,8 @@ class RpcServerTest {
                                 false),
                         new Case(
                                 "invalid params",
-                                List.of("{\"jsonrpc\":\"2.0\",\"method\":\"bdev_get_bdevs\",\"params\":{\"x\":1},\"id\":4}"),
+                                List.of(
+                                        "{\"jsonrpc\":\"2.0\",\"method\":\"bdev_get_bdevs\",\"params\":{\"x\":1},\"id\":4}"),
                                 List.of(err(4, RpcErrorCode.INVALID_PARAMS)),
                                 false),
                         new Case(
@@ -181,7 +192,11 @@ class RpcServerTest {
                                 List.of(GOOD.replace("\"d\"", "\"disk9\"")),
                                 List.of(err(1, RpcErrorCode.NO_SUCH_BDEV)),
                                 false),
-                        new Case("not a request", List.of("\"hello\"\n"), List.of(err(null, RpcErrorCode.INVALID_REQUEST)), false),
+                        new Case(
+                                "not a request",
+                                List.of("\"hello\"\n"),
+                                List.of(err(null, RpcErrorCode.INVALID_REQUEST)),
+                                false),
                         new Case(
                                 "missing method",
                                 List.of("{\"jsonrpc\":\"2.0\",\"id\":5}"),
@@ -237,7 +252,8 @@ class RpcServerTest {
             assertEquals(new ArrayList<>(RpcSpec.load().methodNames()), names);
             RpcException e = assertThrows(
                     RpcException.class,
-                    () -> client.call("bdev_get_bdevs", MAPPER.createObjectNode().put("name", "disk9")));
+                    () -> client.call(
+                            "bdev_get_bdevs", MAPPER.createObjectNode().put("name", "disk9")));
             assertEquals("no_such_bdev", e.error().name());
         }
     }
@@ -285,9 +301,8 @@ class RpcServerTest {
         RpcServer s = new RpcServer(vertx, dir.resolve("other.sock"), RpcSpec.load());
         s.register("bdev_get_bdevs", params -> null);
         s.register("bdev_frob", params -> null);
-        IllegalStateException e = assertInstanceOf(
-                IllegalStateException.class,
-                assertThrows(Exception.class, () -> await(s.start())));
+        IllegalStateException e =
+                assertInstanceOf(IllegalStateException.class, assertThrows(Exception.class, () -> await(s.start())));
         assertTrue(e.getMessage().contains("no handler for [vhost_get_controllers]"), e.getMessage());
         assertTrue(e.getMessage().contains("not described: [bdev_frob]"), e.getMessage());
         assertFalse(Files.exists(dir.resolve("other.sock")));

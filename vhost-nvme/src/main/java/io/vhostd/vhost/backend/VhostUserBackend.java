@@ -257,26 +257,35 @@ public final class VhostUserBackend implements Runnable, AutoCloseable {
         VhostUserHeader header = msg.header();
         int id = header.request();
         VhostUserRequest request = VhostUserRequest.fromId(id);
-        ReceivedFds fds = new ReceivedFds(msg.fds());
         // decided before the handler runs: SET_PROTOCOL_FEATURES must not change how its own answer looks
         boolean ownReply = request != null && request.repliesWith(negotiatedProtocolFeatures);
+        ReceivedFds fds = new ReceivedFds(msg.fds());
+        VhostUserPayload reply = null;
+        VhostUserProtocolException failure = null;
         try {
             checkMessage(msg, request, fds);
-            VhostUserPayload reply = handle(request, msg.payload(), fds);
-            if (ownReply) {
-                connection.send(VhostUserHeader.reply(id, reply.sizeBytes()), reply);
-            } else if (header.needReply()) {
-                sendAck(id, VhostUserU64.ACK_SUCCESS);
-            }
+            reply = handle(request, msg.payload(), fds);
         } catch (VhostUserProtocolException e) {
-            protocolError(e);
+            failure = e;
+        } catch (RuntimeException e) {
+            // a bug or a device failure, not the front-end's fault: answered like any failure, the session goes on
+            LOG.log(Level.ERROR, name + ": " + VhostUserRequest.nameOf(id) + " failed", e);
+            failure = new VhostUserProtocolException(id, "internal error: " + e, e);
+        } finally {
+            // before the reply: once the front-end has its answer, the fds it sent are settled
+            fds.closeUnclaimed();
+        }
+        if (failure != null) {
+            protocolError(failure);
             if (ownReply) {
                 sendFailureReply(request);
             } else if (header.needReply()) {
                 sendAck(id, VhostUserU64.ACK_FAILURE);
             }
-        } finally {
-            fds.closeUnclaimed();
+        } else if (ownReply) {
+            connection.send(VhostUserHeader.reply(id, reply.sizeBytes()), reply);
+        } else if (header.needReply()) {
+            sendAck(id, VhostUserU64.ACK_SUCCESS);
         }
     }
 
@@ -296,7 +305,7 @@ public final class VhostUserBackend implements Runnable, AutoCloseable {
                     id, "more than " + VhostUserConnection.RECEIVE_FD_CAPACITY + " fds attached (all closed)");
         }
         if (request == null) {
-            throw new VhostUserProtocolException(id, "unknown request");
+            throw new VhostUserProtocolException(id, "not defined by the specification");
         }
         if (request.needsOwner() && !owner) {
             throw new VhostUserProtocolException(id, "not allowed before VHOST_USER_SET_OWNER");

@@ -116,17 +116,13 @@ final class BackendHarness implements AutoCloseable {
         if (memTable) {
             assertEquals(
                     0,
-                    fe.ack(
-                            VhostUserRequest.VHOST_USER_SET_MEM_TABLE,
-                            VhostUserMemory.of(List.of(ramRegion())),
-                            memfd));
+                    fe.ack(VhostUserRequest.VHOST_USER_SET_MEM_TABLE, VhostUserMemory.of(List.of(ramRegion())), memfd));
         } else {
             assertEquals(0, fe.ack(VhostUserRequest.VHOST_USER_ADD_MEM_REG, VhostUserMemRegMsg.of(ramRegion()), memfd));
         }
         for (int q = 0; q < queues; q++) {
             usedIdx(q, base);
-            assertEquals(
-                    0, fe.ack(VhostUserRequest.VHOST_USER_SET_VRING_NUM, new VhostUserVringState(q, QUEUE_SIZE)));
+            assertEquals(0, fe.ack(VhostUserRequest.VHOST_USER_SET_VRING_NUM, new VhostUserVringState(q, QUEUE_SIZE)));
             assertEquals(0, fe.ack(VhostUserRequest.VHOST_USER_SET_VRING_BASE, new VhostUserVringState(q, base)));
             assertEquals(0, fe.ack(VhostUserRequest.VHOST_USER_SET_VRING_ADDR, ringAddr(q)));
             assertEquals(
@@ -148,13 +144,23 @@ final class BackendHarness implements AutoCloseable {
         return (revents & Poll.POLLHUP) != 0;
     }
 
+    /** Waits (bounded) until the back-end thread has finished {@code run()}, cleanup included. */
+    void awaitBackendEnd() {
+        try {
+            thread.join(TimeUnit.SECONDS.toMillis(5));
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new AssertionError("interrupted", e);
+        }
+        assertFalse(thread.isAlive(), "back-end thread ended after EOF");
+    }
+
     /** Closes the front-end, waits for the back-end thread to finish, checks it let go of every fd. */
     @Override
-    public void close() throws InterruptedException {
+    public void close() {
         frontEnd.close();
-        thread.join(TimeUnit.SECONDS.toMillis(5));
-        assertFalse(thread.isAlive(), "back-end thread ended after EOF");
-        assertTrue(device.disconnectedLatch().await(5, TimeUnit.SECONDS), "device.disconnected called");
+        awaitBackendEnd();
+        assertTrue(device.disconnectedLatch().getCount() == 0, "device.disconnected called");
         assertEquals(java.util.Map.of(), device.heldFds(), "every fd the back-end held was released");
         for (int fd : testFds) {
             Unistd.close(fd);

@@ -33,7 +33,8 @@ final class FakeVhostUserDevice implements VhostUserDevice {
     static final int CONFIG_BYTES = 60;
 
     /** One startQueue call. */
-    record Started(int queueIndex, SplitVirtqueue vq, int lastAvailIdx, int usedIdx, int kickFd, int callFd, int errFd) {}
+    record Started(
+            int queueIndex, SplitVirtqueue vq, int lastAvailIdx, int usedIdx, int kickFd, int callFd, int errFd) {}
 
     private final long features;
     private final long protocolFeatures;
@@ -52,6 +53,7 @@ final class FakeVhostUserDevice implements VhostUserDevice {
     private long negotiated = -1;
     private int stopAdvance;
     private boolean refuseMemory;
+    private boolean failStart;
 
     FakeVhostUserDevice(long features, long protocolFeatures, int maxQueues, int maxMemSlots) {
         this.features = features;
@@ -117,6 +119,9 @@ final class FakeVhostUserDevice implements VhostUserDevice {
     @Override
     public synchronized void startQueue(int queueIndex, SplitVirtqueue vq, int kickFd, int callFd, int errFd) {
         calls.add("startQueue " + queueIndex);
+        if (failStart) {
+            throw new IllegalStateException("start refused by the test");
+        }
         if (running.containsKey(queueIndex)) {
             throw new AssertionError("queue " + queueIndex + " started twice");
         }
@@ -203,6 +208,10 @@ final class FakeVhostUserDevice implements VhostUserDevice {
 
     synchronized void refuseMemory(boolean refuse) {
         this.refuseMemory = refuse;
+    }
+
+    synchronized void failStart(boolean fail) {
+        this.failStart = fail;
     }
 
     CountDownLatch disconnectedLatch() {
