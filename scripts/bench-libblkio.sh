@@ -7,7 +7,7 @@
 #                             [--jobs LIST] [--num-queues N] [--out DIR]
 #
 # Back-ends (--backends, default "vhostd-file qsd-file qsd-null"), each serving 1 GiB:
-#   vhostd-file  bin/vhostd master, file bdev on /dev/shm (direct: $VHOSTD_DIRECT, default false)
+#   vhostd-file  bin/vhostd master, file bdev on /dev/shm, direct: $VHOSTD_DIRECT (default true = O_DIRECT, as qsd)
 #   vhostd-null  bin/vhostd master, bdev {type: "null"} (once vhostd has null bdevs, #3)
 #   qsd-file     the chroot's qemu-storage-daemon, driver=file on /dev/shm, cache.direct=on,aio=io_uring
 #   qsd-null     the chroot's qemu-storage-daemon, driver=null-co,read-zeroes=on
@@ -16,24 +16,24 @@
 # 4k randread QD32, 4k randwrite QD32, 128k sequential read QD8; each --ramp (2) + --runtime (10) seconds.
 #
 # Rounds are interleaved: each round starts every back-end in turn (the order reverses every other round,
-# so a drift of the machine's load hits all of them), runs an unrecorded --warmup (3 s) 4k randread QD32
-# (JIT, page faults), then the jobs, then stops it (SIGTERM). Per job, the back-end's CPU time (utime +
+# so a drift of the machine's load hits all of them), runs an unrecorded --warmup (10 s) 4k randread QD32
+# (JIT: vhostd's C1/C2 threads are busy for ~10 s under load; page faults), then the jobs, then stops it (SIGTERM). Per job, the back-end's CPU time (utime +
 # stime from /proc/PID/stat of the daemon and every descendant: for vhostd the master JVM and its slave
 # JVM) is read at two moments inside fio's steady state (ramp + 0.5 s after fio starts, and 1 s before it
 # should end); CPU seconds per million I/Os = that CPU time / (fio's IOPS * the window's wall time).
 # The machine's busy time in the same window gives "others' CPU" (neither the daemon nor fio).
 #
 # Output: DIR/summary.md (also printed), DIR/runs.tsv, DIR/<backend>.<round>/{JOB.json,...,daemon.log}.
-# Default DIR: run/bench-libblkio/<time>. A full default run takes about 9 minutes.
+# Default DIR: run/bench-libblkio/<time>. A full default run takes about 10 minutes.
 # Needs root (the chroot: built by tests/chroot/setup.sh on first use) and a JDK 25 for vhostd
 # (dist/target/vhostd.jar is built when missing or stale; VHOSTD_JAR overrides it).
-# Env: VHOSTD_DIRECT (vhostd file bdev 'direct', default false), VHOSTD_CHROOT.
+# Env: VHOSTD_DIRECT (vhostd file bdev 'direct', default true), VHOSTD_CHROOT.
 set -uo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 source "$REPO/tests/chroot/lib.sh"
 
-ROUNDS=3 WARMUP=3 NQ=2 OUT="" BACKENDS="vhostd-file qsd-file qsd-null" JOBS=$FIO_PERF_JOBS
-VHOSTD_DIRECT=${VHOSTD_DIRECT:-false}
+ROUNDS=3 WARMUP=10 NQ=2 OUT="" BACKENDS="vhostd-file qsd-file qsd-null" JOBS=$FIO_PERF_JOBS
+VHOSTD_DIRECT=${VHOSTD_DIRECT:-true}
 SIZE_BYTES=1073741824
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -141,8 +141,10 @@ measure_job() {
         tail -5 "$dir/$j.out" >&2
         return 1
     fi
-    say "  $j: $(python3 -c 'import json,sys; t=open(sys.argv[1]).read(); j=json.loads(t[t.find("{"):])["jobs"][0]
-print(f"{j[\"read\"][\"iops\"] + j[\"write\"][\"iops\"]:,.0f} IOPS")' "$dir/$j.json" 2>/dev/null)"
+    say "  $j: $(python3 -c 'import json, sys
+t = open(sys.argv[1]).read()
+j = json.loads(t[t.find("{"):])["jobs"][0]
+print("{:,.0f} IOPS".format(j["read"]["iops"] + j["write"]["iops"]))' "$dir/$j.json" 2>&1 | tail -1)"
 }
 
 START=$(date '+%F %T') T0=$SECONDS
@@ -163,6 +165,8 @@ for r in $(seq 1 "$ROUNDS"); do
             FAILED=1
             continue
         fi
+        # the processes whose CPU is counted: the daemon and its descendants (vhostd: master + slave JVM)
+        ps -o pid,ppid,etimes,args -p "$({ echo "$DPID"; descendants "$DPID"; } | paste -sd, -)" | cut -c1-200 >"$dir/pids.txt"
         if [ "$WARMUP" -gt 0 ]; then
             FIO_RUNTIME=$WARMUP FIO_RAMP=0 run_fio "$DSOCK" rr4k32 "$dir/warmup" >/dev/null 2>&1 ||
                 say "  warm-up fio failed ($OUT/$b.$r/warmup/rr4k32.out)"

@@ -48,7 +48,10 @@ IMG=$DEMO/disk0.img
 [ -f "$IMG" ] || truncate -s 1G "$IMG"
 SOCKDIR=$DEMO
 # a unix socket path has at most 107 bytes
-[ ${#SOCKDIR} -le 80 ] || SOCKDIR=$(mktemp -d /tmp/vhostd-demo.XXXXXX)
+if [ ${#SOCKDIR} -gt 80 ]; then
+    SOCKDIR=$(mktemp -d /tmp/vhostd-demo.XXXXXX)
+    trap 'vm_cleanup; rm -rf "$SOCKDIR"' EXIT
+fi
 SOCK=$SOCKDIR/vhost.0.sock
 T0=$SECONDS
 if [ "$BACKEND" = vhostd ]; then

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # tests/chroot/lib.sh - helpers for fio (libblkio engine) and qemu-storage-daemon from the tool chroot
 # (source it; bash only). Sources tests/vm/lib.sh for the process helpers (start by PID, stop by PID).
 #

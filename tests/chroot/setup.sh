@@ -35,7 +35,7 @@ KEYRING=/usr/share/keyrings/debian-archive-keyring.gpg
 PKGS="fio libblkio1 qemu-system-x86 qemu-utils qemu-block-extra"
 # Only for building fio; purged afterwards unless --keep-toolchain.
 BUILD_PKGS="build-essential pkg-config libblkio-dev libaio-dev zlib1g-dev"
-STAMP=$ROOT/.vhostd-chroot-ready
+STAMP=$ROOT/.vhostd-chroot-stamp
 # Bump the recipe number whenever what this script builds changes: an old chroot is then rebuilt.
 STAMP_TEXT="recipe 1 | $SUITE | $PKGS | fio-libblkio"
 

@@ -49,9 +49,9 @@ class GuestFioVerifyIT {
 
     private static final long DISK_BYTES = 1L << 30;
     private static final int NUM_QUEUES = 2;
-    private static final Duration READY_TIMEOUT = Duration.ofSeconds(90);
+    private static final Duration READY_TIMEOUT = Duration.ofSeconds(60);
     private static final Duration STOP_TIMEOUT = Duration.ofSeconds(30);
-    private static final Duration BOOT_TIMEOUT = Duration.ofSeconds(240);
+    private static final Duration BOOT_TIMEOUT = Duration.ofSeconds(200);
     private static final String VERIFY_JOB = "verify-randwrite.fio";
     private static final String PERSIST_JOB = "persist.fio";
     private static final Map<String, String> GUEST_ENV = Map.of(
@@ -61,7 +61,7 @@ class GuestFioVerifyIT {
     private static final Pattern FIO_ERR = Pattern.compile("err=\\s*(\\d+)");
 
     @Test
-    @Timeout(value = 14, unit = TimeUnit.MINUTES)
+    @Timeout(value = 12, unit = TimeUnit.MINUTES)
     void shouldReadBackVerifiedDataWhenGuestRebootsAndMasterRestarts() throws Exception {
         assumeTrue(GuestVm.qemuAvailable(), "qemu-system-x86_64 is not installed");
         ItEnv env = ItEnv.forTest(getClass());

@@ -60,8 +60,8 @@ final class GuestVm {
                     console.add(line);
                 }
             }
-            return "guest rc=" + exitCode + " after " + wall.toMillis() + " ms (124 = timeout, 125 = QEMU or"
-                    + " harness error); console log " + consoleLog + "\n--- QEMU messages:\n"
+            return "guest rc=" + exitCode + " after " + wall.toMillis() + " ms (" + RC_TIMEOUT + " = timeout, "
+                    + RC_HARNESS + " = QEMU or harness error); console log " + consoleLog + "\n--- QEMU messages:\n"
                     + String.join("\n", qemu) + "\n--- console (without the kernel log dump), last 40 lines:\n"
                     + String.join("\n", console.subList(Math.max(0, console.size() - 40), console.size()));
         }

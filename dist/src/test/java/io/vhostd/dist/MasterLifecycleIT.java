@@ -24,7 +24,7 @@ import org.junit.jupiter.api.Timeout;
 @Tag("integration")
 class MasterLifecycleIT {
 
-    private static final Duration READY_TIMEOUT = Duration.ofSeconds(90);
+    private static final Duration READY_TIMEOUT = Duration.ofSeconds(60);
     private static final Duration STOP_TIMEOUT = Duration.ofSeconds(30);
 
     private ItEnv env;
@@ -53,7 +53,7 @@ class MasterLifecycleIT {
     }
 
     @Test
-    @Timeout(value = 3, unit = TimeUnit.MINUTES)
+    @Timeout(value = 2, unit = TimeUnit.MINUTES)
     void shouldLeaveNoProcessWhenMasterGetsSigterm() throws Exception {
         try (VhostdMaster master = VhostdMaster.start(env, config, env.logDir().resolve("sigterm.log"))) {
             master.awaitReady(READY_TIMEOUT);
@@ -62,7 +62,7 @@ class MasterLifecycleIT {
     }
 
     @Test
-    @Timeout(value = 4, unit = TimeUnit.MINUTES)
+    @Timeout(value = 3, unit = TimeUnit.MINUTES)
     void shouldStartAgainWhenPreviousMasterStoppedOnSamePaths() throws Exception {
         try (VhostdMaster master = VhostdMaster.start(env, config, env.logDir().resolve("restart-1.log"))) {
             master.awaitReady(READY_TIMEOUT);

@@ -41,6 +41,7 @@ final class ControllerAgent implements Runnable {
      * System property {@code vhostd.poll.spin.us} (microseconds).
      */
     static final long SPIN_NS = Long.getLong("vhostd.poll.spin.us", 20) * 1000;
+
     private static final int FETCH_BATCH = 32;
     private static final int SLEEP_TIMEOUT_MS = 1000;
 
@@ -195,7 +196,14 @@ final class ControllerAgent implements Runnable {
             pollSet.set(n, q.cqEventFd, Poll.POLLIN);
             pollQueue[n++] = q.index;
             if (!q.stopping && q.kickFd >= 0) {
-                pending |= q.vq.enableNotifications();
+                try {
+                    pending |= q.vq.enableNotifications();
+                } catch (IllegalStateException e) {
+                    // enableNotifications re-reads avail->idx, which the guest may have broken since the last fetch
+                    markBroken(q, e);
+                    pending = true;
+                    continue;
+                }
                 pollSet.set(n, q.kickFd, Poll.POLLIN);
                 pollQueue[n++] = q.index;
             }
@@ -235,11 +243,25 @@ final class ControllerAgent implements Runnable {
                 Eventfd.eventfd_write(q.callFd, 1);
             }
         }
-        if (q.stopping && q.inflightCount == 0) {
+        // a queue stopped because its ring broke stays here, not fetching, until stopQueue (GET_VRING_BASE) claims it
+        if (q.stopping && q.stopped != null && q.inflightCount == 0) {
             queues[q.index] = null;
             q.stopped.complete(q.vq.lastAvailIdx());
         }
         return work;
+    }
+
+    /**
+     * The guest moved avail->idx impossibly far: the ring is broken. Stop fetching from it; its in-flight requests still
+     * complete, and it stays started so that stopQueue (GET_VRING_BASE) answers the avail index it stopped at.
+     */
+    private void markBroken(QueueRunner q, IllegalStateException e) {
+        errors.incrementAndGet();
+        LOG.log(
+                System.Logger.Level.ERROR,
+                "controller " + name + " queue " + q.index + ": " + e.getMessage()
+                        + "; queue stopped until the front-end resets it");
+        q.stopping = true;
     }
 
     /** Fetches up to {@link #FETCH_BATCH} requests; returns how many were taken from the avail ring. */
@@ -250,14 +272,7 @@ final class ControllerAgent implements Runnable {
             try {
                 r = q.vq.pop(chain);
             } catch (IllegalStateException e) {
-                // the guest moved avail->idx impossibly far: the ring is broken; stop fetching from it
-                errors.incrementAndGet();
-                LOG.log(
-                        System.Logger.Level.ERROR,
-                        "controller " + name + " queue " + q.index + ": " + e.getMessage()
-                                + "; queue stopped until the front-end resets it");
-                q.stopping = true;
-                q.stopped = q.stopped == null ? new CompletableFuture<>() : q.stopped;
+                markBroken(q, e);
                 return taken;
             }
             if (r == SplitVirtqueue.POP_EMPTY) {

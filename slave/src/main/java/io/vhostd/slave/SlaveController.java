@@ -91,6 +91,9 @@ final class SlaveController {
 
     private void acceptLoop() {
         while (!closed) {
+            if (!awaitNoSession()) {
+                return;
+            }
             int revents = Poll.poll(listenFd, Poll.POLLIN, 500);
             if (closed) {
                 return;
@@ -108,13 +111,25 @@ final class SlaveController {
             if (fd < 0) {
                 continue;
             }
-            if (session != null) {
-                LOG.log(System.Logger.Level.WARNING, spec.name() + ": refused a second front-end connection");
-                Unistd.close(fd);
-                continue;
-            }
             startSession(fd);
         }
+    }
+
+    /**
+     * vhost-user-blk has one front-end: while a session runs, a new connection waits in the listen backlog (as with
+     * qemu-storage-daemon) instead of being refused, so a front-end that connects just as the previous one leaves is
+     * served. Returns false when the controller closed.
+     */
+    private synchronized boolean awaitNoSession() {
+        while (session != null && !closed) {
+            try {
+                wait(1_000);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                return false;
+            }
+        }
+        return !closed;
     }
 
     private void startSession(int fd) {
@@ -133,9 +148,10 @@ final class SlaveController {
         });
     }
 
-    void sessionEnded(BlkDevice device) {
+    synchronized void sessionEnded(BlkDevice device) {
         if (session == device) {
             session = null;
+            notifyAll();
             releaseCustody("connection", 0);
             LOG.log(System.Logger.Level.INFO, spec.name() + ": front-end disconnected");
             reportState(null);
@@ -181,8 +197,9 @@ final class SlaveController {
         }
     }
 
-    void close() {
+    synchronized void close() {
         closed = true;
+        notifyAll();
         agent.close();
         Unistd.close(listenFd);
     }
