@@ -80,14 +80,18 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-img_for() { # img_for BACKEND: its 1 GiB image on /dev/shm, created (allocated) on first use
-    local img=/dev/shm/vhostd-bl-$$-$1.img
-    if [ ! -f "$img" ]; then
-        IMGS+=("$img")
-        fallocate -l "$SIZE_BYTES" "$img"
-    fi
-    echo "$img"
-}
+# Each file back-end gets its own 1 GiB image on /dev/shm, allocated once here (in this shell, so that
+# cleanup knows them) and kept over the rounds.
+declare -A IMG_OF
+for b in $BACKENDS; do
+    case $b in
+    *-file)
+        IMG_OF[$b]=/dev/shm/vhostd-bl-$$-$b.img
+        IMGS+=("${IMG_OF[$b]}")
+        fallocate -l "$SIZE_BYTES" "${IMG_OF[$b]}" || exit 1
+        ;;
+    esac
+done
 
 # start_backend BACKEND DIR -> DPID, DSOCK
 start_backend() {
@@ -95,7 +99,7 @@ start_backend() {
     case $b in
     vhostd-*)
         if [ "$b" = vhostd-file ]; then
-            img=$(img_for "$b")
+            img=${IMG_OF[$b]}
             write_vhostd_yaml "$dir/vhostd.yaml" "$dir" \
                 "type: file, path: $img, size_bytes: $SIZE_BYTES, direct: $VHOSTD_DIRECT" "$NQ"
         else
@@ -106,7 +110,7 @@ start_backend() {
         DPID=$VHOSTD_PID
         ;;
     qsd-file)
-        img=$(img_for "$b")
+        img=${IMG_OF[$b]}
         DSOCK=$dir/qsd.sock
         start_chroot_qsd "$DSOCK" "driver=file,node-name=n0,filename=$img,cache.direct=on,aio=io_uring" "$NQ" \
             "$dir/daemon.log" || return 1

@@ -6,15 +6,20 @@ import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.vertx.core.Vertx;
 import io.vhostd.master.bdev.Bdev;
-import io.vhostd.master.bdev.FileBdevs;
+import io.vhostd.master.bdev.NvmeProbe;
 import io.vhostd.master.config.BdevConfig;
+import io.vhostd.master.config.ConfigException;
 import io.vhostd.master.config.ControllerConfig;
+import io.vhostd.master.config.HugepagesConfig;
 import io.vhostd.master.config.VhostdConfig;
 import io.vhostd.master.engine.DeviceEngine;
-import io.vhostd.master.engine.IoUringEngine;
+import io.vhostd.master.engine.Engines;
 import io.vhostd.master.engine.QpairBinding;
 import io.vhostd.master.engine.RegionTable;
-import io.vhostd.master.engine.ThreadPoolEngine;
+import io.vhostd.master.hugepages.HugepagePool;
+import io.vhostd.master.registry.BdevException;
+import io.vhostd.master.registry.BdevRegistry;
+import io.vhostd.master.registry.PersistentRegistry;
 import io.vhostd.master.rpc.RpcServer;
 import io.vhostd.rpc.RpcErrorCode;
 import io.vhostd.rpc.RpcException;
@@ -23,7 +28,6 @@ import io.vhostd.shm.arena.HugepageArena;
 import io.vhostd.shm.control.ControlChannel;
 import io.vhostd.shm.control.ControlMessage;
 import io.vhostd.shm.linux.Eventfd;
-import io.vhostd.shm.linux.IoUring;
 import io.vhostd.shm.linux.Socket;
 import io.vhostd.shm.linux.Unistd;
 import io.vhostd.shm.virtnvme.VirtNvmeDescriptor;
@@ -41,9 +45,13 @@ import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.TimeUnit;
 
 /**
- * The master process: start-up in DESIGN §1 order (bdevs, arena, engines, controllers' sockets and queue pairs,
- * slave, RPC), then it waits; {@link #shutdown} (SIGTERM) stops the slave first, so no guest I/O is in flight when the
- * engines stop.
+ * The master process: start-up in DESIGN §1 order (registry, bdevs from the configuration and then from the registry,
+ * each with its engine; huge pages and the arena; controllers' sockets and queue pairs; slave; RPC), then it waits;
+ * {@link #shutdown} (SIGTERM) stops the slave first, so no guest I/O is in flight when the engines stop.
+ *
+ * <p>Bdevs can be created and deleted at run time over RPC ({@code bdev_*_create}, {@code
+ * bdev_nvme_attach_controller}, {@code bdev_delete}); those are recorded in the registry file and recreated by the
+ * next master. Controllers claim the bdev they serve in the {@link BdevRegistry}, which refuses to delete it.
  */
 public final class Master implements AutoCloseable {
     private static final System.Logger LOG = System.getLogger(Master.class.getName());
@@ -52,16 +60,33 @@ public final class Master implements AutoCloseable {
     /** VirtNvme queue depth: the largest virtqueue QEMU offers (queue-size max 1024), so one CID per head index. */
     public static final int QPAIR_DEPTH = 1024;
 
+    /**
+     * How the master is run.
+     *
+     * @param spawnSlave start the slave process; false runs the master alone (tests and tools: controllers get their
+     *     sockets and queue pairs, but nothing serves them)
+     * @param nvmeProbe where NVMe controllers are found
+     * @param hugepagePool the kernel's huge page pool
+     */
+    public record Options(boolean spawnSlave, NvmeProbe nvmeProbe, HugepagePool hugepagePool) {
+        /** The production set-up: a slave, the host's sysfs and procfs (or those the system properties name). */
+        public static Options defaults() {
+            return new Options(true, new NvmeProbe(), new HugepagePool());
+        }
+    }
+
     private final VhostdConfig config;
+    private final Options options;
     private final Path runDir;
-    private final Map<String, Bdev> bdevs = new LinkedHashMap<>();
-    private final Map<String, DeviceEngine> engines = new LinkedHashMap<>();
     private final Map<String, ControllerRuntime> controllers = new LinkedHashMap<>();
     private final FdCustody custody = new FdCustody();
     private final RegionTable regions = new RegionTable();
     private final CountDownLatch stopped = new CountDownLatch(1);
     private final int maxSegments;
     private HugepageArena arena;
+    private HugepagePool.Reservation reservation;
+    private PersistentRegistry store;
+    private BdevRegistry bdevs;
     private int controlListenFd = -1;
     private Path controlPath;
     private SlaveProcess slave;
@@ -70,8 +95,14 @@ public final class Master implements AutoCloseable {
     private volatile boolean shuttingDown;
     private int nextQpairId = 1;
 
+    /** A master with a slave, on the host's sysfs and procfs. */
     public Master(VhostdConfig config) {
+        this(config, Options.defaults());
+    }
+
+    public Master(VhostdConfig config, Options options) {
         this.config = config;
+        this.options = options;
         this.runDir = Path.of(config.runDir());
         this.maxSegments = config.slave().maxSegments();
     }
@@ -80,58 +111,101 @@ public final class Master implements AutoCloseable {
     public void start() throws Exception {
         Files.createDirectories(runDir);
         Files.setPosixFilePermissions(runDir, PosixFilePermissions.fromString("rwx------"));
-        for (BdevConfig b : config.bdevs()) {
-            Bdev bdev = FileBdevs.open(b.name(), b.path(), b.sizeBytes(), b.blockSize(), b.readOnly(), b.direct());
-            bdevs.put(bdev.name(), bdev);
-            LOG.log(
-                    System.Logger.Level.INFO,
-                    "bdev " + bdev.name() + ": " + bdev.path() + ", " + bdev.sizeBytes() + " bytes, block "
-                            + bdev.blockSizeBytes() + (bdev.direct() ? ", O_DIRECT" : ", page cache"));
+        store = PersistentRegistry.open(Path.of(config.registryPath()));
+        bdevs = new BdevRegistry(maxSegments, options.nvmeProbe(), store);
+        String noUring = Engines.ioUringUnavailableReason();
+        if (noUring != null) {
+            LOG.log(System.Logger.Level.WARNING, noUring + ": file and device bdevs use the thread-pool engine");
         }
+        for (int i = 0; i < config.bdevs().size(); i++) {
+            BdevConfig b = config.bdevs().get(i);
+            try {
+                bdevs.create(b, false);
+            } catch (BdevException e) {
+                throw new IllegalStateException("bdevs[" + i + "] (" + b.name() + "): " + e.getMessage(), e);
+            }
+        }
+        List<String> restored = bdevs.restore();
+        LOG.log(
+                System.Logger.Level.INFO,
+                "registry " + store.file() + ": " + restored.size() + " bdev(s) recreated"
+                        + (restored.isEmpty() ? "" : " " + restored));
         startArena();
-        String noUring = IoUring.isAvailable() ? null : "io_uring unavailable on this host";
-        for (Bdev bdev : bdevs.values()) {
-            DeviceEngine engine =
-                    noUring == null ? new IoUringEngine(bdev, maxSegments) : new ThreadPoolEngine(bdev, maxSegments);
-            engines.put(bdev.name(), engine);
-            LOG.log(
-                    System.Logger.Level.INFO,
-                    "bdev " + bdev.name() + ": device engine " + engine.kind()
-                            + (noUring == null ? "" : " (" + noUring + ")"));
-        }
         for (ControllerConfig c : config.controllers()) {
             addController(c);
         }
-        startSlave();
+        if (options.spawnSlave()) {
+            startSlave();
+        }
         startRpc();
         LOG.log(
                 System.Logger.Level.INFO,
-                "vhostd master ready: " + controllers.size() + " controller(s), slave pid " + slave.pid() + ", rpc "
-                        + config.rpcSocket());
+                "vhostd master ready: " + controllers.size() + " controller(s), "
+                        + (slave == null ? "no slave" : "slave pid " + slave.pid()) + ", rpc " + config.rpcSocket());
     }
 
     private void startArena() {
+        HugepagesConfig huge = config.hugepages();
         long perQpair = align(VirtNvmeDescriptor.lengthBytes(QPAIR_DEPTH, maxSegments), 4096);
         long needed = 0;
         for (ControllerConfig c : config.controllers()) {
             needed += perQpair * c.numQueues();
         }
-        long size = Math.max(config.hugepages().arenaSizeBytes(), align(needed + perQpair, 2 << 20));
-        arena = HugepageArena.create("vhostd-arena", size, config.hugepages().enabled());
+        long size = Math.max(huge.arenaSizeBytes(), align(needed + perQpair, HugepagesConfig.HUGEPAGE_SIZE_BYTES));
+        if (huge.reserve() > 0) {
+            reservation = options.hugepagePool().reserve(huge.reserve(), huge.node());
+            if (reservation.shortfallReason() == null) {
+                LOG.log(
+                        System.Logger.Level.INFO,
+                        "hugepages: " + huge.reserve() + " requested, " + reservation.reserved() + " reserved ("
+                                + reservation.added() + " added to " + reservation.poolFile() + ")");
+            } else {
+                LOG.log(
+                        System.Logger.Level.WARNING,
+                        "hugepages: " + huge.reserve() + " requested, " + reservation.reserved() + " reserved: "
+                                + reservation.shortfallReason());
+            }
+            long reservedBytes = huge.reserve() * HugepagesConfig.HUGEPAGE_SIZE_BYTES;
+            if (reservedBytes < size) {
+                LOG.log(
+                        System.Logger.Level.WARNING,
+                        "hugepages: reserve " + huge.reserve() + " (" + reservedBytes + " bytes) is smaller than the"
+                                + " arena (" + size + " bytes)");
+            }
+        }
+        arena = HugepageArena.create("vhostd-arena", size, huge.enabled());
         if (arena.hugepages()) {
             LOG.log(System.Logger.Level.INFO, "arena: " + arena.sizeBytes() + " bytes on 2 MiB hugepages");
         } else {
             LOG.log(
                     System.Logger.Level.INFO,
-                    "arena: " + arena.sizeBytes() + " bytes on a plain memfd ("
-                            + (config.hugepages().enabled() ? arena.fallbackReason() : "hugepages disabled in config")
-                            + ")");
+                    "arena: " + arena.sizeBytes() + " bytes on a plain memfd (" + arenaFallbackReason() + ")");
         }
     }
 
+    /** Why the arena is not on huge pages, or why the reservation fell short; null when all went as asked. */
+    private String arenaFallbackReason() {
+        if (!config.hugepages().enabled()) {
+            return "hugepages disabled in config";
+        }
+        if (arena != null && !arena.hugepages()) {
+            return arena.fallbackReason()
+                    + (reservation != null && reservation.shortfallReason() != null
+                            ? "; " + reservation.shortfallReason()
+                            : "");
+        }
+        return reservation == null ? null : reservation.shortfallReason();
+    }
+
     private void addController(ControllerConfig c) throws IOException {
-        Bdev bdev = bdevs.get(c.bdev());
-        DeviceEngine engine = engines.get(c.bdev());
+        BdevRegistry.Entry entry;
+        try {
+            entry = bdevs.claim(c.bdev(), c.name());
+        } catch (BdevException e) {
+            throw new IllegalStateException("controller " + c.name() + ": " + e.getMessage(), e);
+        }
+        Bdev bdev = entry.bdev();
+        DeviceEngine engine = entry.engine();
         int listenFd = listen(c.socket());
         List<ControlMessage.QpairRef> refs = new ArrayList<>();
         List<QpairBinding> bindings = new ArrayList<>();
@@ -331,6 +405,13 @@ public final class Master implements AutoCloseable {
         vertx = Vertx.vertx();
         rpc = new RpcServer(vertx, Path.of(config.rpcSocket()), RpcSpec.load());
         rpc.register("bdev_get_bdevs", this::bdevGetBdevs);
+        rpc.register("bdev_file_create", this::bdevFileCreate);
+        rpc.register("bdev_null_create", params -> bdevMemoryCreate(params, BdevConfig.TYPE_NULL));
+        rpc.register("bdev_malloc_create", params -> bdevMemoryCreate(params, BdevConfig.TYPE_MALLOC));
+        rpc.register("bdev_nvme_attach_controller", this::bdevNvmeAttachController);
+        rpc.register("bdev_delete", this::bdevDelete);
+        rpc.register("nvme_get_controllers", this::nvmeGetControllers);
+        rpc.register("framework_get_hugepages", this::frameworkGetHugepages);
         rpc.register("vhost_get_controllers", this::vhostGetControllers);
         rpc.start().await();
     }
@@ -338,11 +419,11 @@ public final class Master implements AutoCloseable {
     private JsonNode bdevGetBdevs(JsonNode params) throws RpcException {
         String name = optionalName(params);
         ArrayNode out = JSON.createArrayNode();
-        for (Bdev b : bdevs.values()) {
+        for (BdevRegistry.Entry entry : bdevs.list()) {
+            Bdev b = entry.bdev();
             if (name != null && !name.equals(b.name())) {
                 continue;
             }
-            DeviceEngine engine = engines.get(b.name());
             ObjectNode o = out.addObject();
             o.put("name", b.name());
             o.put("type", b.type());
@@ -351,12 +432,172 @@ public final class Master implements AutoCloseable {
             o.put("block_size", b.blockSizeBytes());
             o.put("num_blocks", b.numBlocks());
             o.put("read_only", b.readOnly());
-            o.put("engine", engine.kind());
+            o.put("engine", entry.engine().kind());
+            o.put("direct", b.direct());
+            o.put("persistent", entry.persistent());
+            o.put("claimed_by", bdevs.claimedBy(b.name()).orElse(null));
+            o.put("nvme_controller", b.nvmeController());
         }
         if (name != null && out.isEmpty()) {
             throw new RpcException(RpcErrorCode.NO_SUCH_BDEV, "no bdev named '" + name + "'");
         }
         return out;
+    }
+
+    /** {@code bdev_file_create}: {@code filename} is the config's {@code path}; a block device becomes type block. */
+    private JsonNode bdevFileCreate(JsonNode params) throws RpcException {
+        ObjectNode spec = ((ObjectNode) params).deepCopy();
+        String filename = spec.path("filename").asText();
+        spec.remove("filename");
+        spec.put("path", filename);
+        spec.put("type", isBlockDevice(filename) ? BdevConfig.TYPE_BLOCK : BdevConfig.TYPE_FILE);
+        return JSON.getNodeFactory().textNode(createBdevs(spec, "filename").get(0));
+    }
+
+    private JsonNode bdevMemoryCreate(JsonNode params, String type) throws RpcException {
+        ObjectNode spec = ((ObjectNode) params).deepCopy();
+        spec.put("type", type);
+        return JSON.getNodeFactory().textNode(createBdevs(spec, null).get(0));
+    }
+
+    private JsonNode bdevNvmeAttachController(JsonNode params) throws RpcException {
+        ObjectNode spec = ((ObjectNode) params).deepCopy();
+        spec.put("type", BdevConfig.TYPE_NVME);
+        ArrayNode out = JSON.createArrayNode();
+        createBdevs(spec, null).forEach(out::add);
+        return out;
+    }
+
+    /**
+     * Validates {@code spec} as a config {@code bdevs:} entry and creates (and records) its bdevs.
+     *
+     * @param pathParam the RPC param that carries {@code path}, named in error messages instead of it
+     */
+    private List<String> createBdevs(ObjectNode spec, String pathParam) throws RpcException {
+        BdevConfig bdev;
+        try {
+            bdev = VhostdConfig.parseBdev(spec);
+        } catch (ConfigException e) {
+            String key = e.keyPath().equals("path") && pathParam != null ? pathParam : e.keyPath();
+            throw new RpcException(RpcErrorCode.INVALID_PARAMS, "invalid params: " + key + ": " + e.problem());
+        }
+        try {
+            List<String> names = new ArrayList<>();
+            for (BdevRegistry.Entry entry : bdevs.create(bdev, true)) {
+                names.add(entry.bdev().name());
+            }
+            return names;
+        } catch (BdevException e) {
+            throw rpcError(e);
+        }
+    }
+
+    private JsonNode bdevDelete(JsonNode params) throws RpcException {
+        try {
+            bdevs.delete(params.path("name").asText());
+        } catch (BdevException e) {
+            throw rpcError(e);
+        }
+        return JSON.getNodeFactory().booleanNode(true);
+    }
+
+    private JsonNode nvmeGetControllers(JsonNode params) throws RpcException {
+        String name = optionalName(params);
+        List<BdevRegistry.ProbedController> probed;
+        try {
+            probed = bdevs.probeNvme();
+        } catch (IOException e) {
+            throw new RpcException(RpcErrorCode.DEVICE_ERROR, "cannot probe NVMe controllers: " + e);
+        }
+        ArrayNode out = JSON.createArrayNode();
+        for (BdevRegistry.ProbedController p : probed) {
+            NvmeProbe.NvmeController c = p.controller();
+            if (name != null && !name.equals(c.name()) && !name.equals(p.attachedAs())) {
+                continue;
+            }
+            ObjectNode o = out.addObject();
+            o.put("name", c.name());
+            o.put("model", c.model());
+            o.put("serial", c.serial());
+            o.put("firmware", c.firmwareRev());
+            o.put("transport", c.transport());
+            o.put("traddr", c.traddr());
+            o.put("attached_as", p.attachedAs());
+            ArrayNode namespaces = o.putArray("namespaces");
+            for (NvmeProbe.NvmeNamespace ns : c.namespaces()) {
+                ObjectNode n = namespaces.addObject();
+                n.put("nsid", ns.nsid());
+                n.put("device", ns.devicePath());
+                n.put("size_bytes", ns.sizeBytes());
+                n.put("block_size", ns.blockSizeBytes());
+                n.put("bdev", p.attachedAs() == null ? null : attachedBdev(p.attachedAs() + "n" + ns.nsid()));
+            }
+        }
+        if (name != null && out.isEmpty()) {
+            throw new RpcException(RpcErrorCode.NO_SUCH_DEVICE, "no NVMe controller named '" + name + "'");
+        }
+        return out;
+    }
+
+    /** {@code name} if it is a running bdev, else null (its namespace was deleted). */
+    private String attachedBdev(String name) {
+        return bdevs.get(name).isPresent() ? name : null;
+    }
+
+    private JsonNode frameworkGetHugepages(JsonNode params) {
+        HugepagesConfig huge = config.hugepages();
+        ObjectNode o = JSON.createObjectNode();
+        o.put("requested", huge.reserve());
+        o.put("reserved", reservation == null ? 0 : reservation.reserved());
+        o.put("added", reservation == null ? 0 : reservation.added());
+        try {
+            o.put("free", options.hugepagePool().freePages(huge.node()));
+        } catch (IOException e) {
+            o.putNull("free");
+        }
+        try {
+            o.put("pool_pages", options.hugepagePool().poolPages(huge.node()));
+        } catch (IOException e) {
+            o.putNull("pool_pages");
+        }
+        if (huge.node() == HugepagesConfig.ANY_NODE) {
+            o.putNull("node");
+        } else {
+            o.put("node", huge.node());
+        }
+        o.put("hugepage_size_bytes", HugepagesConfig.HUGEPAGE_SIZE_BYTES);
+        o.put("arena_size_bytes", arena.sizeBytes());
+        o.put("arena_on_hugepages", arena.hugepages());
+        o.put("fallback_reason", arenaFallbackReason());
+        return o;
+    }
+
+    private static RpcException rpcError(BdevException e) {
+        RpcErrorCode code =
+                switch (e.reason()) {
+                    case INVALID -> RpcErrorCode.INVALID_PARAMS;
+                    case NO_SUCH_BDEV -> RpcErrorCode.NO_SUCH_BDEV;
+                    case NAME_IN_USE -> RpcErrorCode.NAME_IN_USE;
+                    case BUSY -> RpcErrorCode.BDEV_BUSY;
+                    case NO_SUCH_DEVICE -> RpcErrorCode.NO_SUCH_DEVICE;
+                    case DEVICE_ERROR -> RpcErrorCode.DEVICE_ERROR;
+                };
+        return new RpcException(code, e.getMessage());
+    }
+
+    private static boolean isBlockDevice(String path) {
+        try {
+            int mode = (Integer) Files.getAttribute(Path.of(path), "unix:mode");
+            // S_IFMT / S_IFBLK from <sys/stat.h>
+            return (mode & 0170000) == 0060000;
+        } catch (IOException | RuntimeException e) {
+            return false;
+        }
+    }
+
+    /** The bdev registry: what runs, which controller claims what (issue #5 adds controllers at run time). */
+    public BdevRegistry bdevs() {
+        return bdevs;
     }
 
     private JsonNode vhostGetControllers(JsonNode params) throws RpcException {
@@ -444,7 +685,10 @@ public final class Master implements AutoCloseable {
                 LOG.log(System.Logger.Level.DEBUG, "vertx close: " + e.getMessage());
             }
         }
-        engines.values().forEach(DeviceEngine::close);
+        if (bdevs != null) {
+            // stops every engine, then closes the bdevs; the registry file keeps its records
+            bdevs.close();
+        }
         regions.close();
         for (ControllerRuntime c : controllers.values()) {
             try {
@@ -462,9 +706,15 @@ public final class Master implements AutoCloseable {
                 // best effort: the run directory is ours
             }
         }
-        bdevs.values().forEach(Bdev::close);
+        if (store != null) {
+            store.close();
+        }
         if (arena != null) {
             arena.close();
+        }
+        if (reservation != null) {
+            // the arena's pages are free again: give back what the reservation added to the pool
+            options.hugepagePool().release(reservation);
         }
         stopped.countDown();
     }

@@ -32,7 +32,11 @@ public enum RpcErrorCode {
     /** The request exceeds the server's size limit; the server closes the connection after answering. */
     REQUEST_TOO_LARGE(-32006, "request_too_large", "Request too large"),
     /** The caller may not do this. */
-    PERMISSION_DENIED(-32007, "permission_denied", "Permission denied");
+    PERMISSION_DENIED(-32007, "permission_denied", "Permission denied"),
+    /** The file, block device or NVMe controller named does not exist. */
+    NO_SUCH_DEVICE(-32008, "no_such_device", "No such device"),
+    /** The device exists but opening, sizing or mapping it failed; the message carries the system's error. */
+    DEVICE_ERROR(-32009, "device_error", "Device error");
 
     /** Lowest code of the range JSON-RPC 2.0 reserves for implementation-defined server errors. */
     public static final int SERVER_ERROR_MIN = -32099;

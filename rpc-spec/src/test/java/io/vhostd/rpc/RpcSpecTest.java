@@ -22,7 +22,19 @@ class RpcSpecTest {
 
     @Test
     void shouldDescribeServedMethodsWhenLoadedFromClasspath() {
-        assertEquals(Set.of("bdev_get_bdevs", "vhost_get_controllers", "rpc_get_methods"), SPEC.methodNames());
+        assertEquals(
+                Set.of(
+                        "bdev_get_bdevs",
+                        "bdev_file_create",
+                        "bdev_null_create",
+                        "bdev_malloc_create",
+                        "bdev_nvme_attach_controller",
+                        "bdev_delete",
+                        "nvme_get_controllers",
+                        "framework_get_hugepages",
+                        "vhost_get_controllers",
+                        "rpc_get_methods"),
+                SPEC.methodNames());
         assertEquals("1.2.6", SPEC.document().path("openrpc").asText());
         assertFalse(SPEC.version().isEmpty());
     }
@@ -39,8 +51,11 @@ class RpcSpecTest {
     @Test
     void shouldDocumentEveryMethodAndParamWhenLoaded() {
         for (RpcSpec.Method m : SPEC.methods()) {
-            // SPDK's convention: <area>_<verb>_<object>, snake_case
-            assertTrue(m.name().matches("[a-z]+_(get|set|create|delete|start|stop|attach|detach)_[a-z_]+"), m.name());
+            // SPDK's convention: <area>[_<kind>]_<verb>[_<object>], snake_case (bdev_get_bdevs, bdev_null_create,
+            // bdev_nvme_attach_controller, bdev_delete)
+            assertTrue(
+                    m.name().matches("[a-z]+(_[a-z]+)?_(get|set|create|delete|start|stop|attach|detach)(_[a-z_]+)?"),
+                    m.name());
             assertFalse(m.summary().isBlank(), m.name());
             assertFalse(m.description().isBlank(), m.name());
             assertFalse(m.resultDescription().isBlank(), m.name());
@@ -74,6 +89,16 @@ class RpcSpecTest {
                 Arguments.of("bdev_get_bdevs", "{}", "{}"),
                 Arguments.of("bdev_get_bdevs", "{\"name\":\"disk0\"}", "{\"name\":\"disk0\"}"),
                 Arguments.of("vhost_get_controllers", "{\"name\":\"c\"}", "{\"name\":\"c\"}"),
+                Arguments.of(
+                        "bdev_null_create",
+                        "{\"name\":\"n\",\"num_blocks\":8,\"block_size\":4096}",
+                        "{\"name\":\"n\",\"num_blocks\":8,\"block_size\":4096}"),
+                Arguments.of(
+                        "bdev_file_create",
+                        "{\"name\":\"f\",\"filename\":\"/x.img\",\"size_bytes\":4096,\"direct\":true}",
+                        "{\"name\":\"f\",\"filename\":\"/x.img\",\"size_bytes\":4096,\"direct\":true}"),
+                Arguments.of("bdev_delete", "{\"name\":\"f\"}", "{\"name\":\"f\"}"),
+                Arguments.of("framework_get_hugepages", null, "{}"),
                 Arguments.of("rpc_get_methods", "null", "{}"));
     }
 
@@ -90,6 +115,22 @@ class RpcSpecTest {
                 Arguments.of("bdev_get_bdevs", "{\"name\":5}", RpcErrorCode.INVALID_PARAMS, "'name' must be a string"),
                 Arguments.of("bdev_get_bdevs", "{\"nmae\":\"x\"}", RpcErrorCode.INVALID_PARAMS, "unknown param 'nmae'"),
                 Arguments.of("rpc_get_methods", "{\"x\":1}", RpcErrorCode.INVALID_PARAMS, "takes: no params"),
+                Arguments.of(
+                        "bdev_null_create",
+                        "{\"name\":\"n\",\"num_blocks\":8,\"block_size\":100}",
+                        RpcErrorCode.INVALID_PARAMS,
+                        "'block_size' must be one of"),
+                Arguments.of(
+                        "bdev_malloc_create",
+                        "{\"name\":\"n\",\"num_blocks\":0,\"block_size\":512}",
+                        RpcErrorCode.INVALID_PARAMS,
+                        "'num_blocks' must be at least 1"),
+                Arguments.of(
+                        "bdev_malloc_create",
+                        "{\"name\":\"n\",\"block_size\":512}",
+                        RpcErrorCode.INVALID_PARAMS,
+                        "missing required param 'num_blocks'"),
+                Arguments.of("bdev_delete", "{}", RpcErrorCode.INVALID_PARAMS, "missing required param 'name'"),
                 Arguments.of("bdev_nope", "{}", RpcErrorCode.METHOD_NOT_FOUND, "bdev_nope"));
     }
 

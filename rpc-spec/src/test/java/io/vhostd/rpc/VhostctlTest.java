@@ -152,7 +152,9 @@ class VhostctlTest {
         assertTrue(
                 out.toString()
                         .replaceAll("\\s+", " ")
-                        .contains("bdev_get_bdevs, rpc_get_methods, vhost_get_controllers"),
+                        .contains("bdev_delete, bdev_file_create, bdev_get_bdevs, bdev_malloc_create,"
+                                + " bdev_null_create, bdev_nvme_attach_controller, framework_get_hugepages,"
+                                + " nvme_get_controllers, rpc_get_methods, vhost_get_controllers"),
                 out.toString());
     }
 }

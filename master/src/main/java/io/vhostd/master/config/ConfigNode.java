@@ -56,6 +56,12 @@ final class ConfigNode {
         return value != null && !value.isNull();
     }
 
+    /** True when {@code key} is present with YAML's null ({@code key: null}, {@code key: ~} or {@code key:}). */
+    boolean isYamlNull(String key) {
+        JsonNode value = node.get(key);
+        return value != null && value.isNull();
+    }
+
     /** The mapping under {@code key}, or null when absent. */
     ConfigNode child(String key) {
         return has(key) ? new ConfigNode(node.get(key), pathOf(key)) : null;

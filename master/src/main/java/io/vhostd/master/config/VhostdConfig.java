@@ -19,6 +19,7 @@ import java.util.List;
 import java.util.Map;
 import java.util.Optional;
 import java.util.Set;
+import java.util.TreeSet;
 import java.util.regex.Pattern;
 import org.yaml.snakeyaml.error.MarkedYAMLException;
 
@@ -28,10 +29,15 @@ import org.yaml.snakeyaml.error.MarkedYAMLException;
  * <pre>
  * run_dir: /run/vhostd                 # default /run/vhostd; absolute
  * rpc_socket: rpc.sock                 # default &lt;run_dir&gt;/rpc.sock; relative = under run_dir
- * hugepages: {enabled: true, arena_size_bytes: 67108864}
+ * registry_path: registry.dat          # default &lt;run_dir&gt;/registry.dat; relative = under run_dir
+ * hugepages: {enabled: true, arena_size_bytes: 67108864, reserve: 32, node: 0}
  * bdevs:
  *   - {name: disk0, type: file, path: /var/lib/vhostd/disk0.img, size_bytes: 1073741824,
  *      read_only: false, direct: false, block_size: 512}
+ *   - {name: sdb, type: block, path: /dev/sdb, direct: true}
+ *   - {name: nvme0, type: nvme, traddr: "0000:01:00.0"}     # bdevs nvme0n1, nvme0n2, ...
+ *   - {name: null0, type: null, num_blocks: 2097152, block_size: 512}
+ *   - {name: ram0, type: malloc, size_bytes: 268435456}
  * controllers:
  *   - {name: vhost-blk0, type: vhost-user-blk, bdev: disk0, socket: vhost-blk0.sock,
  *      num_queues: 2, queue_size_max: 1024, serial: vhost-blk0, read_only: false}
@@ -45,6 +51,8 @@ import org.yaml.snakeyaml.error.MarkedYAMLException;
  * @param runDir absolute directory for sockets and run-time state; key {@code run_dir}, default {@value
  *     #DEFAULT_RUN_DIR}
  * @param rpcSocket absolute path of the RPC socket; key {@code rpc_socket}, default {@code <run_dir>/rpc.sock}
+ * @param registryPath absolute path of the persistent bdev/controller registry (Chronicle Map); key {@code
+ *     registry_path}, default {@code <run_dir>/registry.dat}
  * @param hugepages key {@code hugepages}
  * @param bdevs key {@code bdevs}, default none; names unique
  * @param controllers key {@code controllers}, default none; names and sockets unique
@@ -53,6 +61,7 @@ import org.yaml.snakeyaml.error.MarkedYAMLException;
 public record VhostdConfig(
         String runDir,
         String rpcSocket,
+        String registryPath,
         HugepagesConfig hugepages,
         List<BdevConfig> bdevs,
         List<ControllerConfig> controllers,
@@ -63,29 +72,88 @@ public record VhostdConfig(
     /** File name of the RPC socket under {@code run_dir} when {@code rpc_socket} is not given. */
     public static final String DEFAULT_RPC_SOCKET_NAME = "rpc.sock";
 
+    /** File name of the registry under {@code run_dir} when {@code registry_path} is not given. */
+    public static final String DEFAULT_REGISTRY_NAME = "registry.dat";
+
     private static final Set<String> TOP_KEYS =
-            Set.of("run_dir", "rpc_socket", "hugepages", "bdevs", "controllers", "slave");
-    private static final Set<String> HUGEPAGES_KEYS = Set.of("enabled", "arena_size_bytes");
-    private static final Set<String> BDEV_KEYS =
-            Set.of("name", "type", "path", "size_bytes", "read_only", "direct", "block_size");
+            Set.of("run_dir", "rpc_socket", "registry_path", "hugepages", "bdevs", "controllers", "slave");
+    private static final Set<String> HUGEPAGES_KEYS = Set.of("enabled", "arena_size_bytes", "reserve", "node");
+    private static final Set<String> BDEV_KEYS = Set.of(
+            "name",
+            "type",
+            "path",
+            "size_bytes",
+            "num_blocks",
+            "read_only",
+            "direct",
+            "block_size",
+            "device",
+            "traddr");
+    /** The keys each bdev type takes (BdevConfig's Javadoc). */
+    private static final Map<String, Set<String>> BDEV_TYPE_KEYS = Map.of(
+            BdevConfig.TYPE_FILE,
+            Set.of("name", "type", "path", "size_bytes", "read_only", "direct", "block_size"),
+            BdevConfig.TYPE_BLOCK,
+            Set.of("name", "type", "path", "read_only", "direct", "block_size"),
+            BdevConfig.TYPE_NVME,
+            Set.of("name", "type", "device", "traddr", "read_only", "direct"),
+            BdevConfig.TYPE_NULL,
+            Set.of("name", "type", "num_blocks", "size_bytes", "read_only", "block_size"),
+            BdevConfig.TYPE_MALLOC,
+            Set.of("name", "type", "num_blocks", "size_bytes", "read_only", "block_size"));
+    /** A kernel NVMe controller name, with or without /dev/. */
+    private static final Pattern NVME_DEVICE = Pattern.compile("(/dev/)?nvme[0-9]+");
+    /** The bdev name of an nvme bdev's namespace: {@code <name>n<nsid>}. */
+    private static final Pattern NVME_NAMESPACE_SUFFIX = Pattern.compile("n[1-9][0-9]{0,9}");
+
     private static final Set<String> CONTROLLER_KEYS =
             Set.of("name", "type", "bdev", "socket", "num_queues", "queue_size_max", "serial", "read_only");
     private static final Set<String> SLAVE_KEYS = Set.of("java_opts", "max_segments");
 
-    /** Bdev kinds that are planned but not implemented yet (#3). */
-    private static final Set<String> FUTURE_BDEV_TYPES = Set.of("null", "malloc", "nvme");
-
     private static final Set<Long> BLOCK_SIZES = Set.of(512L, 1024L, 2048L, 4096L);
+    /** Largest null/malloc bdev: 2^50 bytes (1 PiB), far beyond RAM, small enough that no size arithmetic overflows. */
+    public static final long MAX_BDEV_BYTES = 1L << 50;
+
     private static final Pattern NAME = Pattern.compile("[A-Za-z0-9._:-]{1,64}");
     private static final YAMLMapper YAML = YAMLMapper.builder()
             .enable(JsonParser.Feature.STRICT_DUPLICATE_DETECTION)
             .disable(YAMLGenerator.Feature.WRITE_DOC_START_MARKER)
-            .enable(YAMLGenerator.Feature.MINIMIZE_QUOTES)
+            // every string quoted: a PCI address (traddr 0000:01:00.0) unquoted reads back as a YAML 1.1 number
+            .disable(YAMLGenerator.Feature.MINIMIZE_QUOTES)
             .build();
 
     public VhostdConfig {
         bdevs = List.copyOf(bdevs);
         controllers = List.copyOf(controllers);
+    }
+
+    /** A configuration with the registry at its default place, {@code <run_dir>/registry.dat}. */
+    public VhostdConfig(
+            String runDir,
+            String rpcSocket,
+            HugepagesConfig hugepages,
+            List<BdevConfig> bdevs,
+            List<ControllerConfig> controllers,
+            SlaveConfig slave) {
+        this(
+                runDir,
+                rpcSocket,
+                Path.of(runDir).resolve(DEFAULT_REGISTRY_NAME).toString(),
+                hugepages,
+                bdevs,
+                controllers,
+                slave);
+    }
+
+    /**
+     * Validates one bdev entry, as {@link #parse} does for each element of {@code bdevs:}; the RPC methods that create
+     * bdevs use it so that a bdev is checked the same way from either side. Reads the file system, changes nothing.
+     *
+     * @param entry a mapping with the keys of one {@code bdevs:} element
+     * @throws ConfigException naming the key (without a {@code bdevs[i].} prefix)
+     */
+    public static BdevConfig parseBdev(JsonNode entry) throws ConfigException {
+        return bdev(new ConfigNode(entry, ""));
     }
 
     /**
@@ -133,6 +201,7 @@ public record VhostdConfig(
         return new VhostdConfig(
                 base.toString(),
                 base.resolve(DEFAULT_RPC_SOCKET_NAME).toString(),
+                base.resolve(DEFAULT_REGISTRY_NAME).toString(),
                 HugepagesConfig.defaults(),
                 List.of(new BdevConfig(
                         "disk0",
@@ -169,19 +238,17 @@ public record VhostdConfig(
         ObjectNode root = YAML.createObjectNode();
         root.put("run_dir", runDir);
         root.put("rpc_socket", rpcSocket);
+        root.put("registry_path", registryPath);
         ObjectNode huge = root.putObject("hugepages");
         huge.put("enabled", hugepages.enabled());
         huge.put("arena_size_bytes", hugepages.arenaSizeBytes());
+        huge.put("reserve", hugepages.reserve());
+        if (hugepages.node() != HugepagesConfig.ANY_NODE) {
+            huge.put("node", hugepages.node());
+        }
         ArrayNode bdevList = root.putArray("bdevs");
         for (BdevConfig b : bdevs) {
-            ObjectNode o = bdevList.addObject();
-            o.put("name", b.name());
-            o.put("type", b.type());
-            o.put("path", b.path());
-            o.put("size_bytes", b.sizeBytes());
-            o.put("read_only", b.readOnly());
-            o.put("direct", b.direct());
-            o.put("block_size", b.blockSize());
+            bdevList.add(bdevToTree(b));
         }
         ArrayNode controllerList = root.putArray("controllers");
         for (ControllerConfig c : controllers) {
@@ -206,6 +273,43 @@ public record VhostdConfig(
         }
     }
 
+    /**
+     * One bdev as the mapping {@link #parseBdev} reads back to an equal record: only the keys its type takes, with
+     * resolved values.
+     */
+    public static ObjectNode bdevToTree(BdevConfig b) {
+        ObjectNode o = YAML.createObjectNode();
+        o.put("name", b.name());
+        o.put("type", b.type());
+        switch (b.type()) {
+            case BdevConfig.TYPE_FILE -> {
+                o.put("path", b.path());
+                o.put("size_bytes", b.sizeBytes());
+                o.put("direct", b.direct());
+                o.put("block_size", b.blockSize());
+            }
+            case BdevConfig.TYPE_BLOCK -> {
+                o.put("path", b.path());
+                o.put("direct", b.direct());
+                o.put("block_size", b.blockSize());
+            }
+            case BdevConfig.TYPE_NVME -> {
+                if (b.device() != null) {
+                    o.put("device", b.device());
+                } else {
+                    o.put("traddr", b.traddr());
+                }
+                o.put("direct", b.direct());
+            }
+            default -> {
+                o.put("num_blocks", b.numBlocks());
+                o.put("block_size", b.blockSize());
+            }
+        }
+        o.put("read_only", b.readOnly());
+        return o;
+    }
+
     private static ConfigException syntaxError(JsonProcessingException e) {
         JsonLocation where = e.getLocation();
         String message = e.getOriginalMessage().lines().findFirst().orElse("").strip();
@@ -224,6 +328,10 @@ public record VhostdConfig(
         String at = where == null || where.getLineNr() < 1
                 ? ""
                 : "line " + where.getLineNr() + ", column " + where.getColumnNr() + ": ";
+        if (message.startsWith("Malformed numeric value")) {
+            // YAML 1.1 reads 0000:01:00.0 (a PCI address) as a base-60 number
+            message += " (quote a value like this: traddr: \"0000:01:00.0\")";
+        }
         return new ConfigException("", at + "YAML syntax error: " + message, e);
     }
 
@@ -234,6 +342,13 @@ public record VhostdConfig(
             throw root.error("run_dir", "must be an absolute path, not '" + runDir + "'");
         }
         String rpcSocket = socketPath(root, "rpc_socket", runDir, DEFAULT_RPC_SOCKET_NAME);
+        String registryPath = Path.of(runDir)
+                .resolve(root.string("registry_path", DEFAULT_REGISTRY_NAME))
+                .normalize()
+                .toString();
+        if (root.has("registry_path") && root.string("registry_path", "").isEmpty()) {
+            throw root.error("registry_path", "must not be empty");
+        }
         HugepagesConfig hugepages = hugepages(root.child("hugepages"));
         List<BdevConfig> bdevs = new ArrayList<>();
         Map<String, String> bdevNames = new HashMap<>();
@@ -266,7 +381,8 @@ public record VhostdConfig(
             }
             controllers.add(controller);
         }
-        return new VhostdConfig(runDir, rpcSocket, hugepages, bdevs, controllers, slave(root.child("slave")));
+        return new VhostdConfig(
+                runDir, rpcSocket, registryPath, hugepages, bdevs, controllers, slave(root.child("slave")));
     }
 
     private static HugepagesConfig hugepages(ConfigNode node) throws ConfigException {
@@ -275,38 +391,131 @@ public record VhostdConfig(
         }
         node.requireMapping(HUGEPAGES_KEYS);
         boolean enabled = node.bool("enabled", true);
-        long size = node.longValue("arena_size_bytes", HugepagesConfig.DEFAULT_ARENA_SIZE_BYTES);
+        int reserve = node.intValue("reserve", 0, 0, HugepagesConfig.MAX_RESERVE);
+        int numaNode = node.has("node") ? node.intValue("node", 0, 0, 1023) : HugepagesConfig.ANY_NODE;
+        if (reserve > 0 && !enabled) {
+            throw node.error(
+                    "reserve", "huge pages are reserved for the arena, which has them disabled (enabled: false)");
+        }
+        if (node.has("node") && reserve == 0) {
+            throw node.error("node", "names the pool to reserve from, but reserve is 0");
+        }
+        long defaultSize =
+                reserve > 0 ? reserve * HugepagesConfig.HUGEPAGE_SIZE_BYTES : HugepagesConfig.DEFAULT_ARENA_SIZE_BYTES;
+        long size = node.longValue("arena_size_bytes", defaultSize);
         if (size <= 0 || size % HugepagesConfig.HUGEPAGE_SIZE_BYTES != 0) {
             throw node.error(
                     "arena_size_bytes",
                     "must be a positive multiple of " + HugepagesConfig.HUGEPAGE_SIZE_BYTES + " (2 MiB huge page), not "
                             + size);
         }
-        return new HugepagesConfig(enabled, size);
+        return new HugepagesConfig(enabled, size, reserve, numaNode);
     }
 
     private static BdevConfig bdev(ConfigNode node) throws ConfigException {
         node.requireMapping(BDEV_KEYS);
         String name = name(node);
-        String type = node.requiredString("type");
-        if (FUTURE_BDEV_TYPES.contains(type)) {
-            // TODO(#3): null, malloc and nvme bdevs
-            throw node.error("type", "'" + type + "' is not supported yet");
+        // YAML reads an unquoted `type: null` as null, not as the string: that is the null bdev
+        String type = node.isYamlNull("type") ? BdevConfig.TYPE_NULL : node.requiredString("type");
+        Set<String> keys = BDEV_TYPE_KEYS.get(type);
+        if (keys == null) {
+            throw node.error("type", "unknown type '" + type + "' (block, file, malloc, nvme, null)");
         }
-        if (!type.equals(BdevConfig.TYPE_FILE)) {
-            throw node.error("type", "unknown type '" + type + "' (file, null, malloc, nvme)");
+        for (String key : BDEV_KEYS) {
+            if (node.has(key) && !keys.contains(key)) {
+                throw node.error(
+                        key,
+                        "does not apply to type " + type + " (its keys: " + String.join(", ", new TreeSet<>(keys))
+                                + ")");
+            }
         }
-        String path = node.requiredString("path");
-        if (!Path.of(path).isAbsolute()) {
-            throw node.error("path", "must be an absolute path, not '" + path + "'");
-        }
+        boolean readOnly = node.bool("read_only", false);
+        boolean direct = node.bool("direct", false);
+        int blockSize = blockSize(node);
+        return switch (type) {
+            case BdevConfig.TYPE_FILE -> fileBdev(node, name, readOnly, direct, blockSize);
+            case BdevConfig.TYPE_BLOCK -> {
+                String path = absolutePath(node);
+                if (!isBlockDevice(Path.of(path))) {
+                    throw node.error("path", "'" + path + "' is not a block device");
+                }
+                yield new BdevConfig(name, type, path, 0, readOnly, direct, blockSize);
+            }
+            case BdevConfig.TYPE_NVME -> {
+                String device = node.string("device", null);
+                String traddr = node.string("traddr", null);
+                if ((device == null) == (traddr == null)) {
+                    throw node.error(
+                            device == null ? "traddr" : "device",
+                            device == null ? "missing (give traddr or device)" : "give device or traddr, not both");
+                }
+                if (device != null && !NVME_DEVICE.matcher(device).matches()) {
+                    throw node.error("device", "'" + device + "' is not an NVMe controller name like nvme0");
+                }
+                if (traddr != null && traddr.isEmpty()) {
+                    throw node.error("traddr", "must not be empty");
+                }
+                String shortDevice = device == null ? null : device.substring(device.lastIndexOf('/') + 1);
+                yield new BdevConfig(name, type, null, 0, readOnly, direct, blockSize, shortDevice, traddr);
+            }
+            default -> {
+                long sizeBytes = memorySize(node, blockSize);
+                yield new BdevConfig(name, type, null, sizeBytes, readOnly, false, blockSize);
+            }
+        };
+    }
+
+    private static int blockSize(ConfigNode node) throws ConfigException {
         long blockSizeValue = node.longValue("block_size", BdevConfig.DEFAULT_BLOCK_SIZE);
         if (!BLOCK_SIZES.contains(blockSizeValue)) {
             throw node.error("block_size", "must be 512, 1024, 2048 or 4096, not " + blockSizeValue);
         }
-        int blockSize = (int) blockSizeValue;
-        boolean readOnly = node.bool("read_only", false);
-        boolean direct = node.bool("direct", false);
+        return (int) blockSizeValue;
+    }
+
+    private static String absolutePath(ConfigNode node) throws ConfigException {
+        String path = node.requiredString("path");
+        if (!Path.of(path).isAbsolute()) {
+            throw node.error("path", "must be an absolute path, not '" + path + "'");
+        }
+        return path;
+    }
+
+    /** {@code null} and {@code malloc}: {@code num_blocks} or {@code size_bytes}, in bytes. */
+    private static long memorySize(ConfigNode node, int blockSize) throws ConfigException {
+        boolean blocksGiven = node.has("num_blocks");
+        boolean sizeGiven = node.has("size_bytes");
+        if (!blocksGiven && !sizeGiven) {
+            throw node.error("num_blocks", "missing (give num_blocks or size_bytes)");
+        }
+        long sizeBytes = 0;
+        if (blocksGiven) {
+            long blocks = node.longValue("num_blocks", 0);
+            if (blocks <= 0 || blocks > MAX_BDEV_BYTES / blockSize) {
+                throw node.error(
+                        "num_blocks", "must be between 1 and " + MAX_BDEV_BYTES / blockSize + ", not " + blocks);
+            }
+            sizeBytes = blocks * blockSize;
+        }
+        if (sizeGiven) {
+            long size = node.longValue("size_bytes", 0);
+            if (size <= 0 || size % blockSize != 0 || size > MAX_BDEV_BYTES) {
+                throw node.error(
+                        "size_bytes",
+                        "must be a positive multiple of " + blockSize + " (block_size) up to " + MAX_BDEV_BYTES
+                                + ", not " + size);
+            }
+            if (blocksGiven && size != sizeBytes) {
+                throw node.error("size_bytes", size + " differs from num_blocks * block_size (" + sizeBytes + ")");
+            }
+            sizeBytes = size;
+        }
+        return sizeBytes;
+    }
+
+    private static BdevConfig fileBdev(ConfigNode node, String name, boolean readOnly, boolean direct, int blockSize)
+            throws ConfigException {
+        String path = absolutePath(node);
         boolean sizeGiven = node.has("size_bytes");
         long sizeBytes = node.longValue("size_bytes", 0);
         if (sizeGiven && (sizeBytes <= 0 || sizeBytes % blockSize != 0)) {
@@ -319,7 +528,10 @@ public record VhostdConfig(
         Path file = Path.of(path);
         if (Files.exists(file)) {
             if (!Files.isRegularFile(file)) {
-                throw node.error("path", "'" + path + "' exists and is not a regular file");
+                throw node.error(
+                        "path",
+                        "'" + path + "' exists and is not a regular file"
+                                + (isBlockDevice(file) ? " (a block device: use type block)" : ""));
             }
             long actual;
             try {
@@ -349,7 +561,18 @@ public record VhostdConfig(
                 throw node.error("path", "file '" + path + "' does not exist, and a read_only bdev cannot create it");
             }
         }
-        return new BdevConfig(name, type, path, sizeBytes, readOnly, direct, blockSize);
+        return new BdevConfig(name, BdevConfig.TYPE_FILE, path, sizeBytes, readOnly, direct, blockSize);
+    }
+
+    /** S_IFBLK, read without following nothing but the path itself (a symlink to a device is fine). */
+    private static boolean isBlockDevice(Path path) {
+        try {
+            int mode = (Integer) Files.getAttribute(path, "unix:mode");
+            // S_IFMT / S_IFBLK from <sys/stat.h>
+            return (mode & 0170000) == 0060000;
+        } catch (IOException | UnsupportedOperationException e) {
+            return false;
+        }
     }
 
     private static ControllerConfig controller(ConfigNode node, String runDir, List<BdevConfig> bdevs)
@@ -361,8 +584,14 @@ public record VhostdConfig(
             throw node.error("type", "unknown type '" + type + "' (" + ControllerConfig.TYPE_VHOST_USER_BLK + ")");
         }
         String bdevName = node.requiredString("bdev");
+        // an nvme entry named N declares the bdevs Nn1, Nn2, ...: which exist is known when the controller is probed
         BdevConfig bdev = bdevs.stream()
-                .filter(b -> b.name().equals(bdevName))
+                .filter(b -> b.name().equals(bdevName) && !b.type().equals(BdevConfig.TYPE_NVME)
+                        || b.type().equals(BdevConfig.TYPE_NVME)
+                                && bdevName.startsWith(b.name())
+                                && NVME_NAMESPACE_SUFFIX
+                                        .matcher(bdevName.substring(b.name().length()))
+                                        .matches())
                 .findFirst()
                 .orElseThrow(() -> node.error("bdev", "no bdev named '" + bdevName + "'"));
         String socket = socketPath(node, "socket", runDir, null);

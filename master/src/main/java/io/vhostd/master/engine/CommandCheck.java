@@ -97,6 +97,21 @@ public final class CommandCheck {
         return total == length ? VirtNvmeStatus.SUCCESS : VirtNvmeStatus.INVALID_FIELD;
     }
 
+    /**
+     * Whether a checked READ or WRITE may go through the bdev's {@code O_DIRECT} fd: its offset, its length, and every
+     * segment's address and length are multiples of {@code blockSizeBytes} (a power of two). No allocation.
+     *
+     * @param count the number of entries of {@code addresses} and {@code lengths} that {@link #check} filled
+     */
+    public static boolean isAligned(
+            long offsetBytes, long lengthBytes, long[] addresses, long[] lengths, int count, int blockSizeBytes) {
+        long bits = offsetBytes | lengthBytes;
+        for (int i = 0; i < count; i++) {
+            bits |= addresses[i] | lengths[i];
+        }
+        return (bits & (blockSizeBytes - 1)) == 0;
+    }
+
     private static int checkRange(long offset, long length, Bdev bdev) {
         if (length == 0 || offset % SECTOR_BYTES != 0 || length % SECTOR_BYTES != 0) {
             return VirtNvmeStatus.INVALID_FIELD;

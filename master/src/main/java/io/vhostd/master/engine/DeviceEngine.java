@@ -5,7 +5,7 @@ package io.vhostd.master.engine;
  * change to the engine thread through a queue and wait for it to be applied.
  */
 public interface DeviceEngine extends AutoCloseable {
-    /** "io_uring" or "thread-pool". */
+    /** "io_uring", "thread-pool" or "memory" ({@link MemoryEngine}: null and malloc bdevs). */
     String kind();
 
     /** Starts serving {@code binding}; returns when the engine thread has taken it. */

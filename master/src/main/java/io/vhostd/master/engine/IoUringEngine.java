@@ -18,10 +18,14 @@ import org.agrona.concurrent.ManyToOneConcurrentArrayQueue;
 /**
  * Device engine on io_uring: one thread per bdev. Each VirtNvme command becomes one io_uring SQE
  * ({@code IORING_OP_READV}/{@code WRITEV} with an iovec pointing straight into guest memory, {@code FSYNC} with
- * {@code IORING_FSYNC_DATASYNC}, {@code FALLOCATE} for write-zeroes and discard); its CQE becomes one VirtNvme
- * completion. The engine sleeps in {@code io_uring_enter(GETEVENTS)}: a pending {@code IORING_OP_READ} on every
- * queue pair's submission eventfd (and on the engine's own control eventfd) wakes it, so one wait covers both device
- * completions and new commands. No allocation per command.
+ * {@code IORING_FSYNC_DATASYNC}, {@code FALLOCATE} for write-zeroes and discard on a file); its CQE becomes one
+ * VirtNvme completion. A READ or WRITE goes to the bdev's {@code O_DIRECT} fd when it has one and the command is
+ * aligned to the logical block size ({@link CommandCheck#isAligned}), to the buffered fd otherwise; FLUSH syncs the
+ * file, which covers writes through either fd. On a block device, write-zeroes and discard are {@code BLKZEROOUT} /
+ * {@code BLKDISCARD} ioctls, which io_uring cannot issue: a {@link BlockIoctlWorker} runs them and this thread posts
+ * their completions. The engine sleeps in {@code io_uring_enter(GETEVENTS)}: a pending {@code IORING_OP_READ} on
+ * every queue pair's submission eventfd (and on the engine's control eventfd and the ioctl worker's eventfd) wakes it,
+ * so one wait covers device completions, new commands and finished ioctls. No allocation per read, write or flush.
  */
 public final class IoUringEngine implements DeviceEngine {
     private static final System.Logger LOG = System.getLogger(IoUringEngine.class.getName());
@@ -43,6 +47,7 @@ public final class IoUringEngine implements DeviceEngine {
     private static final long KIND_COMMAND = 0L;
     private static final long KIND_WAKE = 1L << 62;
     private static final long KIND_CONTROL = 2L << 62;
+    private static final long KIND_IOCTL = 3L << 62;
     private static final long KIND_MASK = 3L << 62;
 
     private final Bdev bdev;
@@ -50,6 +55,10 @@ public final class IoUringEngine implements DeviceEngine {
     private final int controlEventFd;
     private final Arena arena = Arena.ofShared();
     private final MemorySegment controlReadBuffer;
+    private final MemorySegment ioctlReadBuffer;
+    /** Runs BLKDISCARD / BLKZEROOUT for a block device; null for files. */
+    private final BlockIoctlWorker ioctlWorker;
+
     private final Thread thread;
     private final ManyToOneConcurrentArrayQueue<Runnable> commands = new ManyToOneConcurrentArrayQueue<>(64);
     private final Slot[] slots = new Slot[MAX_QPAIRS];
@@ -69,12 +78,15 @@ public final class IoUringEngine implements DeviceEngine {
         final IovecArray[] iovecs;
         final int[] expectedBytes;
         final MemorySegment wakeBuffer;
+        /** Per CID, the ioctl op of a block device's discard / write-zeroes; null for files. */
+        final BlockIoctlWorker.Op[] ioctlOps;
+
         int inflight;
         boolean posted;
         boolean detaching;
         CompletableFuture<Void> detached;
 
-        Slot(int index, QpairBinding binding, Arena arena) {
+        Slot(int index, QpairBinding binding, Arena arena, boolean blockDevice) {
             this.index = index;
             this.binding = binding;
             this.qp = binding.qpair();
@@ -84,6 +96,12 @@ public final class IoUringEngine implements DeviceEngine {
             }
             this.expectedBytes = new int[qp.depth()];
             this.wakeBuffer = arena.allocate(8, 8);
+            this.ioctlOps = blockDevice ? new BlockIoctlWorker.Op[qp.depth()] : null;
+            if (blockDevice) {
+                for (int i = 0; i < ioctlOps.length; i++) {
+                    ioctlOps[i] = new BlockIoctlWorker.Op();
+                }
+            }
         }
     }
 
@@ -97,6 +115,8 @@ public final class IoUringEngine implements DeviceEngine {
         this.ring = new IoUring(RING_ENTRIES, 0);
         this.controlEventFd = Eventfd.eventfd(0, Eventfd.EFD_CLOEXEC);
         this.controlReadBuffer = arena.allocate(8, 8);
+        this.ioctlReadBuffer = arena.allocate(8, 8);
+        this.ioctlWorker = bdev.blockDevice() ? new BlockIoctlWorker(bdev.name(), bdev.fd()) : null;
         this.addresses = new long[maxSegments];
         this.lengths = new long[maxSegments];
         this.thread =
@@ -120,7 +140,7 @@ public final class IoUringEngine implements DeviceEngine {
         enqueue(() -> {
             for (int i = 0; i < slots.length; i++) {
                 if (slots[i] == null) {
-                    slots[i] = new Slot(i, binding, arena);
+                    slots[i] = new Slot(i, binding, arena, ioctlWorker != null);
                     armWake(slots[i]);
                     done.complete(null);
                     return;
@@ -165,10 +185,16 @@ public final class IoUringEngine implements DeviceEngine {
 
     private void run() {
         ring.prepRead(controlEventFd, controlReadBuffer.address(), 8, -1, KIND_CONTROL);
+        if (ioctlWorker != null) {
+            armIoctlWake();
+        }
         long idleSinceNs = 0;
         try {
             while (running || inflightTotal > 0) {
                 int work = commands.drain(Runnable::run);
+                if (ioctlWorker != null) {
+                    work += reapIoctls();
+                }
                 for (Slot slot : slots) {
                     if (slot != null && !slot.detaching) {
                         work += slot.qp.pollSubmissions(submissionHandler.on(slot), POLL_BATCH);
@@ -202,7 +228,37 @@ public final class IoUringEngine implements DeviceEngine {
         } finally {
             ring.close();
             Unistd.close(controlEventFd);
+            if (ioctlWorker != null) {
+                ioctlWorker.close();
+            }
         }
+    }
+
+    private void armIoctlWake() {
+        ring.prepRead(ioctlWorker.doneEventFd(), ioctlReadBuffer.address(), 8, -1, KIND_IOCTL);
+    }
+
+    /** Posts the completions of the ioctls the worker finished; returns how many. */
+    private int reapIoctls() {
+        int n = 0;
+        for (BlockIoctlWorker.Op op = ioctlWorker.poll(); op != null; op = ioctlWorker.poll()) {
+            n++;
+            Slot slot = slots[(int) ((op.userData >>> 32) & 0xFFFF)];
+            int cid = (int) (op.userData & 0xFFFF);
+            if (slot == null) {
+                continue;
+            }
+            slot.inflight--;
+            inflightTotal--;
+            if (op.errno != 0) {
+                LOG.log(
+                        System.Logger.Level.WARNING,
+                        "engine " + bdev.name() + ": " + (op.zeroout ? "BLKZEROOUT" : "BLKDISCARD") + " failed, errno "
+                                + op.errno);
+            }
+            complete(slot, cid, op.errno == 0 ? VirtNvmeStatus.SUCCESS : VirtNvmeStatus.DATA_TRANSFER_ERROR, 0);
+        }
+        return n;
     }
 
     /** Before sleeping: tell every slave to wake us. Returns false if work arrived meanwhile (do not sleep). */
@@ -279,9 +335,20 @@ public final class IoUringEngine implements DeviceEngine {
                         iov.set(i, addresses[i], lengths[i]);
                     }
                     slot.expectedBytes[cid] = command.lengthBytes();
+                    long offset = command.offsetBytes();
+                    int fd = bdev.directFd() >= 0
+                                    && CommandCheck.isAligned(
+                                            offset,
+                                            Integer.toUnsignedLong(command.lengthBytes()),
+                                            addresses,
+                                            lengths,
+                                            n,
+                                            bdev.blockSizeBytes())
+                            ? bdev.directFd()
+                            : bdev.fd();
                     queued = command.opcode() == VirtNvmeOpcodes.NVME_OPC_READ
-                            ? ring.prepReadv(bdev.fd(), iov.address(), n, command.offsetBytes(), userData)
-                            : ring.prepWritev(bdev.fd(), iov.address(), n, command.offsetBytes(), userData);
+                            ? ring.prepReadv(fd, iov.address(), n, offset, userData)
+                            : ring.prepWritev(fd, iov.address(), n, offset, userData);
                 }
                 case VirtNvmeOpcodes.NVME_OPC_FLUSH -> {
                     slot.expectedBytes[cid] = 0;
@@ -289,21 +356,25 @@ public final class IoUringEngine implements DeviceEngine {
                 }
                 case VirtNvmeOpcodes.NVME_OPC_WRITE_ZEROES -> {
                     slot.expectedBytes[cid] = 0;
-                    queued = ring.prepFallocate(
-                            bdev.fd(),
-                            Fcntl.FALLOC_FL_ZERO_RANGE | Fcntl.FALLOC_FL_KEEP_SIZE,
-                            command.offsetBytes(),
-                            Integer.toUnsignedLong(command.lengthBytes()),
-                            userData);
+                    queued = ioctlWorker != null
+                            ? submitIoctl(slot, cid, userData, command, true)
+                            : ring.prepFallocate(
+                                    bdev.fd(),
+                                    Fcntl.FALLOC_FL_ZERO_RANGE | Fcntl.FALLOC_FL_KEEP_SIZE,
+                                    command.offsetBytes(),
+                                    Integer.toUnsignedLong(command.lengthBytes()),
+                                    userData);
                 }
                 default -> { // NVME_OPC_DATASET_MANAGEMENT: discard
                     slot.expectedBytes[cid] = 0;
-                    queued = ring.prepFallocate(
-                            bdev.fd(),
-                            Fcntl.FALLOC_FL_PUNCH_HOLE | Fcntl.FALLOC_FL_KEEP_SIZE,
-                            command.offsetBytes(),
-                            Integer.toUnsignedLong(command.lengthBytes()),
-                            userData);
+                    queued = ioctlWorker != null
+                            ? submitIoctl(slot, cid, userData, command, false)
+                            : ring.prepFallocate(
+                                    bdev.fd(),
+                                    Fcntl.FALLOC_FL_PUNCH_HOLE | Fcntl.FALLOC_FL_KEEP_SIZE,
+                                    command.offsetBytes(),
+                                    Integer.toUnsignedLong(command.lengthBytes()),
+                                    userData);
                 }
             }
             if (!queued) {
@@ -318,6 +389,17 @@ public final class IoUringEngine implements DeviceEngine {
         }
     }
 
+    /** Hands a block device's write-zeroes / discard to the ioctl worker; its completion comes back through it. */
+    private boolean submitIoctl(Slot slot, int cid, long userData, VirtNvmeQueuePair.Command command, boolean zeroout) {
+        BlockIoctlWorker.Op op = slot.ioctlOps[cid];
+        op.userData = userData;
+        op.zeroout = zeroout;
+        op.offsetBytes = command.offsetBytes();
+        op.lengthBytes = Integer.toUnsignedLong(command.lengthBytes());
+        ioctlWorker.submit(op);
+        return true;
+    }
+
     private final class CompletionHandler implements IoUring.CompletionHandler {
         @Override
         public void onCompletion(long userData, int res, int flags) {
@@ -325,6 +407,13 @@ public final class IoUringEngine implements DeviceEngine {
             if (kind == KIND_CONTROL) {
                 if (running) {
                     ring.prepRead(controlEventFd, controlReadBuffer.address(), 8, -1, KIND_CONTROL);
+                }
+                return;
+            }
+            if (kind == KIND_IOCTL) {
+                // the done ops themselves are reaped from the worker's queue at the top of the loop
+                if (running || inflightTotal > 0) {
+                    armIoctlWake();
                 }
                 return;
             }

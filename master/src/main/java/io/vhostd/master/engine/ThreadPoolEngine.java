@@ -4,6 +4,7 @@ import io.vhostd.master.bdev.Bdev;
 import io.vhostd.shm.linux.ErrnoException;
 import io.vhostd.shm.linux.Eventfd;
 import io.vhostd.shm.linux.Fcntl;
+import io.vhostd.shm.linux.Ioctl;
 import io.vhostd.shm.linux.Poll;
 import io.vhostd.shm.linux.Unistd;
 import io.vhostd.shm.virtnvme.VirtNvmeOpcodes;
@@ -13,14 +14,17 @@ import java.lang.foreign.MemorySegment;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
+import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicLong;
 import org.agrona.concurrent.ManyToOneConcurrentArrayQueue;
 
 /**
  * Device engine for hosts where io_uring is unavailable ({@code /proc/sys/kernel/io_uring_disabled}, seccomp, old
  * kernels): one thread polls the queue pairs and hands each command to a small pool of workers doing
- * {@code pread}/{@code pwrite}/{@code fdatasync}/{@code fallocate}; the polling thread posts every completion (a
- * queue pair has one completion producer). Slower than {@link IoUringEngine}; same checks, same results.
+ * {@code pread}/{@code pwrite}/{@code fdatasync}/{@code fallocate} (on a block device {@code BLKZEROOUT} /
+ * {@code BLKDISCARD}); the polling thread posts every completion (a queue pair has one completion producer). Aligned
+ * reads and writes use the bdev's {@code O_DIRECT} fd when it has one, as in {@link IoUringEngine}. Slower than
+ * {@link IoUringEngine}; same checks, same results.
  */
 public final class ThreadPoolEngine implements DeviceEngine {
     private static final System.Logger LOG = System.getLogger(ThreadPoolEngine.class.getName());
@@ -185,6 +189,13 @@ public final class ThreadPoolEngine implements DeviceEngine {
             LOG.log(System.Logger.Level.ERROR, "engine " + bdev.name() + " died", t);
         } finally {
             workers.shutdown();
+            try {
+                // a worker hands a completion back with offer, then a write of wakeEventFd: the last offer can end
+                // this loop before that write, which must not hit a closed (or reused) fd number
+                workers.awaitTermination(5, TimeUnit.SECONDS);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+            }
             Unistd.close(wakeEventFd);
         }
     }
@@ -207,12 +218,17 @@ public final class ThreadPoolEngine implements DeviceEngine {
         int n = transfers ? command.segmentCount() : 0;
         // spec virtnvme.md §7: the result is the bytes transferred by READ and WRITE, 0 for every other opcode
         int transferredBytes = transfers ? (int) length : 0;
+        int fd = transfers
+                        && bdev.directFd() >= 0
+                        && CommandCheck.isAligned(offset, length, addresses, lengths, n, bdev.blockSizeBytes())
+                ? bdev.directFd()
+                : bdev.fd();
         long[] a = java.util.Arrays.copyOf(addresses, n);
         long[] l = java.util.Arrays.copyOf(lengths, n);
         slot.inflight++;
         inflightTotal++;
         workers.execute(() -> {
-            int st = execute(opcode, offset, length, a, l);
+            int st = execute(fd, opcode, offset, length, a, l);
             enqueue(() -> {
                 slot.inflight--;
                 inflightTotal--;
@@ -221,7 +237,7 @@ public final class ThreadPoolEngine implements DeviceEngine {
         });
     }
 
-    private int execute(int opcode, long offset, long length, long[] addresses, long[] lengths) {
+    private int execute(int fd, int opcode, long offset, long length, long[] addresses, long[] lengths) {
         try {
             switch (opcode) {
                 case VirtNvmeOpcodes.NVME_OPC_READ, VirtNvmeOpcodes.NVME_OPC_WRITE -> {
@@ -232,8 +248,8 @@ public final class ThreadPoolEngine implements DeviceEngine {
                         long done = 0;
                         while (done < lengths[i]) {
                             long r = opcode == VirtNvmeOpcodes.NVME_OPC_READ
-                                    ? Unistd.pread(bdev.fd(), buf.asSlice(done), lengths[i] - done, pos + done)
-                                    : Unistd.pwrite(bdev.fd(), buf.asSlice(done), lengths[i] - done, pos + done);
+                                    ? Unistd.pread(fd, buf.asSlice(done), lengths[i] - done, pos + done)
+                                    : Unistd.pwrite(fd, buf.asSlice(done), lengths[i] - done, pos + done);
                             if (r <= 0) {
                                 return VirtNvmeStatus.DATA_TRANSFER_ERROR;
                             }
@@ -242,11 +258,24 @@ public final class ThreadPoolEngine implements DeviceEngine {
                         pos += lengths[i];
                     }
                 }
+                // fdatasync works on the file, so it also makes the O_DIRECT fd's writes durable (device cache flush)
                 case VirtNvmeOpcodes.NVME_OPC_FLUSH -> Unistd.fdatasync(bdev.fd());
-                case VirtNvmeOpcodes.NVME_OPC_WRITE_ZEROES ->
-                    Fcntl.fallocate(bdev.fd(), Fcntl.FALLOC_FL_ZERO_RANGE | Fcntl.FALLOC_FL_KEEP_SIZE, offset, length);
-                default ->
-                    Fcntl.fallocate(bdev.fd(), Fcntl.FALLOC_FL_PUNCH_HOLE | Fcntl.FALLOC_FL_KEEP_SIZE, offset, length);
+                case VirtNvmeOpcodes.NVME_OPC_WRITE_ZEROES -> {
+                    if (bdev.blockDevice()) {
+                        Ioctl.blkZeroout(bdev.fd(), offset, length);
+                    } else {
+                        Fcntl.fallocate(
+                                bdev.fd(), Fcntl.FALLOC_FL_ZERO_RANGE | Fcntl.FALLOC_FL_KEEP_SIZE, offset, length);
+                    }
+                }
+                default -> {
+                    if (bdev.blockDevice()) {
+                        Ioctl.blkDiscard(bdev.fd(), offset, length);
+                    } else {
+                        Fcntl.fallocate(
+                                bdev.fd(), Fcntl.FALLOC_FL_PUNCH_HOLE | Fcntl.FALLOC_FL_KEEP_SIZE, offset, length);
+                    }
+                }
             }
             return VirtNvmeStatus.SUCCESS;
         } catch (ErrnoException e) {

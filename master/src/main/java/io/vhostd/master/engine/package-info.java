@@ -1,7 +1,8 @@
 /**
  * The master's device engine (DESIGN §1, §2): per bdev one thread that takes VirtNvme commands from every attached
  * queue pair, executes them against the bdev's fd with io_uring (or a pread/pwrite thread pool where io_uring is
- * unavailable) directly into guest memory, and posts completions. No protocol parsing and no guest logic here: only
+ * unavailable) directly into guest memory, or inline against RAM for null and malloc bdevs ({@link
+ * io.vhostd.master.engine.MemoryEngine}), and posts completions. {@link io.vhostd.master.engine.Engines} chooses. No protocol parsing and no guest logic here: only
  * the checks that keep a command inside the bdev and inside the guest memory the slave registered.
  *
  * <p>Role: master.

@@ -115,6 +115,49 @@ class VhostdConfigTest {
     }
 
     @Test
+    void shouldReadEveryBdevTypeWhenEachIsGiven() throws Exception {
+        VhostdConfig config = VhostdConfig.parse(yaml("""
+                registry_path: state/reg.dat
+                hugepages: {reserve: 8, node: 0}
+                bdevs:
+                  - {name: f, type: file, path: $DIR/existing.img, direct: true}
+                  - {name: nv, type: nvme, traddr: "0000:01:00.0", read_only: true}
+                  - {name: nv2, type: nvme, device: /dev/nvme3}
+                  - {name: z, type: null, num_blocks: 1024, block_size: 4096}
+                  - {name: m, type: malloc, size_bytes: 1048576}
+                controllers:
+                  - {name: c0, type: vhost-user-blk, bdev: nvn1, socket: c0.sock}
+                """));
+        assertEquals("/run/vhostd/state/reg.dat", config.registryPath());
+        assertEquals(new HugepagesConfig(true, 8L << 21, 8, 0), config.hugepages());
+        assertEquals(
+                List.of(
+                        new BdevConfig("f", "file", dir + "/existing.img", 4096, false, true, 512),
+                        new BdevConfig("nv", "nvme", null, 0, true, false, 512, null, "0000:01:00.0"),
+                        new BdevConfig("nv2", "nvme", null, 0, false, false, 512, "nvme3", null),
+                        new BdevConfig("z", "null", null, 4L << 20, false, false, 4096),
+                        new BdevConfig("m", "malloc", null, 1L << 20, false, false, 512)),
+                config.bdevs());
+        assertEquals(1024, config.bdev("z").orElseThrow().numBlocks());
+        // an nvme entry's namespaces are bdevs <name>n<nsid>; the controller's read_only follows the nvme entry
+        assertEquals(true, config.controller("c0").orElseThrow().readOnly());
+        assertEquals(config, VhostdConfig.parse(config.toYaml()));
+    }
+
+    @Test
+    void shouldValidateOneBdevLikeTheFileWhenParsedAlone() throws Exception {
+        com.fasterxml.jackson.databind.node.ObjectNode entry =
+                new com.fasterxml.jackson.databind.ObjectMapper().createObjectNode();
+        entry.put("name", "z").put("type", "null").put("num_blocks", 8).put("block_size", 4096);
+        BdevConfig parsed = VhostdConfig.parseBdev(entry);
+        assertEquals(new BdevConfig("z", "null", null, 32768, false, false, 4096), parsed);
+        assertEquals(parsed, VhostdConfig.parseBdev(VhostdConfig.bdevToTree(parsed)));
+        entry.put("block_size", 100);
+        ConfigException e = assertThrows(ConfigException.class, () -> VhostdConfig.parseBdev(entry));
+        assertEquals("block_size", e.keyPath());
+    }
+
+    @Test
     void shouldLoadFromFileWhenPathGiven() throws Exception {
         Path file = dir.resolve("vhostd.yaml");
         Files.writeString(
@@ -147,7 +190,7 @@ class VhostdConfigTest {
         return Stream.of(
                 Arguments.of(
                         "bogus: 1\n",
-                        "bogus: unknown key (expected one of: bdevs, controllers, hugepages, rpc_socket, run_dir, slave)"),
+                        "bogus: unknown key (expected one of: bdevs, controllers, hugepages, registry_path, rpc_socket, run_dir, slave)"),
                 Arguments.of("- a\n- b\n", "(top level): must be a mapping, not a list"),
                 Arguments.of("run_dir: relative/dir\n", "run_dir: must be an absolute path, not 'relative/dir'"),
                 Arguments.of("run_dir: 5\n", "run_dir: must be a string, not 5"),
@@ -163,7 +206,7 @@ class VhostdConfigTest {
                         "hugepages.arena_size_bytes: must be a positive multiple of 2097152 (2 MiB huge page), not 1000"),
                 Arguments.of(
                         "hugepages: {size: 2}\n",
-                        "hugepages.size: unknown key (expected one of: arena_size_bytes, enabled)"),
+                        "hugepages.size: unknown key (expected one of: arena_size_bytes, enabled, node, reserve)"),
                 Arguments.of("hugepages: 7\n", "hugepages: must be a mapping, not 7"),
                 Arguments.of("bdevs: {name: disk0}\n", "bdevs: must be a list, not a mapping"),
                 Arguments.of("bdevs: [{type: file, path: $DIR/a, size_bytes: 512}]\n", "bdevs[0].name: missing"),
@@ -172,13 +215,55 @@ class VhostdConfigTest {
                         "bdevs[0].name: 'a b' must be 1 to 64 characters of A-Z a-z 0-9 . _ : -"),
                 Arguments.of("bdevs: [{name: d, path: $DIR/a, size_bytes: 512}]\n", "bdevs[0].type: missing"),
                 Arguments.of(
-                        "bdevs: [{name: d, type: nvme, path: $DIR/a}]\n", "bdevs[0].type: 'nvme' is not supported yet"),
+                        "bdevs: [{name: d, type: nvme, path: $DIR/a}]\n",
+                        "bdevs[0].path: does not apply to type nvme (its keys: device, direct, name, read_only, traddr,"
+                                + " type)"),
+                Arguments.of("bdevs: [{name: d, type: nvme}]\n", "bdevs[0].traddr: missing (give traddr or device)"),
                 Arguments.of(
-                        "bdevs: [{name: d, type: malloc, size_bytes: 512}]\n",
-                        "bdevs[0].type: 'malloc' is not supported yet"),
+                        "bdevs: [{name: d, type: nvme, device: nvme0, traddr: '0000:01:00.0'}]\n",
+                        "bdevs[0].device: give device or traddr, not both"),
+                Arguments.of(
+                        "bdevs: [{name: d, type: nvme, device: sda}]\n",
+                        "bdevs[0].device: 'sda' is not an NVMe controller name like nvme0"),
+                Arguments.of(
+                        "bdevs: [{name: d, type: malloc}]\n",
+                        "bdevs[0].num_blocks: missing (give num_blocks or size_bytes)"),
+                Arguments.of(
+                        "bdevs: [{name: d, type: malloc, num_blocks: 0}]\n",
+                        "bdevs[0].num_blocks: must be between 1 and 2199023255552, not 0"),
+                Arguments.of(
+                        "bdevs: [{name: d, type: null, num_blocks: 2, size_bytes: 512}]\n",
+                        "bdevs[0].size_bytes: 512 differs from num_blocks * block_size (1024)"),
+                Arguments.of(
+                        "bdevs: [{name: d, type: null, size_bytes: 1000}]\n",
+                        "bdevs[0].size_bytes: must be a positive multiple of 512 (block_size) up to 1125899906842624,"
+                                + " not 1000"),
+                Arguments.of(
+                        "bdevs: [{name: d, type: null, num_blocks: 8, direct: true}]\n",
+                        "bdevs[0].direct: does not apply to type null (its keys: block_size, name, num_blocks,"
+                                + " read_only, size_bytes, type)"),
+                Arguments.of(
+                        "bdevs: [{name: d, type: block, path: $DIR/existing.img}]\n",
+                        "bdevs[0].path: '$DIR/existing.img' is not a block device"),
+                Arguments.of(
+                        "bdevs: [{name: d, type: block, path: /dev/null, size_bytes: 512}]\n",
+                        "bdevs[0].size_bytes: does not apply to type block (its keys: block_size, direct, name, path,"
+                                + " read_only, type)"),
+                Arguments.of(
+                        "hugepages: {enabled: false, reserve: 4}\n",
+                        "hugepages.reserve: huge pages are reserved for the arena, which has them disabled (enabled:"
+                                + " false)"),
+                Arguments.of(
+                        "hugepages: {node: 0}\n", "hugepages.node: names the pool to reserve from, but reserve is 0"),
+                Arguments.of("hugepages: {reserve: -1}\n", "hugepages.reserve: must be between 0 and 524288, not -1"),
+                Arguments.of("registry_path: ''\n", "registry_path: must not be empty"),
+                Arguments.of(
+                        "bdevs: [{name: d, type: nvme, traddr: 0000:01:00.0}]\n",
+                        "line 1, column 51: YAML syntax error: Malformed numeric value '0000:01:00.0' (quote a value"
+                                + " like this: traddr: \"0000:01:00.0\")"),
                 Arguments.of(
                         "bdevs: [{name: d, type: tape, path: $DIR/a}]\n",
-                        "bdevs[0].type: unknown type 'tape' (file, null, malloc, nvme)"),
+                        "bdevs[0].type: unknown type 'tape' (block, file, malloc, nvme, null)"),
                 Arguments.of("bdevs: [{name: d, type: file, size_bytes: 512}]\n", "bdevs[0].path: missing"),
                 Arguments.of(
                         "bdevs: [{name: d, type: file, path: a.img, size_bytes: 512}]\n",
@@ -209,7 +294,7 @@ class VhostdConfigTest {
                         "bdevs[0].path: file '$DIR/a' does not exist, and a read_only bdev cannot create it"),
                 Arguments.of(
                         "bdevs: [{name: d, type: file, path: $DIR/a, size_bytes: 512, sizebytes: 512}]\n",
-                        "bdevs[0].sizebytes: unknown key (expected one of: block_size, direct, name, path, read_only, size_bytes, type)"),
+                        "bdevs[0].sizebytes: unknown key (expected one of: block_size, device, direct, name, num_blocks, path, read_only, size_bytes, traddr, type)"),
                 Arguments.of(
                         BDEV + "  - {name: disk0, type: file, path: $DIR/b, size_bytes: 512}\n",
                         "bdevs[1].name: duplicate name 'disk0' (also bdevs[0])"),

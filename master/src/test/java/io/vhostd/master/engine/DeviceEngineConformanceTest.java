@@ -10,10 +10,14 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assertions.fail;
+import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import io.vhostd.master.bdev.Bdev;
 import io.vhostd.master.bdev.FileBdevs;
+import io.vhostd.master.bdev.MemoryBdevs;
+import io.vhostd.master.config.BdevConfig;
 import io.vhostd.shm.linux.Eventfd;
+import io.vhostd.shm.linux.Fcntl;
 import io.vhostd.shm.linux.Memfd;
 import io.vhostd.shm.linux.Mman;
 import io.vhostd.shm.linux.Poll;
@@ -27,6 +31,8 @@ import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.nio.ByteOrder;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Arrays;
@@ -42,8 +48,10 @@ import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.EnumSource;
 
 /**
- * Conformance suite of {@link DeviceEngine}: every test runs against {@link IoUringEngine} and {@link
- * ThreadPoolEngine} with the same expectations. The set-up is the master's: a file bdev ({@link FileBdevs}), guest
+ * Conformance suite of {@link DeviceEngine}: every test runs against every engine on every bdev type it serves ({@link
+ * IoUringEngine} and {@link ThreadPoolEngine} on a file, a file with an {@code O_DIRECT} fd and a block device (a loop
+ * device; skipped where {@code losetup} cannot make one), {@link MemoryEngine} on a {@code malloc} and a {@code null}
+ * bdev) with the same expectations, except that a {@code null} bdev stores nothing. The set-up is the master's: guest
  * memory in a memfd that the {@link RegionTable} maps itself, and VirtNvme queue pairs in memfds mapped twice (the
  * engine's executor view and this test's submitter view, as in two processes), with real eventfds in both directions.
  * The test waits for completions by blocking in poll(2) on the completion eventfd, with a deadline.
@@ -63,8 +71,8 @@ class DeviceEngineConformanceTest {
     private static final int RW = Mman.PROT_READ | Mman.PROT_WRITE;
     private static final ValueLayout.OfShort U16_LE = ValueLayout.JAVA_SHORT.withOrder(ByteOrder.LITTLE_ENDIAN);
 
-    /** The implementations under test. */
-    enum Kind {
+    /** The engine implementations. */
+    enum Engine {
         IO_URING("io_uring") {
             @Override
             DeviceEngine create(Bdev bdev) {
@@ -76,15 +84,61 @@ class DeviceEngineConformanceTest {
             DeviceEngine create(Bdev bdev) {
                 return new ThreadPoolEngine(bdev, MAX_SEGMENTS);
             }
+        },
+        MEMORY("memory") {
+            @Override
+            DeviceEngine create(Bdev bdev) {
+                return new MemoryEngine(bdev, MAX_SEGMENTS);
+            }
         };
 
         final String kindName;
 
-        Kind(String kindName) {
+        Engine(String kindName) {
             this.kindName = kindName;
         }
 
         abstract DeviceEngine create(Bdev bdev);
+    }
+
+    /** What backs the bdev. */
+    enum Backing {
+        FILE,
+        /** A file with an O_DIRECT fd and 4096-byte blocks: 4 KiB-aligned I/O goes direct, the rest buffered. */
+        FILE_DIRECT,
+        /** A loop device over a file, O_DIRECT fd, 4096-byte blocks. */
+        BLOCK,
+        MALLOC,
+        NULL
+    }
+
+    /** The (engine, backing) pairs the master uses. */
+    enum Kind {
+        IO_URING_FILE(Engine.IO_URING, Backing.FILE),
+        THREAD_POOL_FILE(Engine.THREAD_POOL, Backing.FILE),
+        IO_URING_FILE_DIRECT(Engine.IO_URING, Backing.FILE_DIRECT),
+        THREAD_POOL_FILE_DIRECT(Engine.THREAD_POOL, Backing.FILE_DIRECT),
+        IO_URING_BLOCK(Engine.IO_URING, Backing.BLOCK),
+        THREAD_POOL_BLOCK(Engine.THREAD_POOL, Backing.BLOCK),
+        MEMORY_MALLOC(Engine.MEMORY, Backing.MALLOC),
+        MEMORY_NULL(Engine.MEMORY, Backing.NULL);
+
+        final Engine engine;
+        final Backing backing;
+
+        Kind(Engine engine, Backing backing) {
+            this.engine = engine;
+            this.backing = backing;
+        }
+
+        /** False for the null bdev: writes are dropped, reads return zeroes. */
+        boolean stores() {
+            return backing != Backing.NULL;
+        }
+
+        boolean hasFd() {
+            return backing == Backing.FILE || backing == Backing.FILE_DIRECT || backing == Backing.BLOCK;
+        }
     }
 
     /** One data segment in the guest region. */
@@ -99,6 +153,10 @@ class DeviceEngineConformanceTest {
     private final Arena arena = Arena.ofShared();
     private final List<Queue> queues = new ArrayList<>();
     private Bdev bdev;
+    private Kind kind;
+    /** The loop device of a BLOCK backing, detached in tearDown. */
+    private String loopDevice;
+
     private RegionTable regions;
     private int guestFd = -1;
     /** The guest region as this test sees it: byte 0 is region offset 0. */
@@ -205,15 +263,98 @@ class DeviceEngineConformanceTest {
     }
 
     private void start(Kind kind) throws IOException {
-        bdev = FileBdevs.open("conformance", dir.resolve("bdev.img").toString(), BDEV_BYTES, 512, false, false);
+        start(kind, false);
+    }
+
+    /** @param failingWrites the bdev's fds are opened read-only although the bdev is not: every write fails (EBADF) */
+    private void start(Kind kind, boolean failingWrites) throws IOException {
+        this.kind = kind;
+        bdev = openBdev(kind.backing, false);
+        if (failingWrites) {
+            Bdev writable = bdev;
+            int readOnlyFd = Fcntl.open(writable.path(), Fcntl.O_RDONLY | Fcntl.O_CLOEXEC, 0);
+            int readOnlyDirectFd = writable.directFd() < 0
+                    ? -1
+                    : Fcntl.open(writable.path(), Fcntl.O_RDONLY | Fcntl.O_CLOEXEC | Fcntl.O_DIRECT, 0);
+            bdev = new Bdev(
+                    writable.name(),
+                    writable.type(),
+                    writable.path(),
+                    readOnlyFd,
+                    readOnlyDirectFd,
+                    BDEV_BYTES,
+                    writable.blockSizeBytes(),
+                    false,
+                    writable.blockDevice(),
+                    null,
+                    null,
+                    null);
+            writable.close();
+        }
         regions = new RegionTable();
         guestFd = Memfd.memfd_create("guest", Memfd.MFD_CLOEXEC);
         Unistd.ftruncate(guestFd, GUEST_MMAP_OFFSET + GUEST_BYTES);
         guest = Mman.mmap(GUEST_BYTES, RW, Mman.MAP_SHARED, guestFd, GUEST_MMAP_OFFSET, arena);
         // the table maps its own copy of the fd, as the master does with the fd a slave sends
         regions.register(REGION_ID, Unistd.dup(guestFd), GUEST_BYTES, GUEST_MMAP_OFFSET);
-        engine = kind.create(bdev);
-        assertEquals(kind.kindName, engine.kind());
+        engine = kind.engine.create(bdev);
+        assertEquals(kind.engine.kindName, engine.kind());
+    }
+
+    private Bdev openBdev(Backing backing, boolean readOnly) throws IOException {
+        return switch (backing) {
+            case FILE ->
+                FileBdevs.open("conformance", dir.resolve("bdev.img").toString(), BDEV_BYTES, 512, readOnly, false);
+            case FILE_DIRECT -> {
+                Bdev b = FileBdevs.open(
+                        "conformance", dir.resolve("bdev.img").toString(), BDEV_BYTES, 4096, readOnly, true);
+                assertTrue(b.direct(), "the temp directory's file system takes O_DIRECT");
+                yield b;
+            }
+            case BLOCK -> {
+                loopDevice = attachLoopDevice(dir.resolve("loop.img"));
+                assumeTrue(loopDevice != null, "losetup cannot make a loop device here");
+                Bdev b = FileBdevs.open("conformance", loopDevice, 0, 4096, readOnly, true);
+                assertTrue(b.blockDevice());
+                assertEquals(BdevConfig.TYPE_BLOCK, b.type());
+                assertEquals(BDEV_BYTES, b.sizeBytes(), "BLKGETSIZE64");
+                yield b;
+            }
+            case MALLOC -> MemoryBdevs.createMalloc("conformance", BDEV_BYTES, 512, readOnly);
+            case NULL -> MemoryBdevs.createNull("conformance", BDEV_BYTES, 512, readOnly);
+        };
+    }
+
+    /** {@code losetup -f --show image} over a new zero-filled image; null where that fails (no root, no loop). */
+    static String attachLoopDevice(Path image) throws IOException {
+        try (RandomAccessFile f = new RandomAccessFile(image.toFile(), "rw")) {
+            f.setLength(BDEV_BYTES);
+        }
+        try {
+            Process p = new ProcessBuilder("losetup", "-f", "--show", image.toString())
+                    .redirectErrorStream(true)
+                    .start();
+            String out = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8).strip();
+            if (!p.waitFor(10, TimeUnit.SECONDS) || p.exitValue() != 0 || !out.startsWith("/dev/loop")) {
+                return null;
+            }
+            return out;
+        } catch (IOException e) {
+            return null;
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            return null;
+        }
+    }
+
+    static void detachLoopDevice(String device) {
+        try {
+            new ProcessBuilder("losetup", "-d", device).inheritIO().start().waitFor(10, TimeUnit.SECONDS);
+        } catch (IOException e) {
+            throw new java.io.UncheckedIOException(e);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
     }
 
     private Queue attachQueue(int qpairId) {
@@ -234,6 +375,9 @@ class DeviceEngineConformanceTest {
         }
         if (bdev != null) {
             bdev.close();
+        }
+        if (loopDevice != null) {
+            detachLoopDevice(loopDevice);
         }
         if (guestFd >= 0) {
             Unistd.close(guestFd);
@@ -287,13 +431,27 @@ class DeviceEngineConformanceTest {
         return bytes;
     }
 
+    /** What the bdev holds, read behind the engine's back (the file or device, the RAM; zeroes for null). */
     private byte[] bdevBytes(long offsetBytes, int lengthBytes) throws IOException {
         byte[] bytes = new byte[lengthBytes];
-        try (RandomAccessFile file = new RandomAccessFile(bdev.path(), "r")) {
-            file.seek(offsetBytes);
-            file.readFully(bytes);
+        switch (kind.backing) {
+            case FILE, FILE_DIRECT, BLOCK -> {
+                try (RandomAccessFile file = new RandomAccessFile(bdev.path(), "r")) {
+                    file.seek(offsetBytes);
+                    file.readFully(bytes);
+                }
+            }
+            case MALLOC -> MemorySegment.copy(bdev.memory(), ValueLayout.JAVA_BYTE, offsetBytes, bytes, 0, lengthBytes);
+            case NULL -> {
+                // nothing stored: zeroes
+            }
         }
         return bytes;
+    }
+
+    /** What reading back {@code written} returns on this bdev: the data, or zeroes from a null bdev. */
+    private byte[] stored(byte[] written) {
+        return kind.stores() ? written : new byte[written.length];
     }
 
     private static void assertSuccess(Completion c, int expectedResult) {
@@ -322,10 +480,11 @@ class DeviceEngineConformanceTest {
             scatter(data, source);
 
             assertSuccess(q.submitAndAwait(cid++, NVME_OPC_WRITE, offset, length, source), length);
-            assertArrayEquals(data, bdevBytes(offset, length), count + " segments: the file holds the data");
+            assertArrayEquals(stored(data), bdevBytes(offset, length), count + " segments: the bdev holds the data");
 
+            scatter(pattern(length, 99), target);
             assertSuccess(q.submitAndAwait(cid++, NVME_OPC_READ, offset, length, target), length);
-            assertArrayEquals(data, gather(target), count + " segments: read back into other buffers");
+            assertArrayEquals(stored(data), gather(target), count + " segments: read back into other buffers");
         }
         assertEquals(6, engine.commandsCompleted());
     }
@@ -358,14 +517,14 @@ class DeviceEngineConformanceTest {
         assertSuccess(q.submitAndAwait(1, NVME_OPC_WRITE_ZEROES, offset + 16 * 1024, 32 * 1024), 0);
 
         assertSuccess(q.submitAndAwait(2, NVME_OPC_READ, offset, length, target), length);
-        byte[] expected = data.clone();
+        byte[] expected = stored(data).clone();
         Arrays.fill(expected, 16 * 1024, 48 * 1024, (byte) 0);
         assertArrayEquals(expected, gather(target), "zeroes inside the range, the data around it");
     }
 
     @ParameterizedTest
     @EnumSource(Kind.class)
-    void shouldReadZeroesWhenRangeOfFileBdevDiscarded(Kind kind) throws IOException {
+    void shouldReadZeroesWhenRangeDiscarded(Kind kind) throws IOException {
         start(kind);
         Queue q = attachQueue(1);
         int length = 64 * 1024;
@@ -377,9 +536,10 @@ class DeviceEngineConformanceTest {
 
         assertSuccess(q.submitAndAwait(1, NVME_OPC_DATASET_MANAGEMENT, 0, 32 * 1024), 0);
 
-        // a file bdev punches a hole, which reads back as zeroes (a block device need not)
+        // a file punches a hole and malloc zeroes: both read back zeroes; a block device need not in general, the loop
+        // device punches a hole in its image
         assertSuccess(q.submitAndAwait(2, NVME_OPC_READ, 0, length, target), length);
-        byte[] expected = data.clone();
+        byte[] expected = stored(data).clone();
         Arrays.fill(expected, 0, 32 * 1024, (byte) 0);
         assertArrayEquals(expected, gather(target));
     }
@@ -416,7 +576,22 @@ class DeviceEngineConformanceTest {
         // and the engine still serves the next command
         Seg target = new Seg(1L << 20, 4096);
         assertSuccess(q.submitAndAwait(6, NVME_OPC_READ, 0, 4096, target), 4096);
-        assertArrayEquals(data, gather(target));
+        assertArrayEquals(stored(data), gather(target));
+    }
+
+    @ParameterizedTest
+    @EnumSource(Kind.class)
+    void shouldFailCommandAndKeepServingWhenDeviceFailsWrite(Kind kind) throws IOException {
+        assumeTrue(kind.hasFd(), "only a device can fail a write");
+        start(kind, true);
+        Queue q = attachQueue(1);
+        Seg seg = new Seg(0, 4096);
+
+        Completion failed = q.submitAndAwait(0, NVME_OPC_WRITE, 0, 4096, seg);
+
+        assertTrue(failed.statusField() != VirtNvmeStatus.SUCCESS, "a failed device write is not a success");
+        assertEquals(0, failed.result(), "no bytes transferred");
+        assertSuccess(q.submitAndAwait(1, NVME_OPC_READ, 0, 4096, seg), 4096);
     }
 
     @ParameterizedTest
@@ -448,8 +623,111 @@ class DeviceEngineConformanceTest {
         Seg targetB = new Seg(2L << 20, length);
         assertSuccess(a.submitAndAwait(8, NVME_OPC_READ, 8L * length, length, targetA), length);
         assertSuccess(b.submitAndAwait(8, NVME_OPC_READ, 0, length, targetB), length);
-        assertArrayEquals(dataB, gather(targetA));
-        assertArrayEquals(dataA, gather(targetB));
+        assertArrayEquals(stored(dataB), gather(targetA));
+        assertArrayEquals(stored(dataA), gather(targetB));
+    }
+
+    @ParameterizedTest
+    @EnumSource(Kind.class)
+    void shouldSeeEveryWriteWhenAlignedAndUnalignedCommandsMix(Kind kind) throws IOException {
+        start(kind);
+        Queue q = attachQueue(1);
+        int length = 16 * 1024;
+        byte[] data = pattern(length, 51);
+        Seg aligned = new Seg(0, length);
+        scatter(data, aligned);
+        // 4 KiB-aligned: the O_DIRECT fd where there is one
+        assertSuccess(q.submitAndAwait(0, NVME_OPC_WRITE, 64 * 1024, length, aligned), length);
+        // 512-byte granular, not 4 KiB: the buffered fd; its buffer is off a 4 KiB boundary too
+        byte[] patch = pattern(1536, 52);
+        Seg unaligned = new Seg(512 * 1024 + 512, 1536);
+        scatter(patch, unaligned);
+        assertSuccess(q.submitAndAwait(1, NVME_OPC_WRITE, 64 * 1024 + 1024, 1536, unaligned), 1536);
+
+        byte[] expected = data.clone();
+        System.arraycopy(patch, 0, expected, 1024, 1536);
+        Seg target = new Seg(1L << 20, length);
+        assertSuccess(q.submitAndAwait(2, NVME_OPC_READ, 64 * 1024, length, target), length);
+        assertArrayEquals(stored(expected), gather(target), "an aligned read sees both writes");
+        Seg targetUnaligned = new Seg((2L << 20) + 512, 2048);
+        assertSuccess(q.submitAndAwait(3, NVME_OPC_READ, 64 * 1024 + 512, 2048, targetUnaligned), 2048);
+        assertArrayEquals(
+                Arrays.copyOfRange(stored(expected), 512, 2560), gather(targetUnaligned), "so does an unaligned one");
+        assertSuccess(q.submitAndAwait(4, NVME_OPC_FLUSH, 0, 0), 0);
+        assertArrayEquals(stored(expected), bdevBytes(64 * 1024, length), "the bdev holds both after FLUSH");
+    }
+
+    @ParameterizedTest
+    @EnumSource(Kind.class)
+    void shouldFailWritesWithWriteFaultWhenBdevIsReadOnly(Kind kind) throws IOException {
+        this.kind = kind;
+        if (kind.backing != Backing.NULL && kind.backing != Backing.MALLOC) {
+            // the image (or loop device) must exist before a read-only open
+            openBdev(kind.backing, false).close();
+            if (loopDevice != null) {
+                detachLoopDevice(loopDevice);
+                loopDevice = null;
+            }
+        }
+        bdev = openBdev(kind.backing, true);
+        regions = new RegionTable();
+        guestFd = Memfd.memfd_create("guest", Memfd.MFD_CLOEXEC);
+        Unistd.ftruncate(guestFd, GUEST_MMAP_OFFSET + GUEST_BYTES);
+        guest = Mman.mmap(GUEST_BYTES, RW, Mman.MAP_SHARED, guestFd, GUEST_MMAP_OFFSET, arena);
+        regions.register(REGION_ID, Unistd.dup(guestFd), GUEST_BYTES, GUEST_MMAP_OFFSET);
+        engine = kind.engine.create(bdev);
+        Queue q = attachQueue(1);
+        Seg seg = new Seg(0, 4096);
+
+        assertStatus(VirtNvmeStatus.WRITE_FAULT, q.submitAndAwait(0, NVME_OPC_WRITE, 0, 4096, seg));
+        assertStatus(VirtNvmeStatus.WRITE_FAULT, q.submitAndAwait(1, NVME_OPC_WRITE_ZEROES, 0, 4096));
+        assertStatus(VirtNvmeStatus.WRITE_FAULT, q.submitAndAwait(2, NVME_OPC_DATASET_MANAGEMENT, 0, 4096));
+        assertSuccess(q.submitAndAwait(3, NVME_OPC_READ, 0, 4096, seg), 4096);
+    }
+
+    @ParameterizedTest
+    @EnumSource(
+            value = Engine.class,
+            names = {"IO_URING", "THREAD_POOL"})
+    void shouldUseDirectFdOnlyWhenCommandIsAligned(Engine engineKind) throws IOException {
+        // two different files behind the two fds make the routing visible: aligned commands land in the "direct" one
+        Path buffered = dir.resolve("buffered.img");
+        Path direct = dir.resolve("direct.img");
+        for (Path p : new Path[] {buffered, direct}) {
+            try (RandomAccessFile f = new RandomAccessFile(p.toFile(), "rw")) {
+                f.setLength(BDEV_BYTES);
+            }
+        }
+        this.kind = Kind.IO_URING_FILE;
+        int fd = Fcntl.open(buffered.toString(), Fcntl.O_RDWR | Fcntl.O_CLOEXEC, 0);
+        int directFd = Fcntl.open(direct.toString(), Fcntl.O_RDWR | Fcntl.O_CLOEXEC | Fcntl.O_DIRECT, 0);
+        bdev = new Bdev(
+                "routing", "file", buffered.toString(), fd, directFd, BDEV_BYTES, 4096, false, false, null, null, null);
+        regions = new RegionTable();
+        guestFd = Memfd.memfd_create("guest", Memfd.MFD_CLOEXEC);
+        Unistd.ftruncate(guestFd, GUEST_MMAP_OFFSET + GUEST_BYTES);
+        guest = Mman.mmap(GUEST_BYTES, RW, Mman.MAP_SHARED, guestFd, GUEST_MMAP_OFFSET, arena);
+        regions.register(REGION_ID, Unistd.dup(guestFd), GUEST_BYTES, GUEST_MMAP_OFFSET);
+        engine = engineKind.create(bdev);
+        Queue q = attachQueue(1);
+        byte[] data = pattern(8192, 61);
+        scatter(data, new Seg(0, 8192));
+
+        assertSuccess(q.submitAndAwait(0, NVME_OPC_WRITE, 0, 8192, new Seg(0, 8192)), 8192);
+        assertSuccess(q.submitAndAwait(1, NVME_OPC_WRITE, 16384, 4096, new Seg(512, 4096)), 4096);
+        assertSuccess(q.submitAndAwait(2, NVME_OPC_WRITE, 32768 + 512, 1024, new Seg(0, 1024)), 1024);
+
+        assertArrayEquals(data, Arrays.copyOfRange(Files.readAllBytes(direct), 0, 8192), "aligned: direct fd");
+        assertArrayEquals(new byte[8192], Arrays.copyOfRange(Files.readAllBytes(buffered), 0, 8192));
+        assertArrayEquals(
+                Arrays.copyOfRange(data, 512, 4608),
+                Arrays.copyOfRange(Files.readAllBytes(buffered), 16384, 20480),
+                "a buffer off the block size: buffered fd");
+        assertArrayEquals(
+                Arrays.copyOfRange(data, 0, 1024),
+                Arrays.copyOfRange(Files.readAllBytes(buffered), 33280, 34304),
+                "an offset off the block size: buffered fd");
+        assertArrayEquals(new byte[4096], Arrays.copyOfRange(Files.readAllBytes(direct), 16384, 20480));
     }
 
     @ParameterizedTest
@@ -506,6 +784,61 @@ class DeviceEngineConformanceTest {
             assertTrue(q.publish(), "the idle engine asks to be woken by the submission eventfd");
 
             assertSuccess(q.await(round), 4096);
+        }
+    }
+
+    @ParameterizedTest
+    @EnumSource(Kind.class)
+    void shouldAllocateNothingPerCommandWhenBusy(Kind kind) throws IOException {
+        assumeTrue(kind.engine != Engine.THREAD_POOL, "the thread-pool fallback hands each command to a worker");
+        start(kind);
+        Queue q = attachQueue(1);
+        scatter(pattern(64 * 1024, 71), new Seg(0, 64 * 1024));
+        Thread engineThread = Thread.getAllStackTraces().keySet().stream()
+                .filter(t -> t.getName().equals("engine-conformance"))
+                .findFirst()
+                .orElseThrow();
+        com.sun.management.ThreadMXBean threads =
+                (com.sun.management.ThreadMXBean) java.lang.management.ManagementFactory.getThreadMXBean();
+        runBatches(q, 300);
+        // JIT compilation and deoptimisation allocate now and then while the loop is still being compiled: take the
+        // quietest of several windows. An object per command (16 bytes at least) would show in every window.
+        int batches = 100;
+        long quietest = Long.MAX_VALUE;
+        for (int window = 0; window < 6; window++) {
+            long before = threads.getThreadAllocatedBytes(engineThread.threadId());
+            runBatches(q, batches);
+            quietest = Math.min(quietest, threads.getThreadAllocatedBytes(engineThread.threadId()) - before);
+        }
+        int commands = batches * 32;
+        // the memory engine makes no system call while busy: nothing at all. The io_uring engine's system calls
+        // (io_uring_enter, eventfd writes: a few per batch, not per command) still cost a 32-byte MemorySegment each
+        // when C2 does not scalar-replace the capture-state slice the JDK makes per downcall
+        // (SharedUtils.checkCaptureSegment): less than an object per command, which this bound catches.
+        long bound = kind.engine == Engine.MEMORY ? commands : 16L * commands;
+        assertTrue(
+                quietest < bound, "the engine thread allocated " + quietest + " bytes for " + commands + " commands");
+    }
+
+    /** {@code batches} times: 32 commands (4 KiB reads and writes, 1 to 4 segments, a flush), published at once. */
+    private static void runBatches(Queue q, int batches) {
+        for (int b = 0; b < batches; b++) {
+            for (int cid = 0; cid < 32; cid++) {
+                int opcode = cid == 31 ? NVME_OPC_FLUSH : cid % 2 == 0 ? NVME_OPC_WRITE : NVME_OPC_READ;
+                long offset = (long) ((b * 32 + cid) % 512) * 4096;
+                if (opcode == NVME_OPC_FLUSH) {
+                    q.write(cid, opcode, 0, 0);
+                } else if (cid % 4 == 1) {
+                    q.write(cid, opcode, offset, 4096, new Seg(8192, 1024), new Seg(16384, 1024), new Seg(32768, 2048));
+                } else {
+                    q.write(cid, opcode, offset, 4096, new Seg(4096L * (cid % 16), 4096));
+                }
+            }
+            q.publish();
+            for (int cid = 0; cid < 32; cid++) {
+                Completion c = q.await(cid);
+                assertEquals(VirtNvmeStatus.SUCCESS, c.statusField(), "cid " + cid);
+            }
         }
     }
 
