@@ -12,6 +12,8 @@
 # Disk options (all disks):
 #   --num-queues N          virtqueues per disk (default: --smp)
 #   --queue-size N          virtqueue size (default: QEMU's; 128 for vhost-user-blk in QEMU 7.2)
+#   --packed                packed virtqueues (device property packed=on, VIRTIO_F_RING_PACKED); the
+#                           back-end must offer the feature or QEMU silently falls back to split rings
 #   --reconnect SECS        vhost-user chardev reconnect=SECS (default: none)
 # Guest program:
 #   [--] CMD                shell command line run by busybox sh in the guest (cwd /vm)
@@ -46,7 +48,7 @@ source "$HERE/lib.sh"
 CACHE=$(vm_cache_dir)
 QEMU=${VHOSTD_VM_QEMU:-qemu-system-x86_64}
 SMP=2 MEM=1G ACCEL=${VHOSTD_VM_ACCEL:-auto} CPU='' APPEND='' KERNEL=pvh
-TIMEOUT=300 NUMQ='' QSIZE='' RECONNECT=''
+TIMEOUT=300 NUMQ='' QSIZE='' RECONNECT='' PACKED=0
 QMP='' INCOMING='' PIDFILE='' LOG='' OUT='' DMESG='' QUIET=0 DRYRUN=0 SCRIPT='' CMD=''
 DISKS=() FILES=() EXTRA=() ENVS=()
 
@@ -65,6 +67,7 @@ while [ $# -gt 0 ]; do
     --virtio-blk) DISKS+=("vblk:$2"); shift 2 ;;
     --num-queues) NUMQ=$2; shift 2 ;;
     --queue-size) QSIZE=$2; shift 2 ;;
+    --packed) PACKED=1; shift ;;
     --reconnect) RECONNECT=$2; shift 2 ;;
     --script) SCRIPT=$2; shift 2 ;;
     --file) FILES+=("$2"); shift 2 ;;
@@ -155,6 +158,7 @@ for d in "${DISKS[@]}"; do
         [ -n "$RECONNECT" ] && copt+=",reconnect=$RECONNECT"
         dopt="vhost-user-blk-pci,id=vub$n,chardev=vubc$n,num-queues=$NUMQ"
         [ -n "$QSIZE" ] && dopt+=",queue-size=$QSIZE"
+        [ "$PACKED" = 1 ] && dopt+=",packed=on"
         DISK_ARGS+=(-chardev "$copt" -device "$dopt")
         [ "$DRYRUN" = 1 ] || [ -S "$arg" ] || die "vhost-user socket $arg does not exist (start the back-end first)"
         ;;
@@ -172,6 +176,7 @@ for d in "${DISKS[@]}"; do
         esac
         dopt="virtio-blk-pci,id=vblk$n,drive=drv$n,num-queues=$NUMQ,iothread=iot$n"
         [ -n "$QSIZE" ] && dopt+=",queue-size=$QSIZE"
+        [ "$PACKED" = 1 ] && dopt+=",packed=on"
         DISK_ARGS+=(-object "iothread,id=iot$n" -device "$dopt")
         ;;
     esac

@@ -151,6 +151,65 @@ final class GuestVm {
         return new Result(rc, readIfExists(out), readIfExists(dmesg), console, wall);
     }
 
+    /**
+     * Boots the guest with one vhost-user-blk disk ({@code /dev/vda}) and runs a shell command line in it.
+     *
+     * @param name prefix of the log files in {@link ItEnv#logDir()}
+     * @param vhostSocket the back-end's unix socket
+     * @param numQueues vCPUs of the guest and virtqueues of the disk
+     * @param options more run-guest.sh options (e.g. {@code --packed})
+     * @param files host files copied into the guest as {@code /vm/<file name>}
+     * @param guestEnv environment of the guest program
+     * @param guestCommand the shell command line (busybox sh, cwd /vm)
+     * @param timeout wall-clock limit of the boot (QEMU is killed after it; the guest powers off 15 s earlier)
+     */
+    static Result runGuest(
+            ItEnv env,
+            String name,
+            Path vhostSocket,
+            int numQueues,
+            List<String> options,
+            List<Path> files,
+            Map<String, String> guestEnv,
+            String guestCommand,
+            Duration timeout)
+            throws IOException, InterruptedException {
+        Path console = env.logDir().resolve(name + ".console.log");
+        Path out = env.logDir().resolve(name + ".out");
+        Path dmesg = env.logDir().resolve(name + ".dmesg");
+        for (Path p : List.of(console, out, dmesg)) {
+            Files.deleteIfExists(p);
+        }
+        List<String> command = new ArrayList<>(List.of(
+                env.repoPath("tests/vm/run-guest.sh").toString(),
+                "--quiet",
+                "--smp",
+                Integer.toString(numQueues),
+                "--num-queues",
+                Integer.toString(numQueues),
+                "--vhost-user-blk",
+                vhostSocket.toString(),
+                "--timeout",
+                Long.toString(timeout.toSeconds()),
+                "--log",
+                console.toString(),
+                "--out",
+                out.toString(),
+                "--dmesg",
+                dmesg.toString()));
+        command.addAll(options);
+        for (Path file : files) {
+            command.addAll(List.of("--file", file + ":" + file.getFileName()));
+        }
+        guestEnv.forEach((k, v) -> command.addAll(List.of("--env", k + "=" + v)));
+        command.addAll(List.of("--", guestCommand));
+
+        long startNs = System.nanoTime();
+        int rc = run(env, command, env.logDir().resolve(name + ".run-guest.log"), timeout.plusSeconds(30));
+        Duration wall = Duration.ofNanos(System.nanoTime() - startNs);
+        return new Result(rc, readIfExists(out), readIfExists(dmesg), console, wall);
+    }
+
     private static int run(ItEnv env, List<String> command, Path log, Duration timeout)
             throws IOException, InterruptedException {
         Process process = new ProcessBuilder(command)

@@ -6,9 +6,9 @@ import io.vhostd.vhost.backend.VhostUserDevice;
 import io.vhostd.vhost.proto.VhostUserProtocolFeature;
 import io.vhostd.vhost.virtio.GuestMemory;
 import io.vhostd.vhost.virtio.GuestMemoryRegion;
-import io.vhostd.vhost.virtio.SplitVirtqueue;
 import io.vhostd.vhost.virtio.VirtioBlk;
 import io.vhostd.vhost.virtio.VirtioBlkConfig;
+import io.vhostd.vhost.virtio.Virtqueue;
 import java.util.ArrayList;
 import java.util.List;
 
@@ -16,6 +16,12 @@ import java.util.List;
  * The virtio-blk device of one vhost-user session (virtio 1.2 §5.2), as the back-end sees it: offered features and
  * config space, and the bridge from ring start/stop to the controller's data path. Guest memory regions are
  * registered with the master before any command names them, and unregistered only after the queues drained.
+ *
+ * <p>Config space: capacity, seg_max, blk_size, topology (a 4 KiB physical block hint), the cache mode ({@code
+ * writeback}, the only field the driver may write: VIRTIO_BLK_F_CONFIG_WCE, {@code VHOST_USER_SET_CONFIG}),
+ * num_queues, and the DISCARD / WRITE_ZEROES limits ({@link ControllerAgent#MAX_DISCARD_SEG} segments of at most
+ * {@link ControllerAgent#maxDiscardSectors} sectors, aligned to the logical block; {@code write_zeroes_may_unmap} 0:
+ * the engine zeroes in place).
  */
 final class BlkDevice implements VhostUserDevice {
     private static final System.Logger LOG = System.getLogger(BlkDevice.class.getName());
@@ -23,24 +29,41 @@ final class BlkDevice implements VhostUserDevice {
     /** Most memory slots we accept (QEMU uses min(this, its own limit)). */
     static final int MAX_MEM_SLOTS = 32;
 
-    /** Features offered: virtio-blk §5.2.3 and the ring features this back-end implements. */
+    /**
+     * Features offered: virtio-blk §5.2.3 and the ring features this back-end implements (split and packed rings).
+     * A read-only controller adds VIRTIO_BLK_F_RO and drops DISCARD / WRITE_ZEROES ({@link #features()}).
+     */
     static final long FEATURES = VirtioBlk.VIRTIO_F_VERSION_1_MASK
             | VirtioBlk.VIRTIO_RING_F_INDIRECT_DESC_MASK
             | VirtioBlk.VIRTIO_RING_F_EVENT_IDX_MASK
-            | (1L << VirtioBlk.VIRTIO_BLK_F_SEG_MAX_BIT)
-            | (1L << VirtioBlk.VIRTIO_BLK_F_BLK_SIZE_BIT)
-            | (1L << VirtioBlk.VIRTIO_BLK_F_FLUSH_BIT)
-            | (1L << VirtioBlk.VIRTIO_BLK_F_MQ_BIT);
+            | VirtioBlk.VIRTIO_F_RING_PACKED_MASK
+            | VirtioBlk.VIRTIO_BLK_F_SEG_MAX_MASK
+            | VirtioBlk.VIRTIO_BLK_F_BLK_SIZE_MASK
+            | VirtioBlk.VIRTIO_BLK_F_FLUSH_MASK
+            | VirtioBlk.VIRTIO_BLK_F_TOPOLOGY_MASK
+            | VirtioBlk.VIRTIO_BLK_F_CONFIG_WCE_MASK
+            | VirtioBlk.VIRTIO_BLK_F_MQ_MASK
+            | VirtioBlk.VIRTIO_BLK_F_DISCARD_MASK
+            | VirtioBlk.VIRTIO_BLK_F_WRITE_ZEROES_MASK;
 
-    /** Protocol features offered (vhost-user.rst "Protocol features"). */
+    /**
+     * Protocol features offered (vhost-user.rst "Protocol features"). BACKEND_REQ: the back-end accepts and holds the
+     * channel QEMU 7.2 then sends ({@code SET_BACKEND_REQ_FD}) and sends nothing on it yet; RESET_DEVICE: QEMU uses it
+     * instead of the deprecated RESET_OWNER; STATUS: QEMU 7.2 reports the device status (the back-end records it).
+     */
     static final long PROTOCOL_FEATURES = VhostUserProtocolFeature.VHOST_USER_PROTOCOL_F_MQ_MASK
             | VhostUserProtocolFeature.VHOST_USER_PROTOCOL_F_REPLY_ACK_MASK
+            | VhostUserProtocolFeature.VHOST_USER_PROTOCOL_F_BACKEND_REQ_MASK
             | VhostUserProtocolFeature.VHOST_USER_PROTOCOL_F_CONFIG_MASK
-            | VhostUserProtocolFeature.VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS_MASK;
+            | VhostUserProtocolFeature.VHOST_USER_PROTOCOL_F_RESET_DEVICE_MASK
+            | VhostUserProtocolFeature.VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS_MASK
+            | VhostUserProtocolFeature.VHOST_USER_PROTOCOL_F_STATUS_MASK;
+
+    /** The physical block the topology reports when the logical block is smaller (host pages, filesystem blocks). */
+    static final int PHYSICAL_BLOCK_BYTES = 4096;
 
     private final SlaveController controller;
     private final MasterLink master;
-    private final byte[] config;
     private volatile GuestMemory memory = GuestMemory.empty();
     private volatile long negotiatedFeatures;
     private final List<Integer> registeredRegions = new ArrayList<>();
@@ -48,32 +71,37 @@ final class BlkDevice implements VhostUserDevice {
     BlkDevice(SlaveController controller, MasterLink master) {
         this.controller = controller;
         this.master = master;
-        ControlMessage.AddController spec = controller.spec();
-        int segMax = spec.maxSegments() - 2; // the header and the status byte take a descriptor each
-        this.config = new VirtioBlkConfig(
-                        spec.capacityBytes() / VirtioBlk.SECTOR_SIZE,
-                        0,
-                        segMax,
-                        spec.blockSizeBytes(),
-                        0,
-                        0,
-                        0,
-                        0,
-                        spec.numQueues(),
-                        0,
-                        0,
-                        0,
-                        0,
-                        0,
-                        0)
-                .toBytes();
+    }
+
+    /** The config space as it is now ({@code writeback} follows the controller's cache mode). */
+    static VirtioBlkConfig configOf(ControlMessage.AddController spec, boolean writeback) {
+        int blockSize = spec.blockSizeBytes();
+        int physical = Math.max(blockSize, PHYSICAL_BLOCK_BYTES);
+        int discardSectors = (int) ControllerAgent.maxDiscardSectors(blockSize);
+        return new VirtioBlkConfig(
+                spec.capacityBytes() / VirtioBlk.SECTOR_SIZE,
+                0,
+                spec.maxSegments() - 2, // seg_max: the header and the status byte take a descriptor each
+                blockSize,
+                Integer.numberOfTrailingZeros(physical / blockSize),
+                1,
+                0,
+                writeback ? 1 : 0,
+                spec.numQueues(),
+                discardSectors,
+                ControllerAgent.MAX_DISCARD_SEG,
+                blockSize / VirtioBlk.SECTOR_SIZE,
+                discardSectors,
+                ControllerAgent.MAX_WRITE_ZEROES_SEG,
+                0);
     }
 
     @Override
     public long features() {
         long f = FEATURES;
         if (controller.spec().readOnly()) {
-            f |= 1L << VirtioBlk.VIRTIO_BLK_F_RO_BIT;
+            f |= VirtioBlk.VIRTIO_BLK_F_RO_MASK;
+            f &= ~(VirtioBlk.VIRTIO_BLK_F_DISCARD_MASK | VirtioBlk.VIRTIO_BLK_F_WRITE_ZEROES_MASK);
         }
         return f;
     }
@@ -95,12 +123,50 @@ final class BlkDevice implements VhostUserDevice {
 
     @Override
     public byte[] config() {
-        return config.clone();
+        return configOf(controller.spec(), controller.agent().writeback()).toBytes();
+    }
+
+    /**
+     * Only {@code writeback} is writable, and only with VIRTIO_BLK_F_CONFIG_WCE negotiated (§5.2.5 "the driver MAY
+     * switch to writethrough or writeback mode by writing respectively 0 and 1"); any other byte of the window must
+     * keep its value. QEMU 7.2 writes exactly that byte ({@code vhost_user_blk_set_config}).
+     */
+    @Override
+    public String setConfig(int offset, byte[] data, int flags) {
+        byte[] current = config();
+        int writeback = -1;
+        for (int i = 0; i < data.length; i++) {
+            int at = offset + i;
+            if (at == VirtioBlkConfig.WRITEBACK_OFFSET) {
+                writeback = data[i] & 0xFF;
+            } else if (data[i] != current[at]) {
+                return "config byte " + at + " is read-only";
+            }
+        }
+        if (writeback < 0) {
+            return null;
+        }
+        if ((negotiatedFeatures & VirtioBlk.VIRTIO_BLK_F_CONFIG_WCE_MASK) == 0) {
+            return "writeback written without VIRTIO_BLK_F_CONFIG_WCE";
+        }
+        if (writeback > 1) {
+            return "writeback " + writeback + " is neither 0 (writethrough) nor 1 (writeback)";
+        }
+        controller.agent().writeback(writeback == 1);
+        LOG.log(
+                System.Logger.Level.INFO,
+                controller.spec().name() + ": cache mode " + (writeback == 1 ? "writeback" : "write-through"));
+        return null;
     }
 
     @Override
     public void featuresNegotiated(long features) {
         this.negotiatedFeatures = features;
+        // §5.2.5.2: CONFIG_WCE without FLUSH: the device MUST initialize writeback to 0
+        if ((features & VirtioBlk.VIRTIO_BLK_F_CONFIG_WCE_MASK) != 0
+                && (features & VirtioBlk.VIRTIO_BLK_F_FLUSH_MASK) == 0) {
+            controller.agent().writeback(false);
+        }
         controller.reportState(this);
     }
 
@@ -128,21 +194,26 @@ final class BlkDevice implements VhostUserDevice {
     }
 
     @Override
-    public void startQueue(int queueIndex, SplitVirtqueue vq, int kickFd, int callFd, int errFd) {
+    public void startQueue(int queueIndex, Virtqueue vq, int kickFd, int callFd, int errFd) {
         SlaveController.Qpair qpair = controller.qpair(queueIndex);
         VirtNvmeQueuePair qp = qpair.qp();
-        if (vq.size() > qp.depth()) {
-            // one VirtNvme CID per head index: a ring larger than the queue pair cannot be served
-            throw new IllegalArgumentException("queue " + queueIndex + ": ring size " + vq.size()
-                    + " exceeds the VirtNvme queue depth " + qp.depth());
-        }
+        // CIDs are allocated apart from ring ids: any ring size works with any queue depth (requests wait for CIDs)
         controller
                 .agent()
                 .startQueue(new QueueRunner(
-                        queueIndex, vq, memory, kickFd, callFd, qp, qpair.sqEventFd(), qpair.cqEventFd()));
+                        queueIndex,
+                        vq,
+                        memory,
+                        kickFd,
+                        callFd,
+                        qp,
+                        qpair.sqEventFd(),
+                        qpair.cqEventFd(),
+                        negotiatedFeatures));
         LOG.log(
                 System.Logger.Level.DEBUG,
-                controller.spec().name() + ": queue " + queueIndex + " started, size " + vq.size());
+                controller.spec().name() + ": queue " + queueIndex + " started, " + (vq.packed() ? "packed" : "split")
+                        + ", size " + vq.size());
         controller.reportState(this);
     }
 

@@ -13,24 +13,33 @@ import io.vhostd.shm.virtnvme.VirtNvmeStatus;
 import io.vhostd.vhost.virtio.DescriptorChain;
 import io.vhostd.vhost.virtio.GuestMemory;
 import io.vhostd.vhost.virtio.GuestMemoryRegion;
-import io.vhostd.vhost.virtio.SplitVirtqueue;
 import io.vhostd.vhost.virtio.VirtioBlk;
 import io.vhostd.vhost.virtio.VirtioBlkRequest;
+import io.vhostd.vhost.virtio.Virtqueue;
 import java.lang.foreign.ValueLayout;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.atomic.AtomicLong;
 import org.agrona.concurrent.ManyToOneConcurrentArrayQueue;
 
 /**
- * The data path of one controller: one thread that fetches virtio-blk requests from every started virtqueue, turns
- * reads, writes and flushes into VirtNvme commands (guest buffers named by region id and offset: no copy), answers
- * GET_ID itself, and on each VirtNvme completion writes the status byte, adds the used element and notifies the
- * guest (event idx permitting). Adaptive: it spins while there is work and for a short while after, then enables
- * guest kicks, arms the completion wakeup and sleeps in poll(2) on the kick and completion eventfds.
+ * The data path of one controller: one thread that fetches virtio-blk requests from every started virtqueue (split or
+ * packed, {@link Virtqueue}), turns reads, writes, flushes, discards and write-zeroes into VirtNvme commands (guest
+ * buffers named by region id and offset: no copy), answers GET_ID itself, and when a request's last command completed
+ * writes the status byte, adds the used element and notifies the guest (event idx permitting). Adaptive: it spins
+ * while there is work and for a short while after, then enables guest kicks, arms the completion wakeup and sleeps in
+ * poll(2) on the kick and completion eventfds.
  *
- * <p>Everything read from guest memory is untrusted (see {@link SplitVirtqueue}, {@link VirtioBlkRequest}); a bad
- * request gets {@code VIRTIO_BLK_S_IOERR} and the queue keeps going. The control thread never touches a ring: it hands
- * start/stop to this thread through a queue. No allocation per request.
+ * <p>Requests and commands: a request is one command (IN, OUT, FLUSH), one per segment (DISCARD as
+ * NVME_OPC_DATASET_MANAGEMENT, WRITE_ZEROES as NVME_OPC_WRITE_ZEROES, at most {@link #MAX_DISCARD_SEG} / {@link
+ * #MAX_WRITE_ZEROES_SEG}), and in write-through mode a FLUSH after its OUT / WRITE_ZEROES commands completed (virtio
+ * 1.2 §5.2.6.2: with {@code writeback} 0 a write is stable when it completes). CIDs come from each queue's free stack;
+ * a request is taken from the ring only when {@link #MAX_COMMANDS_PER_REQUEST} CIDs are free, so it can always be
+ * submitted whole (the rest waits in the ring for completions to free CIDs).
+ *
+ * <p>Everything read from guest memory is untrusted (see {@link Virtqueue}, {@link VirtioBlkRequest}); a bad request
+ * gets {@code VIRTIO_BLK_S_IOERR} (or {@code VIRTIO_BLK_S_UNSUPP} where the spec says so) and the queue keeps going.
+ * The control thread never touches a ring: it hands start/stop to this thread through a queue. No allocation per
+ * request.
  */
 final class ControllerAgent implements Runnable {
     private static final System.Logger LOG = System.getLogger(ControllerAgent.class.getName());
@@ -49,6 +58,15 @@ final class ControllerAgent implements Runnable {
      */
     static final long INFLIGHT_SPIN_NS = Long.getLong("vhostd.poll.inflight.spin.us", 200) * 1000;
 
+    /** {@code max_discard_seg}: segments per DISCARD request (one VirtNvme command each). */
+    static final int MAX_DISCARD_SEG = 16;
+
+    /** {@code max_write_zeroes_seg}: segments per WRITE_ZEROES request (one VirtNvme command each). */
+    static final int MAX_WRITE_ZEROES_SEG = 16;
+
+    /** The most VirtNvme commands one request needs at once (a write-through FLUSH reuses a freed CID). */
+    static final int MAX_COMMANDS_PER_REQUEST = Math.max(MAX_DISCARD_SEG, MAX_WRITE_ZEROES_SEG);
+
     private static final int FETCH_BATCH = 32;
     private static final int SLEEP_TIMEOUT_MS = 1000;
 
@@ -58,6 +76,9 @@ final class ControllerAgent implements Runnable {
     private final boolean readOnly;
     private final byte[] serial;
     private final int maxSegments;
+    private final long capacitySectors;
+    private final int blockSectors;
+    private final long maxDiscardSectors;
     private final QueueRunner[] queues;
     private final int wakeEventFd;
     private final ManyToOneConcurrentArrayQueue<Runnable> commands = new ManyToOneConcurrentArrayQueue<>(256);
@@ -66,14 +87,28 @@ final class ControllerAgent implements Runnable {
     private final int[] regionIds;
     private final long[] regionOffsets;
     private final int[] segmentLengths;
+    /** The DISCARD / WRITE_ZEROES segments of the request being submitted, as read once from guest memory. */
+    private final long[] rangeSector = new long[MAX_COMMANDS_PER_REQUEST];
+
+    private final long[] rangeSectors = new long[MAX_COMMANDS_PER_REQUEST];
     private final CompletionHandler completionHandler = new CompletionHandler();
     private final Poll.PollSet pollSet;
     private final int[] pollQueue;
     private final AtomicLong requests = new AtomicLong();
     private final AtomicLong errors = new AtomicLong();
     private volatile boolean running = true;
+    /**
+     * The cache mode ({@code writeback} of the config space, VIRTIO_BLK_F_CONFIG_WCE): per controller, so it survives a
+     * front-end reconnect (QEMU keeps the guest's choice and does not send it again). TODO #4: carry it across a slave
+     * restart.
+     */
+    private volatile boolean writeback = true;
+    /** VirtNvme commands submitted during the current {@link #process} call (the SQ tail is published if any). */
+    private int submittedCommands;
+
     private final Thread thread;
 
+    /** With 512-byte logical blocks. */
     ControllerAgent(
             String name,
             int nsid,
@@ -82,12 +117,34 @@ final class ControllerAgent implements Runnable {
             byte[] serial,
             int numQueues,
             int maxSegments) {
+        this(name, nsid, capacityBytes, 512, readOnly, serial, numQueues, maxSegments);
+    }
+
+    /**
+     * @param blockSizeBytes the bdev's logical block (a power of two, &gt;= 512): DISCARD / WRITE_ZEROES ranges must be
+     *     multiples of it
+     */
+    ControllerAgent(
+            String name,
+            int nsid,
+            long capacityBytes,
+            int blockSizeBytes,
+            boolean readOnly,
+            byte[] serial,
+            int numQueues,
+            int maxSegments) {
+        if (blockSizeBytes < VirtioBlk.SECTOR_SIZE || Integer.bitCount(blockSizeBytes) != 1) {
+            throw new IllegalArgumentException("block size " + blockSizeBytes + " is not a power of two >= 512");
+        }
         this.name = name;
         this.nsid = nsid;
         this.capacityBytes = capacityBytes;
         this.readOnly = readOnly;
         this.serial = serial;
         this.maxSegments = maxSegments;
+        this.capacitySectors = capacityBytes / VirtioBlk.SECTOR_SIZE;
+        this.blockSectors = blockSizeBytes / VirtioBlk.SECTOR_SIZE;
+        this.maxDiscardSectors = maxDiscardSectors(blockSizeBytes);
         this.queues = new QueueRunner[numQueues];
         this.wakeEventFd = Eventfd.eventfd(0, Eventfd.EFD_CLOEXEC | Eventfd.EFD_NONBLOCK);
         this.chain = new DescriptorChain(maxSegments);
@@ -112,6 +169,28 @@ final class ControllerAgent implements Runnable {
         return errors.get();
     }
 
+    /**
+     * {@code max_discard_sectors} and {@code max_write_zeroes_sectors}: the longest range one VirtNvme command carries
+     * (its length is a byte count, kept below 2^31 as QEMU's BDRV_REQUEST_MAX_BYTES), in 512-byte sectors, a multiple
+     * of the logical block.
+     */
+    static long maxDiscardSectors(int blockSizeBytes) {
+        return (long) (Integer.MAX_VALUE / blockSizeBytes) * (blockSizeBytes / VirtioBlk.SECTOR_SIZE);
+    }
+
+    /** The cache mode: true writeback (the default), false write-through. */
+    boolean writeback() {
+        return writeback;
+    }
+
+    /**
+     * Sets the cache mode (the driver wrote {@code writeback}, or the features say write-through). Requests taken
+     * after this see it; one in flight completes either way (§5.2.6.2: undefined which).
+     */
+    void writeback(boolean enabled) {
+        this.writeback = enabled;
+    }
+
     /** Starts processing queue {@code runner.index}; returns when the data-path thread took it. */
     void startQueue(QueueRunner runner) {
         CompletableFuture<Void> done = new CompletableFuture<>();
@@ -128,7 +207,8 @@ final class ControllerAgent implements Runnable {
 
     /**
      * Stops fetching from queue {@code index}, waits until its in-flight requests completed and their used elements
-     * are published, and returns the next avail index (vhost-user GET_VRING_BASE); -1 if the queue was not started.
+     * are published, and returns the ring's vring base (vhost-user GET_VRING_BASE: split, the next avail index;
+     * packed, both positions with their wrap counters); -1 if the queue was not started.
      */
     int stopQueue(int index) {
         CompletableFuture<Integer> done = new CompletableFuture<>();
@@ -243,13 +323,14 @@ final class ControllerAgent implements Runnable {
     }
 
     private int process(QueueRunner q) {
+        submittedCommands = 0;
         int work = q.qp.pollCompletions(completionHandler.on(q));
-        int submitted = 0;
+        // after the poll: its CQ head store freed the CIDs of the completions (virtnvme.md §6.6 step 4)
+        work += submitFlushes(q);
         if (!q.stopping) {
-            submitted = fetch(q);
-            work += submitted;
+            work += fetch(q);
         }
-        if (submitted > 0 && q.qp.publishSubmissions()) {
+        if (submittedCommands > 0 && q.qp.publishSubmissions()) {
             Eventfd.eventfd_write(q.sqEventFd, 1);
         }
         if (q.usedPending) {
@@ -262,7 +343,7 @@ final class ControllerAgent implements Runnable {
         // a queue stopped because its ring broke stays here, not fetching, until stopQueue (GET_VRING_BASE) claims it
         if (q.stopping && q.stopped != null && q.inflightCount == 0) {
             queues[q.index] = null;
-            q.stopped.complete(q.vq.lastAvailIdx());
+            q.stopped.complete(q.vq.vringBase());
         }
         return work;
     }
@@ -280,10 +361,13 @@ final class ControllerAgent implements Runnable {
         q.stopping = true;
     }
 
-    /** Fetches up to {@link #FETCH_BATCH} requests; returns how many were taken from the avail ring. */
+    /**
+     * Fetches up to {@link #FETCH_BATCH} requests, each only while {@link #MAX_COMMANDS_PER_REQUEST} CIDs are free;
+     * returns how many were taken from the ring.
+     */
     private int fetch(QueueRunner q) {
         int taken = 0;
-        while (taken < FETCH_BATCH) {
+        while (taken < FETCH_BATCH && q.freeCidCount >= MAX_COMMANDS_PER_REQUEST) {
             int r;
             try {
                 r = q.vq.pop(chain);
@@ -291,27 +375,28 @@ final class ControllerAgent implements Runnable {
                 markBroken(q, e);
                 return taken;
             }
-            if (r == SplitVirtqueue.POP_EMPTY) {
+            if (r == Virtqueue.POP_EMPTY) {
                 break;
             }
             taken++;
             requests.incrementAndGet();
             int head = chain.head();
-            if (r == SplitVirtqueue.POP_MALFORMED) {
+            if (r == Virtqueue.POP_MALFORMED) {
                 // parse what there is, only to find the status byte to write IOERR into
                 request.parse(chain, q.memory);
-                fail(q, head, "malformed descriptor chain: " + chain.errorName());
+                fail(q, head, chain.ringDescriptorCount(), "malformed descriptor chain: " + chain.errorName());
                 continue;
             }
             if (q.inflight[head]) {
-                // a head that is still in flight cannot be in the avail ring twice: guest bug; do not answer twice
+                // an id that is still in flight cannot be available twice: guest bug; do not answer twice
                 errors.incrementAndGet();
                 continue;
             }
             if (!request.parse(chain, q.memory)) {
-                fail(q, head, "malformed virtio-blk request: " + request.errorName());
+                fail(q, head, chain.ringDescriptorCount(), "malformed virtio-blk request: " + request.errorName());
                 continue;
             }
+            q.ringDescriptors[head] = chain.ringDescriptorCount();
             submit(q, head);
         }
         return taken;
@@ -330,11 +415,15 @@ final class ControllerAgent implements Runnable {
                         || sector < 0
                         || sector > capacityBytes / VirtioBlk.SECTOR_SIZE
                         || length > capacityBytes - sector * VirtioBlk.SECTOR_SIZE) {
-                    fail(q, head, "request outside the disk: sector " + sector + " length " + length);
+                    fail(
+                            q,
+                            head,
+                            q.ringDescriptors[head],
+                            "request outside the disk: sector " + sector + " length " + length);
                     return;
                 }
                 if (type == VirtioBlk.VIRTIO_BLK_T_OUT && readOnly) {
-                    fail(q, head, null);
+                    fail(q, head, q.ringDescriptors[head], null);
                     return;
                 }
                 int segments = request.dataSegmentCount();
@@ -343,78 +432,219 @@ final class ControllerAgent implements Runnable {
                     regionOffsets[i] = request.dataRegionOffset(i);
                     segmentLengths[i] = request.dataLengthBytes(i);
                 }
-                int opcode = type == VirtioBlk.VIRTIO_BLK_T_IN
-                        ? VirtNvmeOpcodes.NVME_OPC_READ
-                        : VirtNvmeOpcodes.NVME_OPC_WRITE;
-                if (!q.qp.submit(
-                        opcode,
-                        0,
+                boolean in = type == VirtioBlk.VIRTIO_BLK_T_IN;
+                begin(q, head, in ? (int) length + 1 : 1, !in && writeThrough(q));
+                submitCommand(
+                        q,
                         head,
-                        nsid,
+                        in ? VirtNvmeOpcodes.NVME_OPC_READ : VirtNvmeOpcodes.NVME_OPC_WRITE,
                         sector * VirtioBlk.SECTOR_SIZE,
                         (int) length,
-                        segments,
-                        regionIds,
-                        regionOffsets,
-                        segmentLengths)) {
-                    fail(q, head, "VirtNvme submission queue full");
-                    return;
-                }
-                track(q, head, type == VirtioBlk.VIRTIO_BLK_T_IN ? (int) length + 1 : 1);
+                        segments);
+                commandDone(q, head, true);
             }
             case VirtioBlk.VIRTIO_BLK_T_FLUSH -> {
-                if (!q.qp.submit(
-                        VirtNvmeOpcodes.NVME_OPC_FLUSH,
-                        0,
-                        head,
-                        nsid,
-                        0,
-                        0,
-                        0,
-                        regionIds,
-                        regionOffsets,
-                        segmentLengths)) {
-                    fail(q, head, "VirtNvme submission queue full");
-                    return;
-                }
-                track(q, head, 1);
+                begin(q, head, 1, false);
+                submitCommand(q, head, VirtNvmeOpcodes.NVME_OPC_FLUSH, 0, 0, 0);
+                commandDone(q, head, true);
             }
+            case VirtioBlk.VIRTIO_BLK_T_DISCARD, VirtioBlk.VIRTIO_BLK_T_WRITE_ZEROES ->
+                discardOrWriteZeroes(q, head, type);
             case VirtioBlk.VIRTIO_BLK_T_GET_ID -> {
                 int written = request.writeData(q.memory, serial);
                 request.writeStatus(q.memory, VIRTIO_BLK_S_OK);
-                q.vq.pushUsed(head, written + 1);
+                q.vq.pushUsed(head, written + 1, q.ringDescriptors[head]);
                 q.usedPending = true;
             }
-            default -> {
-                request.writeStatus(q.memory, VIRTIO_BLK_S_UNSUPP);
-                q.vq.pushUsed(head, 1);
-                q.usedPending = true;
-            }
+            default -> answer(q, head, VIRTIO_BLK_S_UNSUPP);
         }
     }
 
-    private void track(QueueRunner q, int head, int usedLength) {
+    /**
+     * DISCARD / WRITE_ZEROES (virtio 1.2 §5.2.6): every segment is read once into {@link #rangeSector} / {@link
+     * #rangeSectors} and checked ({@link VirtioBlk#checkDiscardWriteZeroes}) before any is submitted; then one
+     * VirtNvme command per non-empty segment. WRITE_ZEROES with or without unmap zeroes the range
+     * (NVME_OPC_WRITE_ZEROES: reads return zeroes; whether blocks are deallocated is the engine's choice, and
+     * {@code write_zeroes_may_unmap} is 0).
+     */
+    private void discardOrWriteZeroes(QueueRunner q, int head, int type) {
+        boolean discard = type == VirtioBlk.VIRTIO_BLK_T_DISCARD;
+        long feature = discard ? VirtioBlk.VIRTIO_BLK_F_DISCARD_MASK : VirtioBlk.VIRTIO_BLK_F_WRITE_ZEROES_MASK;
+        if ((q.features & feature) == 0) {
+            answer(q, head, VIRTIO_BLK_S_UNSUPP);
+            return;
+        }
+        if (readOnly) {
+            answer(q, head, VIRTIO_BLK_S_IOERR);
+            return;
+        }
+        int count = request.rangeCount();
+        // §5.2.6.1: at most max_discard_seg / max_write_zeroes_seg segments; more is a driver error
+        if (count > (discard ? MAX_DISCARD_SEG : MAX_WRITE_ZEROES_SEG)) {
+            answer(q, head, VIRTIO_BLK_S_IOERR);
+            return;
+        }
+        for (int i = 0; i < count; i++) {
+            request.readRange(q.memory, i);
+            // the guest may rewrite the segment at any time: what was checked is what gets submitted
+            rangeSector[i] = request.rangeSector();
+            rangeSectors[i] = request.rangeNumSectors();
+            int status = VirtioBlk.checkDiscardWriteZeroes(
+                    type,
+                    rangeSector[i],
+                    rangeSectors[i],
+                    request.rangeFlags(),
+                    capacitySectors,
+                    maxDiscardSectors,
+                    blockSectors);
+            if (status != VIRTIO_BLK_S_OK) {
+                answer(q, head, status);
+                return;
+            }
+        }
+        begin(q, head, 1, !discard && writeThrough(q));
+        int opcode = discard ? VirtNvmeOpcodes.NVME_OPC_DATASET_MANAGEMENT : VirtNvmeOpcodes.NVME_OPC_WRITE_ZEROES;
+        for (int i = 0; i < count; i++) {
+            if (rangeSectors[i] != 0
+                    && !submitCommand(
+                            q,
+                            head,
+                            opcode,
+                            rangeSector[i] * VirtioBlk.SECTOR_SIZE,
+                            (int) (rangeSectors[i] * VirtioBlk.SECTOR_SIZE),
+                            0)) {
+                break;
+            }
+        }
+        commandDone(q, head, true);
+    }
+
+    /**
+     * Write-through (virtio 1.2 §5.2.6.2): writes must be stable when they complete. With VIRTIO_BLK_F_CONFIG_WCE the
+     * driver chose ({@code writeback} 0); without it, when VIRTIO_BLK_F_FLUSH was offered but not negotiated.
+     */
+    private boolean writeThrough(QueueRunner q) {
+        if ((q.features & VirtioBlk.VIRTIO_BLK_F_CONFIG_WCE_MASK) != 0) {
+            return !writeback;
+        }
+        return (q.features & VirtioBlk.VIRTIO_BLK_F_FLUSH_MASK) == 0;
+    }
+
+    /**
+     * Starts tracking a request that becomes commands. It holds one extra pending count until the caller's {@code
+     * commandDone(q, head, true)} after the last submission, so it cannot complete half-submitted.
+     */
+    private void begin(QueueRunner q, int head, int usedLength, boolean flushAfter) {
         q.statusGpa[head] = request.statusGpa();
         q.usedLengthBytes[head] = usedLength;
+        q.requestStatus[head] = VIRTIO_BLK_S_OK;
+        q.flushAfter[head] = flushAfter;
+        q.pendingCommands[head] = 1;
         q.inflight[head] = true;
         q.inflightCount++;
     }
 
+    /**
+     * Submits one VirtNvme command for request {@code head}, segments from {@link #regionIds} etc. On failure the
+     * request will complete with IOERR.
+     */
+    private boolean submitCommand(
+            QueueRunner q, int head, int opcode, long offsetBytes, int lengthBytes, int segments) {
+        if (q.freeCidCount == 0) {
+            // cannot happen: fetch reserves MAX_COMMANDS_PER_REQUEST CIDs and a FLUSH reuses a freed one
+            q.requestStatus[head] = VIRTIO_BLK_S_IOERR;
+            errors.incrementAndGet();
+            LOG.log(System.Logger.Level.ERROR, "controller " + name + " queue " + q.index + ": no free CID");
+            return false;
+        }
+        int cid = q.freeCids[--q.freeCidCount];
+        if (!q.qp.submit(
+                opcode, 0, cid, nsid, offsetBytes, lengthBytes, segments, regionIds, regionOffsets, segmentLengths)) {
+            q.freeCids[q.freeCidCount++] = cid;
+            q.requestStatus[head] = VIRTIO_BLK_S_IOERR;
+            errors.incrementAndGet();
+            LOG.log(System.Logger.Level.ERROR, "controller " + name + " queue " + q.index + ": VirtNvme SQ full");
+            return false;
+        }
+        q.cidRequest[cid] = head;
+        q.pendingCommands[head]++;
+        submittedCommands++;
+        return true;
+    }
+
+    /**
+     * One command of request {@code head} is done (or the submitter's hold is dropped). When none is left: queue its
+     * write-through FLUSH, or complete it.
+     */
+    private void commandDone(QueueRunner q, int head, boolean ok) {
+        if (!ok) {
+            q.requestStatus[head] = VIRTIO_BLK_S_IOERR;
+        }
+        if (--q.pendingCommands[head] > 0) {
+            return;
+        }
+        if (q.flushAfter[head] && q.requestStatus[head] == VIRTIO_BLK_S_OK) {
+            // the FLUSH goes out after this completion poll, when the CQ head store has freed the CIDs it consumed
+            q.flushAfter[head] = false;
+            int size = q.flushQueue.length;
+            q.flushQueue[(q.flushHead + q.flushCount) % size] = head;
+            q.flushCount++;
+            return;
+        }
+        complete(q, head);
+    }
+
+    /** Submits the write-through FLUSHes queued by the last completion poll; returns how many. */
+    private int submitFlushes(QueueRunner q) {
+        int n = 0;
+        int size = q.flushQueue.length;
+        while (q.flushCount > 0) {
+            int head = q.flushQueue[q.flushHead];
+            q.flushHead = (q.flushHead + 1) % size;
+            q.flushCount--;
+            q.pendingCommands[head] = 1;
+            submitCommand(q, head, VirtNvmeOpcodes.NVME_OPC_FLUSH, 0, 0, 0);
+            commandDone(q, head, true);
+            n++;
+        }
+        return n;
+    }
+
+    /** Completes a tracked request: status byte, used element (not yet published). */
+    private void complete(QueueRunner q, int head) {
+        int status = q.requestStatus[head];
+        writeStatusByte(q.memory, q.statusGpa[head], status);
+        q.vq.pushUsed(head, status == VIRTIO_BLK_S_OK ? q.usedLengthBytes[head] : 1, q.ringDescriptors[head]);
+        q.inflight[head] = false;
+        q.inflightCount--;
+        q.usedPending = true;
+    }
+
+    /** Completes a well-formed request the device does not execute with {@code status} (UNSUPP, IOERR). */
+    private void answer(QueueRunner q, int head, int status) {
+        if (status != VIRTIO_BLK_S_OK) {
+            errors.incrementAndGet();
+        }
+        request.writeStatus(q.memory, status);
+        q.vq.pushUsed(head, 1, q.ringDescriptors[head]);
+        q.usedPending = true;
+    }
+
     /** Completes a request the device will not execute: IOERR if the status byte was found, then the used element. */
-    private void fail(QueueRunner q, int head, String why) {
+    private void fail(QueueRunner q, int head, int descriptors, String why) {
         errors.incrementAndGet();
         if (why != null && errors.get() <= 16) {
             // logged for the first errors only (a hostile guest must not flood the log); all are counted
             LOG.log(System.Logger.Level.WARNING, "controller " + name + " queue " + q.index + ": " + why);
         }
         if (head < 0) {
-            return; // no valid head: nothing can be returned to the guest for it
+            return; // no valid id: nothing can be returned to the guest for it
         }
         boolean hasStatus = request.hasStatus();
         if (hasStatus) {
             request.writeStatus(q.memory, VIRTIO_BLK_S_IOERR);
         }
-        q.vq.pushUsed(head, hasStatus ? 1 : 0);
+        q.vq.pushUsed(head, hasStatus ? 1 : 0, descriptors);
         q.usedPending = true;
     }
 
@@ -428,12 +658,14 @@ final class ControllerAgent implements Runnable {
 
         @Override
         public void onCompletion(int cid, int statusField, int result) {
-            if (cid < 0 || cid >= q.inflight.length || !q.inflight[cid]) {
+            int head = cid >= 0 && cid < q.cidRequest.length ? q.cidRequest[cid] : -1;
+            if (head < 0) {
                 errors.incrementAndGet();
                 return; // not ours: a peer bug; nothing to answer
             }
-            q.inflight[cid] = false;
-            q.inflightCount--;
+            q.cidRequest[cid] = -1;
+            // reusable once pollCompletions has stored the CQ head (before any submission of this process() call)
+            q.freeCids[q.freeCidCount++] = cid;
             boolean ok = statusField == VirtNvmeStatus.SUCCESS;
             if (!ok) {
                 errors.incrementAndGet();
@@ -444,9 +676,7 @@ final class ControllerAgent implements Runnable {
                                     + VirtNvmeStatus.name(statusField));
                 }
             }
-            writeStatusByte(q.memory, q.statusGpa[cid], ok ? VIRTIO_BLK_S_OK : VIRTIO_BLK_S_IOERR);
-            q.vq.pushUsed(cid, ok ? q.usedLengthBytes[cid] : 1);
-            q.usedPending = true;
+            commandDone(q, head, ok);
         }
     }
 

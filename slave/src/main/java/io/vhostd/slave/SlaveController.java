@@ -63,6 +63,7 @@ final class SlaveController {
                 spec.name(),
                 spec.nsid(),
                 spec.capacityBytes(),
+                spec.blockSizeBytes(),
                 spec.readOnly(),
                 serial,
                 spec.numQueues(),

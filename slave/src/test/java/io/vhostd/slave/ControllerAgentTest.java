@@ -7,10 +7,13 @@ import static io.vhostd.vhost.virtio.SplitRingDescriptor.VIRTQ_DESC_F_NEXT;
 import static io.vhostd.vhost.virtio.VirtioBlk.VIRTIO_BLK_S_IOERR;
 import static io.vhostd.vhost.virtio.VirtioBlk.VIRTIO_BLK_S_OK;
 import static io.vhostd.vhost.virtio.VirtioBlk.VIRTIO_BLK_S_UNSUPP;
+import static io.vhostd.vhost.virtio.VirtioBlk.VIRTIO_BLK_T_DISCARD;
 import static io.vhostd.vhost.virtio.VirtioBlk.VIRTIO_BLK_T_FLUSH;
 import static io.vhostd.vhost.virtio.VirtioBlk.VIRTIO_BLK_T_GET_ID;
 import static io.vhostd.vhost.virtio.VirtioBlk.VIRTIO_BLK_T_IN;
 import static io.vhostd.vhost.virtio.VirtioBlk.VIRTIO_BLK_T_OUT;
+import static io.vhostd.vhost.virtio.VirtioBlk.VIRTIO_BLK_T_WRITE_ZEROES;
+import static io.vhostd.vhost.virtio.VirtioBlk.VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
@@ -28,12 +31,17 @@ import io.vhostd.shm.linux.Poll;
 import io.vhostd.shm.linux.Unistd;
 import io.vhostd.shm.virtnvme.VirtNvmeDescriptor;
 import io.vhostd.shm.virtnvme.VirtNvmeQueuePair;
+import io.vhostd.vhost.virtio.PackedRingDescriptor;
 import io.vhostd.vhost.virtio.SplitVirtqueue;
+import io.vhostd.vhost.virtio.VirtioBlk;
+import io.vhostd.vhost.virtio.Virtqueue;
 import java.io.IOException;
 import java.io.RandomAccessFile;
 import java.io.UncheckedIOException;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.nio.ByteOrder;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -50,7 +58,8 @@ import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.api.io.TempDir;
 
 /**
- * The slave's data path in-process, without QEMU: a {@link TestGuest} drives split virtqueues in memfd guest memory,
+ * The slave's data path in-process, without QEMU: a {@link TestGuest} drives split or packed virtqueues in memfd
+ * guest memory,
  * a {@link ControllerAgent} turns the requests into VirtNvme commands, and the master's real {@link IoUringEngine}
  * executes them on a temp-file bdev, reading and writing guest memory through its own mapping of the memfd. The test
  * kicks through the kick eventfd and waits for used elements by blocking in poll(2) on the call eventfd, with a
@@ -69,6 +78,8 @@ class ControllerAgentTest {
     private static final int RW = Mman.PROT_READ | Mman.PROT_WRITE;
     private static final byte[] SERIAL = Arrays.copyOf("VHOSTD-TEST-0001".getBytes(StandardCharsets.US_ASCII), 20);
     private static final byte STATUS_UNSET = (byte) 0xEE;
+    private static final ValueLayout.OfInt LE_U32 = ValueLayout.JAVA_INT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
+    private static final ValueLayout.OfLong LE_U64 = ValueLayout.JAVA_LONG_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
 
     @TempDir
     Path dir;
@@ -80,6 +91,8 @@ class ControllerAgentTest {
     private RegionTable regions;
     private IoUringEngine engine;
     private ControllerAgent agent;
+    /** The virtio features the queues run with (what the driver negotiated). */
+    private long features = BlkDevice.FEATURES;
 
     /** One request the guest made: its head and where its status byte and data are. */
     record Request(int head, long statusGpa, long dataGpa, int dataBytes) {}
@@ -87,6 +100,11 @@ class ControllerAgentTest {
     /** One virtqueue with its VirtNvme queue pair, eventfds and runner. */
     private final class Queue {
         final TestGuest.Ring ring;
+        /** The packed ring the queue runs on, or null for the split {@link #ring}. */
+        final TestGuest.PackedRing packedRing;
+        /** Packed: the used elements the driver took so far, in ring order. */
+        final List<TestGuest.PackedRing.Used> used = new ArrayList<>();
+
         final int kickFd = Eventfd.eventfd(0, Eventfd.EFD_CLOEXEC | Eventfd.EFD_NONBLOCK);
         final int callFd = Eventfd.eventfd(0, Eventfd.EFD_CLOEXEC | Eventfd.EFD_NONBLOCK);
         final int sqEventFd = Eventfd.eventfd(0, Eventfd.EFD_CLOEXEC);
@@ -95,9 +113,10 @@ class ControllerAgentTest {
         final VirtNvmeQueuePair submitter;
         final boolean eventIdx;
 
-        Queue(int index, boolean eventIdx) {
+        Queue(int index, boolean eventIdx, int packedSize) {
             this.eventIdx = eventIdx;
             ring = guest.ring(index, QUEUE_SIZE);
+            packedRing = packedSize > 0 ? guest.packedRing(index, packedSize) : null;
             long lengthBytes = VirtNvmeDescriptor.lengthBytes(QUEUE_SIZE, MAX_SEGMENTS);
             qpairMemfd = Memfd.memfd_create("qpair-" + index, Memfd.MFD_CLOEXEC);
             Unistd.ftruncate(qpairMemfd, lengthBytes);
@@ -111,10 +130,51 @@ class ControllerAgentTest {
 
         /** A runner over a new device-side ring, resuming at {@code base} (vhost-user SET_VRING_BASE). */
         QueueRunner runner(int index, int base) {
-            SplitVirtqueue vq = ring.queue(eventIdx, MAX_SEGMENTS);
-            vq.lastAvailIdx(base);
-            vq.usedIdx(base);
-            return new QueueRunner(index, vq, guest.memory(), kickFd, callFd, submitter, sqEventFd, cqEventFd);
+            Virtqueue vq;
+            if (packedRing != null) {
+                vq = packedRing.queue(eventIdx, MAX_SEGMENTS);
+                vq.vringBase(base);
+            } else {
+                SplitVirtqueue split = ring.queue(eventIdx, MAX_SEGMENTS);
+                split.lastAvailIdx(base);
+                split.usedIdx(base);
+                vq = split;
+            }
+            return new QueueRunner(
+                    index, vq, guest.memory(), kickFd, callFd, submitter, sqEventFd, cqEventFd, features);
+        }
+
+        /** Makes a direct chain available on whichever ring the queue runs; returns its id. */
+        int add(TestGuest.Buf... bufs) {
+            return packedRing != null ? packedRing.addChain(bufs) : ring.addChain(bufs);
+        }
+
+        /**
+         * Packed: waits until the driver has taken {@code target} used elements in all (into {@link #used}), asking
+         * for a notification at its next used descriptor before it blocks on the call eventfd.
+         */
+        void awaitPackedUsed(int target) {
+            long deadline = System.nanoTime() + DEADLINE_NS;
+            while (true) {
+                for (TestGuest.PackedRing.Used u = packedRing.pollUsed(); u != null; u = packedRing.pollUsed()) {
+                    used.add(u);
+                }
+                if (used.size() >= target) {
+                    return;
+                }
+                packedRing.enableUsedNotification(eventIdx);
+                TestGuest.PackedRing.Used u = packedRing.pollUsed();
+                if (u != null) {
+                    used.add(u);
+                    continue;
+                }
+                waitForCall(deadline, used.size() + " used elements, waiting for " + target);
+            }
+        }
+
+        /** VirtNvme commands submitted on this queue so far. */
+        int commands() {
+            return submitter.sqTailIndex();
         }
 
         void kick() {
@@ -172,6 +232,11 @@ class ControllerAgentTest {
     }
 
     private void start(int numQueues, boolean readOnly, boolean eventIdx) {
+        start(numQueues, readOnly, eventIdx, 0);
+    }
+
+    /** {@code packedSize} &gt; 0: packed rings of that size, else split rings of {@link #QUEUE_SIZE}. */
+    private void start(int numQueues, boolean readOnly, boolean eventIdx, int packedSize) {
         guest = new TestGuest(REGION_ID, GUEST_BYTES);
         try {
             bdev = FileBdevs.open("agent-test", dir.resolve("bdev.img").toString(), CAPACITY_BYTES, 512, false, false);
@@ -185,9 +250,9 @@ class ControllerAgentTest {
         agent = new ControllerAgent("vhost.test", NSID, CAPACITY_BYTES, readOnly, SERIAL, numQueues, MAX_SEGMENTS);
         agent.start();
         for (int i = 0; i < numQueues; i++) {
-            Queue q = new Queue(i, eventIdx);
+            Queue q = new Queue(i, eventIdx, packedSize);
             queues.add(q);
-            agent.startQueue(q.runner(i, 0));
+            agent.startQueue(q.runner(i, packedSize > 0 ? PackedRingDescriptor.VRING_BASE_INITIAL : 0));
         }
     }
 
@@ -231,7 +296,7 @@ class ControllerAgentTest {
         long buf = guest.alloc(data.length, 512);
         guest.write(buf, data);
         long status = status();
-        int head = q.ring.addChain(r(hdr, 16), r(buf, data.length), w(status, 1));
+        int head = q.add(r(hdr, 16), r(buf, data.length), w(status, 1));
         return new Request(head, status, buf, data.length);
     }
 
@@ -239,15 +304,30 @@ class ControllerAgentTest {
         long hdr = header(VIRTIO_BLK_T_IN, sector);
         long buf = guest.alloc(lengthBytes, 512);
         long status = status();
-        int head = q.ring.addChain(r(hdr, 16), w(buf, lengthBytes), w(status, 1));
+        int head = q.add(r(hdr, 16), w(buf, lengthBytes), w(status, 1));
         return new Request(head, status, buf, lengthBytes);
     }
 
     private Request flush(Queue q) {
         long hdr = header(VIRTIO_BLK_T_FLUSH, 0);
         long status = status();
-        int head = q.ring.addChain(r(hdr, 16), w(status, 1));
+        int head = q.add(r(hdr, 16), w(status, 1));
         return new Request(head, status, 0, 0);
+    }
+
+    /** A DISCARD or WRITE_ZEROES request of {@code ranges}: {sector, num_sectors, flags} each. */
+    private Request discardOrWriteZeroes(Queue q, int type, long[][] ranges) {
+        long hdr = header(type, 0);
+        long data = guest.alloc(16L * ranges.length, 16);
+        MemorySegment m = guest.at(data, 16L * ranges.length);
+        for (int i = 0; i < ranges.length; i++) {
+            m.set(LE_U64, 16L * i, ranges[i][0]);
+            m.set(LE_U32, 16L * i + 8, (int) ranges[i][1]);
+            m.set(LE_U32, 16L * i + 12, (int) ranges[i][2]);
+        }
+        long status = status();
+        int head = q.add(r(hdr, 16), r(data, 16 * ranges.length), w(status, 1));
+        return new Request(head, status, data, 16 * ranges.length);
     }
 
     private byte statusOf(Request request) {
@@ -561,5 +641,280 @@ class ControllerAgentTest {
         assertEquals(VIRTIO_BLK_S_OK, statusOf(request), "the other queue still serves");
         // GET_VRING_BASE of the broken queue answers where it stopped
         assertEquals(1, agent.stopQueue(0));
+    }
+
+    // ---------------------------------------------------------------- packed rings
+
+    @Test
+    void shouldReadBackPatternWhenOutThenInOnPackedRing() throws IOException {
+        start(1, false, true, 6);
+        Queue q = queues.get(0);
+        byte[] data = pattern(16384, 21);
+
+        Request write = out(q, 32, data);
+        q.kick();
+        q.awaitPackedUsed(1);
+        assertEquals(write.head(), q.used.get(0).id());
+        assertEquals(VIRTIO_BLK_S_OK, statusOf(write));
+        assertArrayEquals(data, bdevBytes(32 * 512, 16384));
+
+        // an indirect IN: one ring descriptor, the data gathered into three buffers
+        long hdr = header(VIRTIO_BLK_T_IN, 32);
+        long[] bufs = {guest.alloc(4096, 512), guest.alloc(8192, 512), guest.alloc(4096, 512)};
+        long status = status();
+        int id = q.packedRing.addIndirectChain(
+                r(hdr, 16), w(bufs[0], 4096), w(bufs[1], 8192), w(bufs[2], 4096), w(status, 1));
+        q.kick();
+        q.awaitPackedUsed(2);
+
+        TestGuest.PackedRing.Used u = q.used.get(1);
+        assertEquals(id, u.id());
+        assertEquals(16384 + 1, u.len());
+        assertTrue((u.flags() & PackedRingDescriptor.VIRTQ_DESC_F_WRITE) != 0, "used WRITE flag: data written");
+        assertEquals(VIRTIO_BLK_S_OK, guest.readByte(status));
+        byte[] gathered = new byte[16384];
+        System.arraycopy(guest.read(bufs[0], 4096), 0, gathered, 0, 4096);
+        System.arraycopy(guest.read(bufs[1], 8192), 0, gathered, 4096, 8192);
+        System.arraycopy(guest.read(bufs[2], 4096), 0, gathered, 12288, 4096);
+        assertArrayEquals(data, gathered);
+    }
+
+    @Test
+    void shouldStayInStepOverManyLapsWhenPackedRingIsSmallAndFull() throws IOException {
+        // 6 descriptors: two 3-descriptor requests fill the ring; 40 requests make 20 laps
+        start(1, false, true, 6);
+        Queue q = queues.get(0);
+        List<Request> writes = new ArrayList<>();
+        for (int round = 0; round < 20; round++) {
+            writes.add(out(q, 16L * (2 * round), pattern(4096, 100 + 2 * round)));
+            writes.add(out(q, 16L * (2 * round + 1), pattern(4096, 101 + 2 * round)));
+            assertEquals(0, q.packedRing.freeDescriptors(), "ring full");
+            q.kick();
+            q.awaitPackedUsed(2 * round + 2);
+        }
+        for (int i = 0; i < writes.size(); i++) {
+            assertEquals(VIRTIO_BLK_S_OK, statusOf(writes.get(i)), "request " + i);
+            assertArrayEquals(pattern(4096, 100 + i), bdevBytes(16L * i * 512, 4096), "request " + i);
+        }
+        assertEquals(
+                writes.stream().map(Request::head).sorted().toList(),
+                q.used.stream().map(TestGuest.PackedRing.Used::id).sorted().toList());
+    }
+
+    @Test
+    void shouldServeTwoPackedQueuesWhenEventIdxNotNegotiated() {
+        start(2, false, false, 16);
+        Queue a = queues.get(0);
+        Queue b = queues.get(1);
+        byte[] dataA = pattern(8192, 31);
+        byte[] dataB = pattern(8192, 32);
+        for (int i = 0; i < 4; i++) {
+            out(a, 32L * i, dataA);
+            out(b, 256 + 32L * i, dataB);
+        }
+        a.kick();
+        b.kick();
+        a.awaitPackedUsed(4);
+        b.awaitPackedUsed(4);
+
+        Request readA = in(a, 256, 8192);
+        Request readB = in(b, 96, 8192);
+        a.kick();
+        b.kick();
+        a.awaitPackedUsed(5);
+        b.awaitPackedUsed(5);
+        assertEquals(VIRTIO_BLK_S_OK, statusOf(readA));
+        assertEquals(VIRTIO_BLK_S_OK, statusOf(readB));
+        assertArrayEquals(dataB, guest.read(readA.dataGpa(), 8192));
+        assertArrayEquals(dataA, guest.read(readB.dataGpa(), 8192));
+    }
+
+    @Test
+    void shouldAnswerIoerrAndServeNextWhenPackedChainIsMalformed() {
+        start(1, false, true, 8);
+        Queue q = queues.get(0);
+        long hdr = header(VIRTIO_BLK_T_OUT, 0);
+        long status = status();
+        // the data buffer is outside guest memory
+        int bad = q.add(r(hdr, 16), r(TestGuest.REGION_GPA + GUEST_BYTES, 512), w(status, 1));
+        q.kick();
+        q.awaitPackedUsed(1);
+        assertEquals(bad, q.used.get(0).id(), "answered, so the driver gets its descriptors back");
+        // as on a split ring: translation stops at the bad buffer, so no status byte was found or written
+        assertEquals(0, q.used.get(0).len());
+        assertEquals(STATUS_UNSET, guest.readByte(status));
+
+        Request next = flush(q);
+        q.kick();
+        q.awaitPackedUsed(2);
+        assertEquals(next.head(), q.used.get(1).id());
+        assertEquals(VIRTIO_BLK_S_OK, statusOf(next));
+    }
+
+    @Test
+    void shouldReturnBothPositionsWhenPackedQueueStopped() {
+        start(1, false, true, 8);
+        Queue q = queues.get(0);
+        out(q, 0, pattern(4096, 40));
+        out(q, 8, pattern(4096, 41));
+        q.kick();
+        q.awaitPackedUsed(2);
+        out(q, 16, pattern(4096, 42));
+        q.kick();
+        q.awaitPackedUsed(3);
+
+        int base = agent.stopQueue(0);
+
+        // 3 chains of 3 descriptors: offset 9 - 8 = 1 of the second lap (wrap counter 0), for avail and used alike
+        assertEquals(1 | 1 << 16, base);
+        agent.startQueue(q.runner(0, base));
+        Request more = out(q, 64, pattern(4096, 43));
+        q.kick();
+        q.awaitPackedUsed(4);
+        assertEquals(more.head(), q.used.get(3).id());
+        assertEquals(VIRTIO_BLK_S_OK, statusOf(more));
+    }
+
+    // ---------------------------------------------------------------- discard, write zeroes, write-through
+
+    @Test
+    void shouldZeroEveryRangeAndCompleteOnceWhenWriteZeroesHasSegments() throws IOException {
+        start(1, false, true);
+        Queue q = queues.get(0);
+        byte[] data = pattern(65536, 50);
+        out(q, 0, data);
+        q.kick();
+        q.awaitUsed(1);
+        int before = q.commands();
+
+        Request zeroes = discardOrWriteZeroes(q, VIRTIO_BLK_T_WRITE_ZEROES, new long[][] {
+            {8, 16, 0}, {64, 8, VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP}, {100, 0, 0}
+        });
+        q.kick();
+        q.awaitUsed(2);
+
+        assertUsed(q, 1, zeroes, 1, VIRTIO_BLK_S_OK);
+        assertEquals(2, q.commands() - before, "one command per non-empty segment");
+        byte[] expected = data.clone();
+        Arrays.fill(expected, 8 * 512, 24 * 512, (byte) 0);
+        Arrays.fill(expected, 64 * 512, 72 * 512, (byte) 0);
+        assertArrayEquals(expected, bdevBytes(0, 65536), "the ranges read back as zeroes, the rest is intact");
+    }
+
+    @Test
+    void shouldReadZeroesWhenRangeDiscardedOnPackedRing() throws IOException {
+        start(1, false, true, 16);
+        Queue q = queues.get(0);
+        byte[] data = pattern(65536, 51);
+        out(q, 0, data);
+        q.kick();
+        q.awaitPackedUsed(1);
+
+        Request discard = discardOrWriteZeroes(q, VIRTIO_BLK_T_DISCARD, new long[][] {{16, 64, 0}, {96, 8, 0}});
+        q.kick();
+        q.awaitPackedUsed(2);
+
+        assertEquals(discard.head(), q.used.get(1).id());
+        assertEquals(VIRTIO_BLK_S_OK, statusOf(discard));
+        // the file bdev punches holes: they read back as zeroes
+        byte[] expected = data.clone();
+        Arrays.fill(expected, 16 * 512, 80 * 512, (byte) 0);
+        Arrays.fill(expected, 96 * 512, 104 * 512, (byte) 0);
+        assertArrayEquals(expected, bdevBytes(0, 65536));
+    }
+
+    @Test
+    void shouldAnswerPerSpecAndTouchNothingWhenDiscardOrWriteZeroesIsInvalid() throws IOException {
+        start(1, false, true);
+        Queue q = queues.get(0);
+        byte[] data = pattern(8192, 52);
+        out(q, 0, data);
+        q.kick();
+        q.awaitUsed(1);
+        int before = q.commands();
+        long[][] tooMany = new long[ControllerAgent.MAX_DISCARD_SEG + 1][];
+        for (int i = 0; i < tooMany.length; i++) {
+            tooMany[i] = new long[] {i, 1, 0};
+        }
+
+        List<Request> unsupp = List.of(
+                discardOrWriteZeroes(
+                        q, VIRTIO_BLK_T_DISCARD, new long[][] {{0, 8, VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP}}),
+                discardOrWriteZeroes(q, VIRTIO_BLK_T_WRITE_ZEROES, new long[][] {{0, 8, 2}}),
+                // a valid first segment does not run when a later one is refused
+                discardOrWriteZeroes(q, VIRTIO_BLK_T_WRITE_ZEROES, new long[][] {{0, 8, 0}, {8, 8, 1L << 31}}));
+        List<Request> ioerr = List.of(
+                discardOrWriteZeroes(q, VIRTIO_BLK_T_DISCARD, new long[][] {{CAPACITY_SECTORS - 4, 8, 0}}),
+                discardOrWriteZeroes(q, VIRTIO_BLK_T_WRITE_ZEROES, new long[][] {{-8, 8, 0}}),
+                discardOrWriteZeroes(q, VIRTIO_BLK_T_DISCARD, tooMany));
+        q.kick();
+        q.awaitUsed(7);
+
+        unsupp.forEach(req -> assertEquals(VIRTIO_BLK_S_UNSUPP, statusOf(req), "head " + req.head()));
+        ioerr.forEach(req -> assertEquals(VIRTIO_BLK_S_IOERR, statusOf(req), "head " + req.head()));
+        q.usedLens(1, 7).values().forEach(len -> assertEquals(1, len));
+        assertEquals(before, q.commands(), "no VirtNvme command for a refused request");
+        assertArrayEquals(data, bdevBytes(0, 8192));
+    }
+
+    @Test
+    void shouldAnswerUnsuppWhenDiscardNotNegotiated() {
+        features = BlkDevice.FEATURES & ~VirtioBlk.VIRTIO_BLK_F_DISCARD_MASK;
+        start(1, false, true);
+        Queue q = queues.get(0);
+
+        Request discard = discardOrWriteZeroes(q, VIRTIO_BLK_T_DISCARD, new long[][] {{0, 8, 0}});
+        q.kick();
+        q.awaitUsed(1);
+
+        assertUsed(q, 0, discard, 1, VIRTIO_BLK_S_UNSUPP);
+    }
+
+    @Test
+    void shouldFollowWritesWithFlushOnlyWhenWriteThrough() throws IOException {
+        start(1, false, true);
+        Queue q = queues.get(0);
+        agent.writeback(false);
+        int start = q.commands();
+
+        Request write = out(q, 0, pattern(4096, 60));
+        q.kick();
+        q.awaitUsed(1);
+        assertUsed(q, 0, write, 1, VIRTIO_BLK_S_OK);
+        assertEquals(2, q.commands() - start, "write-through: WRITE, then FLUSH before the completion");
+        assertArrayEquals(pattern(4096, 60), bdevBytes(0, 4096));
+
+        Request zeroes = discardOrWriteZeroes(q, VIRTIO_BLK_T_WRITE_ZEROES, new long[][] {{0, 8, 0}, {16, 8, 0}});
+        q.kick();
+        q.awaitUsed(2);
+        assertUsed(q, 1, zeroes, 1, VIRTIO_BLK_S_OK);
+        assertEquals(5, q.commands() - start, "two WRITE_ZEROES, then one FLUSH");
+
+        Request discard = discardOrWriteZeroes(q, VIRTIO_BLK_T_DISCARD, new long[][] {{32, 8, 0}});
+        q.kick();
+        q.awaitUsed(3);
+        assertEquals(6, q.commands() - start, "a discard is not followed by a FLUSH");
+        assertEquals(VIRTIO_BLK_S_OK, statusOf(discard));
+
+        agent.writeback(true);
+        out(q, 8, pattern(4096, 61));
+        q.kick();
+        q.awaitUsed(4);
+        assertEquals(7, q.commands() - start, "writeback: no FLUSH");
+    }
+
+    @Test
+    void shouldFlushAfterWritesWhenFlushNotNegotiated() {
+        // §5.2.6.2: neither CONFIG_WCE nor FLUSH negotiated (FLUSH offered): writes are stable when they complete
+        features = BlkDevice.FEATURES & ~(VirtioBlk.VIRTIO_BLK_F_FLUSH_MASK | VirtioBlk.VIRTIO_BLK_F_CONFIG_WCE_MASK);
+        start(1, false, true);
+        Queue q = queues.get(0);
+
+        Request write = out(q, 0, pattern(4096, 62));
+        q.kick();
+        q.awaitUsed(1);
+
+        assertUsed(q, 0, write, 1, VIRTIO_BLK_S_OK);
+        assertEquals(2, q.commands());
     }
 }

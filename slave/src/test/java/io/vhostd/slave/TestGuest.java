@@ -9,6 +9,8 @@ import io.vhostd.shm.linux.Mman;
 import io.vhostd.shm.linux.Unistd;
 import io.vhostd.vhost.virtio.GuestMemory;
 import io.vhostd.vhost.virtio.GuestMemoryRegion;
+import io.vhostd.vhost.virtio.PackedRingDescriptor;
+import io.vhostd.vhost.virtio.PackedVirtqueue;
 import io.vhostd.vhost.virtio.SplitVirtqueue;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
@@ -19,9 +21,9 @@ import java.util.List;
 
 /**
  * A small guest driver for tests of the slave's data path, after vhost-nvme's test {@code FakeGuest}: guest memory
- * is one region in a memfd (so the master's {@code RegionTable} can map it too), split virtqueues are laid out in it,
- * chains are added and published with release stores (the device runs on another thread), used elements are read
- * with acquire loads.
+ * is one region in a memfd (so the master's {@code RegionTable} can map it too), split and packed virtqueues are laid
+ * out in it, chains are added and published with release stores (the device runs on another thread), used elements
+ * are read with acquire loads.
  */
 final class TestGuest implements AutoCloseable {
     /** Guest physical address of the region's first byte (not 0: translation is exercised). */
@@ -122,6 +124,11 @@ final class TestGuest implements AutoCloseable {
     /** Lays out a split virtqueue of {@code size} entries (with room for the event-idx fields). */
     Ring ring(int queueIndex, int size) {
         return new Ring(queueIndex, size);
+    }
+
+    /** Lays out a packed virtqueue of {@code size} entries (any size in 1..32768). */
+    PackedRing packedRing(int queueIndex, int size) {
+        return new PackedRing(queueIndex, size);
     }
 
     @Override
@@ -249,6 +256,174 @@ final class TestGuest implements AutoCloseable {
         /** {@code len} of the used element at ring counter {@code idx}. */
         int usedLen(int idx) {
             return at(usedGpa + 4 + 8L * (idx & (size - 1)), 8).get(U32, 4);
+        }
+    }
+
+    /**
+     * One packed virtqueue, driven as Linux's virtio_ring drives it (virtio 1.2 §2.8): a chain's descriptors are
+     * written with the lap's AVAIL/USED flags, the first one's flags last with a release store; the buffer id goes in
+     * the last descriptor; used descriptors are found by their flags (acquire) at the driver's next used offset.
+     */
+    final class PackedRing {
+        /** A used element as the driver took it. */
+        record Used(int id, int len, int flags) {}
+
+        private static final VarHandle U32_ATOMIC =
+                ValueLayout.JAVA_INT.withOrder(ByteOrder.LITTLE_ENDIAN).varHandle();
+
+        final int queueIndex;
+        final int size;
+        final long ringGpa;
+        final long driverAreaGpa;
+        final long deviceAreaGpa;
+        /** Ring descriptors of each outstanding id, -1 when the id is free. */
+        private final int[] descriptorsOf;
+
+        private int nextAvail;
+        private boolean availWrap = true;
+        private int nextUsed;
+        private boolean usedWrap = true;
+        private int freeDescriptors;
+        private int nextId;
+
+        private PackedRing(int queueIndex, int size) {
+            this.queueIndex = queueIndex;
+            this.size = size;
+            ringGpa = alloc(16L * size, 4096);
+            driverAreaGpa = alloc(4, 4096);
+            deviceAreaGpa = alloc(4, 4096);
+            descriptorsOf = new int[size];
+            java.util.Arrays.fill(descriptorsOf, -1);
+            freeDescriptors = size;
+        }
+
+        /** The device side of this ring over the guest memory, at the initial position. */
+        PackedVirtqueue queue(boolean eventIdx, int maxSegments) {
+            return new PackedVirtqueue(
+                    queueIndex, size, memory, ringGpa, driverAreaGpa, deviceAreaGpa, eventIdx, maxSegments, true);
+        }
+
+        private MemorySegment desc(int offset) {
+            return at(ringGpa + 16L * offset, 16);
+        }
+
+        private int availFlags(boolean wrap) {
+            return wrap ? PackedRingDescriptor.VIRTQ_DESC_F_AVAIL : PackedRingDescriptor.VIRTQ_DESC_F_USED;
+        }
+
+        int freeDescriptors() {
+            return freeDescriptors;
+        }
+
+        private int takeId() {
+            for (int i = 0; i < size; i++) {
+                int id = (nextId + i) % size;
+                if (descriptorsOf[id] < 0) {
+                    nextId = (id + 1) % size;
+                    return id;
+                }
+            }
+            throw new IllegalStateException("test bug: no free buffer id");
+        }
+
+        /** Makes a direct chain available; returns its buffer id. */
+        int addChain(Buf... bufs) {
+            if (bufs.length > freeDescriptors) {
+                throw new IllegalStateException("test bug: ring full");
+            }
+            int id = takeId();
+            int first = nextAvail;
+            int firstFlags = 0;
+            for (int i = 0; i < bufs.length; i++) {
+                boolean last = i == bufs.length - 1;
+                int flags = (bufs[i].writable() ? VIRTQ_DESC_F_WRITE : 0)
+                        | (last ? 0 : VIRTQ_DESC_F_NEXT)
+                        | availFlags(availWrap);
+                MemorySegment d = desc(nextAvail);
+                d.set(U64, 0, bufs[i].gpa());
+                d.set(U32, 8, bufs[i].len());
+                d.set(U16, 12, (short) (last ? id : 0));
+                if (i == 0) {
+                    firstFlags = flags;
+                } else {
+                    d.set(U16, 14, (short) flags);
+                }
+                if (++nextAvail == size) {
+                    nextAvail = 0;
+                    availWrap = !availWrap;
+                }
+            }
+            descriptorsOf[id] = bufs.length;
+            freeDescriptors -= bufs.length;
+            // release: the rest of the chain (and the buffers) before the first descriptor's flags (§2.8.6)
+            U16_ATOMIC.setRelease(desc(first), 14L, (short) firstFlags);
+            return id;
+        }
+
+        /** One ring descriptor naming an indirect table of {@code bufs}; returns its buffer id. */
+        int addIndirectChain(Buf... bufs) {
+            long table = alloc(16L * bufs.length, 16);
+            MemorySegment t = at(table, 16L * bufs.length);
+            for (int i = 0; i < bufs.length; i++) {
+                t.set(U64, 16L * i, bufs[i].gpa());
+                t.set(U32, 16L * i + 8, bufs[i].len());
+                t.set(U16, 16L * i + 12, (short) 0);
+                t.set(U16, 16L * i + 14, (short) (bufs[i].writable() ? VIRTQ_DESC_F_WRITE : 0));
+            }
+            int id = takeId();
+            MemorySegment d = desc(nextAvail);
+            d.set(U64, 0, table);
+            d.set(U32, 8, 16 * bufs.length);
+            d.set(U16, 12, (short) id);
+            int flags = VIRTQ_DESC_F_INDIRECT | availFlags(availWrap);
+            descriptorsOf[id] = 1;
+            freeDescriptors--;
+            if (++nextAvail == size) {
+                nextAvail = 0;
+                availWrap = !availWrap;
+            }
+            // release: the table and the descriptor's other fields before its flags
+            U16_ATOMIC.setRelease(d, 14L, (short) flags);
+            return id;
+        }
+
+        /** Takes the next used element if the device has published one, else null (§2.8 "Receiving Used Buffers"). */
+        Used pollUsed() {
+            MemorySegment d = desc(nextUsed);
+            // acquire: id and len (and the buffers the device wrote) after the flags that say "used"
+            int flags = (short) U16_ATOMIC.getAcquire(d, 14L) & 0xFFFF;
+            boolean used = (flags & PackedRingDescriptor.VIRTQ_DESC_F_USED) != 0;
+            boolean avail = (flags & PackedRingDescriptor.VIRTQ_DESC_F_AVAIL) != 0;
+            if (used != usedWrap || avail != usedWrap) {
+                return null;
+            }
+            Used u = new Used(d.get(U16, 12) & 0xFFFF, d.get(U32, 8), flags);
+            int descriptors = descriptorsOf[u.id()];
+            if (descriptors < 0) {
+                throw new AssertionError("id " + u.id() + " used but not outstanding");
+            }
+            descriptorsOf[u.id()] = -1;
+            freeDescriptors += descriptors;
+            nextUsed += descriptors;
+            if (nextUsed >= size) {
+                nextUsed -= size;
+                usedWrap = !usedWrap;
+            }
+            return u;
+        }
+
+        /**
+         * Asks for a used-buffer notification when the next used descriptor is written (EVENT_IDX: DESC at the next
+         * used offset and wrap counter; without: ENABLE), one 32-bit store as Linux makes it.
+         */
+        void enableUsedNotification(boolean eventIdx) {
+            int word = eventIdx
+                    ? PackedRingDescriptor.RING_EVENT_FLAGS_DESC << 16
+                            | PackedRingDescriptor.encodeIndex(nextUsed, usedWrap)
+                    : PackedRingDescriptor.RING_EVENT_FLAGS_ENABLE << 16;
+            U32_ATOMIC.setVolatile(at(driverAreaGpa, 4), 0L, word);
+            // Dekker with the device's needsNotification(): our event store before our next look at the used flags
+            VarHandle.fullFence();
         }
     }
 }

@@ -23,9 +23,12 @@ import io.vhostd.vhost.proto.VhostUserVringFd;
 import io.vhostd.vhost.proto.VhostUserVringState;
 import io.vhostd.vhost.virtio.GuestMemory;
 import io.vhostd.vhost.virtio.GuestMemoryRegion;
+import io.vhostd.vhost.virtio.PackedRingDescriptor;
+import io.vhostd.vhost.virtio.PackedVirtqueue;
 import io.vhostd.vhost.virtio.SplitRingDescriptor;
 import io.vhostd.vhost.virtio.SplitVirtqueue;
 import io.vhostd.vhost.virtio.VirtioBlk;
+import io.vhostd.vhost.virtio.Virtqueue;
 import java.lang.System.Logger.Level;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
@@ -76,17 +79,19 @@ public final class VhostUserBackend implements Runnable, AutoCloseable {
 
     /**
      * Virtio features this back-end cannot serve, removed from the device's offer: the dirty log ({@code
-     * VHOST_F_LOG_ALL}, not implemented: migration needs it), packed rings (only split rings are implemented) and
-     * {@code VIRTIO_F_ACCESS_PLATFORM} (no IOTLB).
+     * VHOST_F_LOG_ALL}, not implemented: migration needs it) and {@code VIRTIO_F_ACCESS_PLATFORM} (no IOTLB). Split
+     * and packed rings ({@code VIRTIO_F_RING_PACKED}) are both served.
      */
-    public static final long UNSUPPORTED_FEATURES = VhostUserFeature.VHOST_F_LOG_ALL_MASK
-            | VirtioBlk.VIRTIO_F_RING_PACKED_MASK
-            | VirtioBlk.VIRTIO_F_ACCESS_PLATFORM_MASK;
+    public static final long UNSUPPORTED_FEATURES =
+            VhostUserFeature.VHOST_F_LOG_ALL_MASK | VirtioBlk.VIRTIO_F_ACCESS_PLATFORM_MASK;
 
     /** Queue indexes travel in 8 bits ({@code VHOST_USER_VRING_IDX_MASK}): at most 256 queues. */
     public static final int MAX_QUEUES = VhostUserVringFd.VHOST_USER_VRING_IDX_MASK + 1;
 
-    /** Largest ring ({@code VHOST_USER_SET_VRING_NUM}): virtio 1.2 §2.7 "Queue Size corresponds to ... 32768". */
+    /**
+     * Largest ring ({@code VHOST_USER_SET_VRING_NUM}): virtio 1.2 §2.7 "The maximum Queue Size value is 32768", §2.8
+     * "up to 2^15 entries".
+     */
     public static final int MAX_QUEUE_SIZE = SplitRingDescriptor.MAX_QUEUE_SIZE;
 
     private static final System.Logger LOG = System.getLogger(VhostUserBackend.class.getName());
@@ -529,9 +534,23 @@ public final class VhostUserBackend implements Runnable, AutoCloseable {
 
     private VhostUserPayload handleSetConfig(MemorySegment payload) {
         int id = VhostUserRequest.VHOST_USER_SET_CONFIG.id();
-        VhostUserConfig.decode(id, payload);
-        // vhost-user.rst SET_CONFIG: "back-ends MUST NOT accept SET_CONFIG for read-only configuration space fields"
-        throw new VhostUserProtocolException(id, "the device config space is read-only");
+        VhostUserConfig request = VhostUserConfig.decode(id, payload);
+        int length = device.config().length;
+        long start = Integer.toUnsignedLong(request.offset());
+        if (start + request.size() > length) {
+            throw new VhostUserProtocolException(
+                    id,
+                    "config window [" + start + ", " + (start + request.size()) + ") outside the " + length
+                            + "-byte config");
+        }
+        // vhost-user.rst SET_CONFIG: "back-ends MUST NOT accept SET_CONFIG for read-only configuration space fields";
+        // which fields are writable is the device's business
+        String refused = device.setConfig(request.offset(), request.payload(), request.flags());
+        if (refused != null) {
+            throw new VhostUserProtocolException(
+                    id, "config window [" + start + ", " + (start + request.size()) + "): " + refused);
+        }
+        return null;
     }
 
     // ---- not offered ----
@@ -577,11 +596,11 @@ public final class VhostUserBackend implements Runnable, AutoCloseable {
         int id = VhostUserRequest.VHOST_USER_SET_VRING_NUM.id();
         VhostUserVringState state = VhostUserVringState.decode(id, payload);
         Vring v = vring(id, state.index());
-        if (!SplitRingDescriptor.isValidQueueSize(state.num())) {
+        if (!isValidQueueSize(state.num())) {
             throw new VhostUserProtocolException(
                     id,
                     "queue " + v.index + ": size " + Integer.toUnsignedString(state.num())
-                            + " is not a power of two in 1.." + MAX_QUEUE_SIZE);
+                            + (packed() ? " is not in 1.." : " is not a power of two in 1..") + MAX_QUEUE_SIZE);
         }
         if (v.running) {
             throw new VhostUserProtocolException(id, "queue " + v.index + ": size changed while the ring runs");
@@ -597,7 +616,7 @@ public final class VhostUserBackend implements Runnable, AutoCloseable {
         Vring v = vring(id, addr.index());
         // an address outside the memory table is refused now, not when the ring starts
         int num = Math.max(v.num, 1);
-        translate(id, v, "descriptor table", addr.descUserAddr(), SplitRingDescriptor.descTableLengthBytes(num));
+        translate(id, v, "descriptor table", addr.descUserAddr(), descLengthBytes(num));
         translate(id, v, "available ring", addr.availUserAddr(), availLengthBytes(num));
         translate(id, v, "used ring", addr.usedUserAddr(), usedLengthBytes(num));
         if (v.running
@@ -618,8 +637,9 @@ public final class VhostUserBackend implements Runnable, AutoCloseable {
         int id = VhostUserRequest.VHOST_USER_SET_VRING_BASE.id();
         VhostUserVringState state = VhostUserVringState.decode(id, payload);
         Vring v = vring(id, state.index());
-        if ((state.num() & ~U16_MASK) != 0) {
-            // vhost-user.rst "A vring descriptor index for split virtqueues": bits 16-31 reserved
+        if (!packed() && (state.num() & ~U16_MASK) != 0) {
+            // vhost-user.rst "A vring descriptor index for split virtqueues": bits 16-31 reserved; for packed rings
+            // they hold the used index ("Vring descriptor indices for packed virtqueues"), checked when the ring starts
             throw new VhostUserProtocolException(
                     id, "queue " + v.index + ": base 0x" + Integer.toHexString(state.num()) + " has reserved bits set");
         }
@@ -627,6 +647,7 @@ public final class VhostUserBackend implements Runnable, AutoCloseable {
             throw new VhostUserProtocolException(id, "queue " + v.index + ": base changed while the ring runs");
         }
         v.base = state.num();
+        v.baseSet = true;
         startIfReady(id, v);
         return null;
     }
@@ -724,12 +745,31 @@ public final class VhostUserBackend implements Runnable, AutoCloseable {
         return (ackedFeatures & VirtioBlk.VIRTIO_RING_F_EVENT_IDX_MASK) != 0;
     }
 
-    private long availLengthBytes(int num) {
-        return SplitRingDescriptor.availRingLengthBytes(num, eventIdx());
+    /** VIRTIO_F_RING_PACKED negotiated: the rings are packed (virtio 1.2 §2.8). */
+    private boolean packed() {
+        return featuresNegotiated && (ackedFeatures & VirtioBlk.VIRTIO_F_RING_PACKED_MASK) != 0;
     }
 
+    private long descLengthBytes(int num) {
+        return packed() ? PackedRingDescriptor.descRingLengthBytes(num) : SplitRingDescriptor.descTableLengthBytes(num);
+    }
+
+    /** Split: the available ring; packed: the Driver Area (event suppression, 4 bytes). */
+    private long availLengthBytes(int num) {
+        return packed()
+                ? PackedRingDescriptor.PVIRTQ_EVENT_SUPPRESS_LENGTH_BYTES
+                : SplitRingDescriptor.availRingLengthBytes(num, eventIdx());
+    }
+
+    /** Split: the used ring; packed: the Device Area (event suppression, 4 bytes). */
     private long usedLengthBytes(int num) {
-        return SplitRingDescriptor.usedRingLengthBytes(num, eventIdx());
+        return packed()
+                ? PackedRingDescriptor.PVIRTQ_EVENT_SUPPRESS_LENGTH_BYTES
+                : SplitRingDescriptor.usedRingLengthBytes(num, eventIdx());
+    }
+
+    private boolean isValidQueueSize(int num) {
+        return packed() ? PackedRingDescriptor.isValidQueueSize(num) : SplitRingDescriptor.isValidQueueSize(num);
     }
 
     /** Front-end virtual address → guest physical address of a whole ring part, or the protocol error. */
@@ -755,21 +795,25 @@ public final class VhostUserBackend implements Runnable, AutoCloseable {
                 || memory.regionCount() == 0) {
             return;
         }
-        long descGpa = translate(
-                id, v, "descriptor table", v.addr.descUserAddr(), SplitRingDescriptor.descTableLengthBytes(v.num));
+        long descGpa = translate(id, v, "descriptor table", v.addr.descUserAddr(), descLengthBytes(v.num));
         long availGpa = translate(id, v, "available ring", v.addr.availUserAddr(), availLengthBytes(v.num));
         long usedGpa = translate(id, v, "used ring", v.addr.usedUserAddr(), usedLengthBytes(v.num));
         boolean indirect = (ackedFeatures & VirtioBlk.VIRTIO_RING_F_INDIRECT_DESC_MASK) != 0;
-        SplitVirtqueue vq;
+        Virtqueue vq;
         try {
-            // maxSegments = ring size: virtio 1.2 §2.7.5.3.1 forbids chains longer than the queue
-            vq = new SplitVirtqueue(v.index, v.num, memory, descGpa, availGpa, usedGpa, eventIdx(), v.num, indirect);
+            // maxSegments = ring size: virtio 1.2 §2.7.5.3.1 / §2.8 forbid chains longer than the queue
+            vq = packed()
+                    ? new PackedVirtqueue(
+                            v.index, v.num, memory, descGpa, availGpa, usedGpa, eventIdx(), v.num, indirect)
+                    : new SplitVirtqueue(
+                            v.index, v.num, memory, descGpa, availGpa, usedGpa, eventIdx(), v.num, indirect);
+            // split: next avail index = base, used idx read from the used ring ("the device is supposed to read the
+            // next index in the Used Ring"); packed: both positions and wrap counters from the base
+            // a packed ring the front-end never positioned starts as virtio 1.2 §2.8.1 says: offsets 0, wrap counters 1
+            vq.vringBase(packed() && !v.baseSet ? PackedRingDescriptor.VRING_BASE_INITIAL : v.base);
         } catch (IllegalArgumentException e) {
             throw new VhostUserProtocolException(id, "queue " + v.index + ": " + e.getMessage(), e);
         }
-        vq.lastAvailIdx(v.base);
-        // vhost-user.rst SET_VRING_BASE: the next used index is the one in the used ring in guest memory
-        vq.usedIdx(vq.usedIdxInRingAcquire());
         try {
             device.startQueue(v.index, vq, v.kickFd, v.callFd, v.errFd);
         } catch (RuntimeException e) {
@@ -799,7 +843,10 @@ public final class VhostUserBackend implements Runnable, AutoCloseable {
         }
         v.running = false;
         try {
-            v.base = device.stopQueue(v.index) & (int) U16_MASK;
+            int base = device.stopQueue(v.index);
+            // split rings carry a u16 (bits 16-31 reserved), packed rings both halves
+            v.base = packed() ? base : base & (int) U16_MASK;
+            v.baseSet = true;
         } catch (RuntimeException e) {
             throw new VhostUserProtocolException(id, "queue " + v.index + ": device failed to stop it", e);
         }
@@ -1035,8 +1082,13 @@ public final class VhostUserBackend implements Runnable, AutoCloseable {
         final int index;
         int num;
         VhostUserVringAddr addr;
-        /** Next avail index (u16): from SET_VRING_BASE, or saved when the ring stopped. */
+        /**
+         * The vring base: from SET_VRING_BASE, or saved when the ring stopped. Split: the next avail index (u16);
+         * packed: avail and used positions with their wrap counters.
+         */
         int base;
+        /** {@link #base} came from SET_VRING_BASE or a stop (not the reset value). */
+        boolean baseSet;
 
         int kickFd = -1;
         int callFd = -1;
@@ -1056,6 +1108,7 @@ public final class VhostUserBackend implements Runnable, AutoCloseable {
             num = 0;
             addr = null;
             base = 0;
+            baseSet = false;
             started = false;
             enabled = false;
             running = false;

@@ -2,7 +2,7 @@ package io.vhostd.vhost.backend;
 
 import io.vhostd.vhost.virtio.GuestMemory;
 import io.vhostd.vhost.virtio.GuestMemoryRegion;
-import io.vhostd.vhost.virtio.SplitVirtqueue;
+import io.vhostd.vhost.virtio.Virtqueue;
 import java.util.List;
 
 /**
@@ -36,6 +36,21 @@ public interface VhostUserDevice {
      */
     byte[] config();
 
+    /**
+     * {@code VHOST_USER_SET_CONFIG}: the front-end writes {@code data} at {@code offset} of the config space (the
+     * back-end checked that the window lies inside {@link #config()}). vhost-user.rst: "back-ends MUST NOT accept
+     * SET_CONFIG for read-only configuration space fields": a device accepts a window only if every byte it changes
+     * belongs to a field the driver may write. The default accepts nothing (a read-only config space).
+     *
+     * @param offset offset in the config space
+     * @param data the bytes written (a copy the device may keep)
+     * @param flags {@code VHOST_SET_CONFIG_TYPE_FRONTEND} (0) or {@code VHOST_SET_CONFIG_TYPE_MIGRATION} (1)
+     * @return null if accepted, else why not (the front-end gets the failure reply)
+     */
+    default String setConfig(int offset, byte[] data, int flags) {
+        return "the device config space is read-only";
+    }
+
     /** Features negotiated by {@code VHOST_USER_SET_FEATURES}, after validation (a subset of those offered). */
     void featuresNegotiated(long features);
 
@@ -55,17 +70,19 @@ public interface VhostUserDevice {
      * valid until {@link #stopQueue} returns.
      *
      * @param queueIndex the virtqueue
-     * @param vq the ring, with {@code lastAvailIdx} from {@code VHOST_USER_SET_VRING_BASE} (or the last stop) and
-     *     {@code usedIdx} from the used ring in guest memory
+     * @param vq the ring, a {@link io.vhostd.vhost.virtio.SplitVirtqueue} or, with VIRTIO_F_RING_PACKED negotiated, a
+     *     {@link io.vhostd.vhost.virtio.PackedVirtqueue}, positioned by {@link Virtqueue#vringBase(int)} at the base
+     *     from {@code VHOST_USER_SET_VRING_BASE} (or the last stop)
      * @param kickFd eventfd the front-end signals on new buffers, or -1 (poll the ring)
      * @param callFd eventfd to signal used buffers, or -1 (the front-end polls)
      * @param errFd eventfd to signal errors, or -1
      */
-    void startQueue(int queueIndex, SplitVirtqueue vq, int kickFd, int callFd, int errFd);
+    void startQueue(int queueIndex, Virtqueue vq, int kickFd, int callFd, int errFd);
 
     /**
-     * Stop fetching from the ring, wait until its in-flight requests completed (used ring published) and return the
-     * next avail index to process (u16), for {@code VHOST_USER_GET_VRING_BASE} and a later restart.
+     * Stop fetching from the ring, wait until its in-flight requests completed (used elements published) and return
+     * the ring's {@link Virtqueue#vringBase()} (split: the next avail index, u16; packed: avail and used positions with
+     * their wrap counters), for {@code VHOST_USER_GET_VRING_BASE} and a later restart.
      */
     int stopQueue(int queueIndex);
 

@@ -3,13 +3,14 @@ package io.vhostd.vhost.virtio;
 /**
  * A popped descriptor chain, translated to (region, offset, length) segments in chain order.
  *
- * <p>Reusable: preallocated for {@code maxSegments} and refilled by each {@link SplitVirtqueue#pop}; no allocation
- * per pop. Not thread-safe (one owner, the queue's agent). A descriptor that crosses a region boundary becomes
+ * <p>Reusable: preallocated for {@code maxSegments} and refilled by each {@link Virtqueue#pop}; no allocation per
+ * pop. Not thread-safe (one owner, the queue's agent). A descriptor that crosses a region boundary becomes
  * several segments, as does one longer than {@link #MAX_SEGMENT_BYTES}; zero-length descriptors are rejected, so
  * every segment has {@code lengthBytes(i) > 0}. Device-readable segments always precede device-writable ones.
  *
- * <p>If {@link #error()} is not {@link ChainError#OK} the chain is malformed: {@link #head()} is the head index (or
- * -1 if the avail ring entry itself was out of range) and the segments parsed before the error are kept.
+ * <p>If {@link #error()} is not {@link ChainError#OK} the chain is malformed: {@link #head()} is the id to complete it
+ * with (or -1 if there is none: a split avail ring entry out of range, a packed buffer id out of range) and the
+ * segments parsed before the error are kept.
  */
 public final class DescriptorChain {
 
@@ -29,6 +30,7 @@ public final class DescriptorChain {
     private long readableBytes;
     private long writableBytes;
     private int descriptorCount;
+    private int ringDescriptorCount;
     private boolean indirect;
     private int error;
 
@@ -53,7 +55,10 @@ public final class DescriptorChain {
         return capacity;
     }
 
-    /** Head descriptor index (the id returned in the used ring), or -1 if the avail ring entry was out of range. */
+    /**
+     * The id to return in the used ring: split, the head descriptor index; packed, the buffer id (of the chain's last
+     * descriptor). -1 if there is none (a split avail ring entry or a packed buffer id &gt;= queue size).
+     */
     public int head() {
         return head;
     }
@@ -114,6 +119,14 @@ public final class DescriptorChain {
         return descriptorCount;
     }
 
+    /**
+     * Number of descriptors the chain occupies in the ring itself (not in an indirect table; the descriptor referring
+     * to a table counts): the count a packed ring's used descriptor skips ({@link Virtqueue#pushUsed}).
+     */
+    public int ringDescriptorCount() {
+        return ringDescriptorCount;
+    }
+
     /** Did the chain use an indirect table? */
     public boolean indirect() {
         return indirect;
@@ -147,6 +160,7 @@ public final class DescriptorChain {
         readableBytes = 0;
         writableBytes = 0;
         descriptorCount = 0;
+        ringDescriptorCount = 0;
         indirect = false;
         error = ChainError.OK;
     }
@@ -155,8 +169,16 @@ public final class DescriptorChain {
         error = errorCode;
     }
 
-    void countDescriptor() {
+    void head(int id) {
+        head = id;
+    }
+
+    /** One more descriptor walked; {@code inRing}: it is in the ring, not in an indirect table. */
+    void countDescriptor(boolean inRing) {
         descriptorCount++;
+        if (inRing) {
+            ringDescriptorCount++;
+        }
     }
 
     void markIndirect() {

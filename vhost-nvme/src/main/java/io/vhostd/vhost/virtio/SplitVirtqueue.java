@@ -49,15 +49,11 @@ import java.util.Objects;
  * <p>Notification suppression: the caller drives kicks with {@link #disableNotifications()} while it polls and
  * {@link #enableNotifications()} before it sleeps; {@link #pop} never writes {@code avail_event} itself (unlike
  * libvhost-user), so a polling back-end is not kicked for every request.
+ *
+ * <p>The {@link Virtqueue} positions of a split ring are the u16 ring counters; {@link #vringBase()} is {@link
+ * #lastAvailIdx()}.
  */
-public final class SplitVirtqueue {
-
-    /** {@link #pop}: the avail ring has no new entry. */
-    public static final int POP_EMPTY = 0;
-    /** {@link #pop}: a well-formed chain was taken. */
-    public static final int POP_OK = 1;
-    /** {@link #pop}: an entry was taken but its chain is malformed ({@link DescriptorChain#error()}). */
-    public static final int POP_MALFORMED = 2;
+public final class SplitVirtqueue implements Virtqueue {
 
     private static final ValueLayout.OfShort LE_U16 =
             ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
@@ -184,37 +180,43 @@ public final class SplitVirtqueue {
         return slice;
     }
 
-    /** The virtqueue's index. */
+    @Override
     public int queueIndex() {
         return queueIndex;
     }
 
-    /** Queue size (number of descriptors). */
+    @Override
     public int size() {
         return size;
     }
 
-    /** VIRTIO_RING_F_EVENT_IDX negotiated. */
+    /** Always false: a split ring. */
+    @Override
+    public boolean packed() {
+        return false;
+    }
+
+    @Override
     public boolean eventIdx() {
         return eventIdx;
     }
 
-    /** Indirect tables accepted. */
+    @Override
     public boolean indirectDesc() {
         return indirectDesc;
     }
 
-    /** Segment cap per chain. */
+    @Override
     public int maxSegments() {
         return maxSegments;
     }
 
-    /** The guest memory the rings and chains are translated with. */
+    @Override
     public GuestMemory memory() {
         return memory;
     }
 
-    /** Guest physical address of the descriptor table. */
+    @Override
     public long descGpa() {
         return descGpa;
     }
@@ -225,32 +227,59 @@ public final class SplitVirtqueue {
     }
 
     /** Next avail ring counter to take (u16, wrapping). */
+    @Override
     public int lastAvailIdx() {
         return lastAvailIdx;
     }
 
     /**
      * Sets the next avail ring counter to take ({@code VHOST_USER_SET_VRING_BASE}, recovery); the guest's
-     * avail->idx is re-read on the next pop.
+     * avail->idx is re-read on the next pop. Only the low 16 bits are used.
      */
+    @Override
     public void lastAvailIdx(int idx) {
         lastAvailIdx = idx & 0xFFFF;
         shadowAvailIdx = lastAvailIdx;
     }
 
     /** Shadow used idx: the next used ring counter {@link #pushUsed} writes (u16, wrapping). */
+    @Override
     public int usedIdx() {
         return usedIdx;
     }
 
     /**
      * Sets the shadow used idx (recovery); it is also taken as published, and the next {@link #needsNotification()}
-     * with EVENT_IDX answers true (as libvhost-user's {@code signalled_used_valid = false}).
+     * with EVENT_IDX answers true (as libvhost-user's {@code signalled_used_valid = false}). Only the low 16 bits
+     * are used.
      */
+    @Override
     public void usedIdx(int idx) {
         usedIdx = idx & 0xFFFF;
         publishedUsedIdx = usedIdx;
         signalledUsedValid = false;
+    }
+
+    /** {@link #lastAvailIdx()}: vhost-user.rst "A vring descriptor index for split virtqueues". */
+    @Override
+    public int vringBase() {
+        return lastAvailIdx;
+    }
+
+    /**
+     * Next avail index = {@code base}; used idx = used->idx as the guest memory holds it (vhost-user.rst
+     * SET_VRING_BASE: "the device is supposed to read the next index in the Used Ring").
+     *
+     * @throws IllegalArgumentException if bits 16-31 are set (reserved for split rings)
+     */
+    @Override
+    public void vringBase(int base) {
+        if ((base & ~0xFFFF) != 0) {
+            throw new IllegalArgumentException(
+                    "vq " + queueIndex + ": base 0x" + Integer.toHexString(base) + " has reserved bits 16-31 set");
+        }
+        lastAvailIdx(base);
+        usedIdx(usedIdxInRingAcquire());
     }
 
     /** Reads the guest's avail->idx with acquire semantics (u16). */
@@ -270,6 +299,7 @@ public final class SplitVirtqueue {
      *
      * @throws IllegalStateException if avail->idx is more than {@link #size()} ahead of {@link #lastAvailIdx()}
      */
+    @Override
     public boolean hasAvail() {
         return lastAvailIdx != shadowAvailIdx || refreshAvailIdx();
     }
@@ -300,6 +330,7 @@ public final class SplitVirtqueue {
      * @throws IllegalStateException if avail->idx is more than {@link #size()} ahead of {@link #lastAvailIdx()}: a
      *     broken guest, the caller marks the queue broken
      */
+    @Override
     public int pop(DescriptorChain chain) {
         if (!hasAvail()) {
             return POP_EMPTY;
@@ -334,7 +365,7 @@ public final class SplitVirtqueue {
             if (++count > max) {
                 return ChainError.LOOP;
             }
-            chain.countDescriptor();
+            chain.countDescriptor(!inIndirect);
             long d = tableOffset + (long) VIRTQ_DESC_LENGTH_BYTES * i;
             // read each untrusted field exactly once; the guest may rewrite the descriptor meanwhile
             long addr = table.get(LE_U64, d + VIRTQ_DESC_ADDR_OFFSET);
@@ -403,6 +434,12 @@ public final class SplitVirtqueue {
      * @throws IllegalArgumentException if {@code head} is out of range (a caller bug, not a guest error)
      */
     public void pushUsed(int head, int writtenBytes) {
+        pushUsed(head, writtenBytes, 1);
+    }
+
+    /** {@link #pushUsed(int, int)}; {@code descriptorCount} is not used by a split ring. */
+    @Override
+    public void pushUsed(int head, int writtenBytes, int descriptorCount) {
         if (head < 0 || head >= size) {
             throw new IllegalArgumentException("vq " + queueIndex + ": used id " + head + " out of [0, " + size + ")");
         }
@@ -413,6 +450,7 @@ public final class SplitVirtqueue {
     }
 
     /** Release-stores used->idx = shadow used idx, making every pushed element visible to the guest. */
+    @Override
     public void publishUsed() {
         // release: used elements (and the data/status written into the buffers) before idx (§2.7.8.2: len before idx)
         LE_U16_ATOMIC.setRelease(used, (long) VIRTQ_USED_IDX_OFFSET, (short) usedIdx);
@@ -426,6 +464,7 @@ public final class SplitVirtqueue {
      * used idx and {@code old} the one at the previous check; the first check after construction or {@link
      * #usedIdx(int)} answers true. Without: true unless avail->flags has VIRTQ_AVAIL_F_NO_INTERRUPT (§2.7.7).
      */
+    @Override
     public boolean needsNotification() {
         // full fence, store-load: our used->idx store must be visible before we read used_event / flags; otherwise
         // the guest may read the old idx, go to sleep, and we read its stale event and skip the interrupt
@@ -458,6 +497,7 @@ public final class SplitVirtqueue {
      *     not sleep
      * @throws IllegalStateException as {@link #hasAvail()}
      */
+    @Override
     public boolean enableNotifications() {
         if (eventIdx) {
             used.set(LE_U16, availEventOffset, (short) lastAvailIdx);
@@ -476,6 +516,7 @@ public final class SplitVirtqueue {
      * nothing is written: avail_event stays at the value {@link #enableNotifications()} wrote, which the guest has
      * passed or will pass with at most one more kick.
      */
+    @Override
     public void disableNotifications() {
         if (!eventIdx) {
             usedFlags |= VIRTQ_USED_F_NO_NOTIFY;

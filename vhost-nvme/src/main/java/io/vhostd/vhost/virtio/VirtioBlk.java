@@ -169,6 +169,8 @@ public final class VirtioBlk {
     public static final int VIRTIO_BLK_DISCARD_WRITE_ZEROES_FLAGS_OFFSET = 12;
     /** {@code flags.unmap}: write zeroes may deallocate (must be 0 for discard). */
     public static final int VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP = 1;
+    /** {@code flags.reserved}: bits 1-31; a request with any of them set is VIRTIO_BLK_S_UNSUPP (§5.2.6.2). */
+    public static final int VIRTIO_BLK_DISCARD_WRITE_ZEROES_FLAGS_RESERVED_MASK = ~VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP;
 
     private VirtioBlk() {}
 
@@ -185,6 +187,48 @@ public final class VirtioBlk {
             case VIRTIO_BLK_T_SECURE_ERASE -> "VIRTIO_BLK_T_SECURE_ERASE";
             default -> "UNKNOWN(" + Integer.toUnsignedString(type) + ")";
         };
+    }
+
+    /**
+     * The status one discard or write-zeroes segment ({@code struct virtio_blk_discard_write_zeroes}) deserves before
+     * anything is executed, checked in QEMU's order ({@code virtio_blk_handle_discard_write_zeroes}): more sectors
+     * than the limit, a range outside the disk or not aligned to the logical block: VIRTIO_BLK_S_IOERR (a driver
+     * error, §5.2.6.1); then a reserved flag, or unmap on a discard: VIRTIO_BLK_S_UNSUPP (§5.2.6.2 "MUST").
+     *
+     * @param type {@link #VIRTIO_BLK_T_DISCARD} or {@link #VIRTIO_BLK_T_WRITE_ZEROES}
+     * @param sector first sector (512-byte units, unsigned)
+     * @param numSectors sector count (u32, as a non-negative long)
+     * @param flags the segment's flags (u32)
+     * @param capacitySectors the disk's size in sectors
+     * @param maxSectors {@code max_discard_sectors} or {@code max_write_zeroes_sectors}
+     * @param alignmentSectors the logical block in sectors (a power of two): sector and count must be multiples
+     * @return {@link #VIRTIO_BLK_S_OK}, {@link #VIRTIO_BLK_S_IOERR} or {@link #VIRTIO_BLK_S_UNSUPP}
+     */
+    public static int checkDiscardWriteZeroes(
+            int type,
+            long sector,
+            long numSectors,
+            int flags,
+            long capacitySectors,
+            long maxSectors,
+            int alignmentSectors) {
+        if (numSectors > maxSectors) {
+            return VIRTIO_BLK_S_IOERR;
+        }
+        // untrusted: overflow-safe form of sector + numSectors <= capacity, sector unsigned
+        if (Long.compareUnsigned(sector, capacitySectors) > 0 || numSectors > capacitySectors - sector) {
+            return VIRTIO_BLK_S_IOERR;
+        }
+        if (((sector | numSectors) & (alignmentSectors - 1)) != 0) {
+            return VIRTIO_BLK_S_IOERR;
+        }
+        if ((flags & VIRTIO_BLK_DISCARD_WRITE_ZEROES_FLAGS_RESERVED_MASK) != 0) {
+            return VIRTIO_BLK_S_UNSUPP;
+        }
+        if (type == VIRTIO_BLK_T_DISCARD && (flags & VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP) != 0) {
+            return VIRTIO_BLK_S_UNSUPP;
+        }
+        return VIRTIO_BLK_S_OK;
     }
 
     /** Does a request of {@code type} carry device-writable data (the device fills it)? */

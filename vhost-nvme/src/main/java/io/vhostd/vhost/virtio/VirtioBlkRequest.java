@@ -2,7 +2,10 @@ package io.vhostd.vhost.virtio;
 
 import static io.vhostd.vhost.virtio.VirtioBlk.SECTOR_SHIFT;
 import static io.vhostd.vhost.virtio.VirtioBlk.SECTOR_SIZE;
+import static io.vhostd.vhost.virtio.VirtioBlk.VIRTIO_BLK_DISCARD_WRITE_ZEROES_FLAGS_OFFSET;
 import static io.vhostd.vhost.virtio.VirtioBlk.VIRTIO_BLK_DISCARD_WRITE_ZEROES_LENGTH_BYTES;
+import static io.vhostd.vhost.virtio.VirtioBlk.VIRTIO_BLK_DISCARD_WRITE_ZEROES_NUM_SECTORS_OFFSET;
+import static io.vhostd.vhost.virtio.VirtioBlk.VIRTIO_BLK_DISCARD_WRITE_ZEROES_SECTOR_OFFSET;
 import static io.vhostd.vhost.virtio.VirtioBlk.VIRTIO_BLK_OUTHDR_LENGTH_BYTES;
 import static io.vhostd.vhost.virtio.VirtioBlk.VIRTIO_BLK_OUTHDR_SECTOR_OFFSET;
 import static io.vhostd.vhost.virtio.VirtioBlk.VIRTIO_BLK_OUTHDR_TYPE_OFFSET;
@@ -48,6 +51,10 @@ public final class VirtioBlkRequest {
     private long statusGpa;
     /** Scratch of {@link #readHeader}: offset, in the segment it returns, of the first byte after the header. */
     private long headerEndOffset;
+
+    private long rangeSector;
+    private long rangeNumSectors;
+    private int rangeFlags;
 
     /**
      * @param maxSegments how many data segments this request can hold (&gt;= 1); a chain parsed into it needs at
@@ -291,6 +298,83 @@ public final class VirtioBlkRequest {
     /** Total data bytes. */
     public long dataLengthBytes() {
         return dataLengthBytes;
+    }
+
+    /**
+     * Number of 16-byte segments ({@code struct virtio_blk_discard_write_zeroes}) in the data of a DISCARD,
+     * WRITE_ZEROES or SECURE_ERASE request: {@link #dataLengthBytes()} / 16 (the parse checked it is a non-zero
+     * multiple of 16).
+     */
+    public int rangeCount() {
+        return (int) Math.min(Integer.MAX_VALUE, dataLengthBytes / VIRTIO_BLK_DISCARD_WRITE_ZEROES_LENGTH_BYTES);
+    }
+
+    /**
+     * Reads segment {@code index} of a DISCARD / WRITE_ZEROES / SECURE_ERASE request into {@link #rangeSector()},
+     * {@link #rangeNumSectors()} and {@link #rangeFlags()}: each guest byte once (a segment may be split across data
+     * buffers), no allocation. The guest may change the bytes at any time: the caller validates and uses the values
+     * read here, and does not read the segment again.
+     *
+     * @throws IndexOutOfBoundsException if {@code index} is outside [0, {@link #rangeCount()})
+     */
+    public void readRange(GuestMemory memory, int index) {
+        if (index < 0 || index >= rangeCount()) {
+            throw new IndexOutOfBoundsException("range " + index + " of " + rangeCount());
+        }
+        long skip = (long) VIRTIO_BLK_DISCARD_WRITE_ZEROES_LENGTH_BYTES * index;
+        int s = 0;
+        while (skip >= dataLength[s]) {
+            skip -= dataLength[s];
+            s++;
+        }
+        if (dataLength[s] - skip >= VIRTIO_BLK_DISCARD_WRITE_ZEROES_LENGTH_BYTES) {
+            MemorySegment m = memory.region(dataRegionIndex[s]).mapping();
+            long off = dataRegionOffset[s] + skip;
+            rangeSector = m.get(LE_U64, off + VIRTIO_BLK_DISCARD_WRITE_ZEROES_SECTOR_OFFSET);
+            rangeNumSectors =
+                    Integer.toUnsignedLong(m.get(LE_U32, off + VIRTIO_BLK_DISCARD_WRITE_ZEROES_NUM_SECTORS_OFFSET));
+            rangeFlags = m.get(LE_U32, off + VIRTIO_BLK_DISCARD_WRITE_ZEROES_FLAGS_OFFSET);
+            return;
+        }
+        // the segment spans data buffers: gather it byte by byte (little endian)
+        long sectorBits = 0;
+        long numBits = 0;
+        int flagBits = 0;
+        long pos = skip;
+        for (int k = 0; k < VIRTIO_BLK_DISCARD_WRITE_ZEROES_LENGTH_BYTES; k++) {
+            while (pos == dataLength[s]) {
+                s++;
+                pos = 0;
+            }
+            MemorySegment m = memory.region(dataRegionIndex[s]).mapping();
+            long b = m.get(ValueLayout.JAVA_BYTE, dataRegionOffset[s] + pos) & 0xFF;
+            if (k < VIRTIO_BLK_DISCARD_WRITE_ZEROES_NUM_SECTORS_OFFSET) {
+                sectorBits |= b << (8 * k);
+            } else if (k < VIRTIO_BLK_DISCARD_WRITE_ZEROES_FLAGS_OFFSET) {
+                numBits |= b << (8 * (k - VIRTIO_BLK_DISCARD_WRITE_ZEROES_NUM_SECTORS_OFFSET));
+            } else {
+                flagBits |= (int) b << (8 * (k - VIRTIO_BLK_DISCARD_WRITE_ZEROES_FLAGS_OFFSET));
+            }
+            pos++;
+        }
+        rangeSector = sectorBits;
+        rangeNumSectors = numBits;
+        rangeFlags = flagBits;
+    }
+
+    /** {@code sector} of the segment last read by {@link #readRange} (512-byte units, unsigned u64). */
+    public long rangeSector() {
+        return rangeSector;
+    }
+
+    /** {@code num_sectors} of the segment last read by {@link #readRange} (u32, as a non-negative long). */
+    public long rangeNumSectors() {
+        return rangeNumSectors;
+    }
+
+    /** {@code flags} of the segment last read by {@link #readRange} (u32). */
+    public int rangeFlags() {
+        return rangeFlags;
     }
 
     /**

@@ -5,6 +5,7 @@ import io.vhostd.vhost.virtio.GuestMemory;
 import io.vhostd.vhost.virtio.GuestMemoryRegion;
 import io.vhostd.vhost.virtio.SplitVirtqueue;
 import io.vhostd.vhost.virtio.VirtioBlk;
+import io.vhostd.vhost.virtio.Virtqueue;
 import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.List;
@@ -32,9 +33,16 @@ final class FakeVhostUserDevice implements VhostUserDevice {
 
     static final int CONFIG_BYTES = 60;
 
+    /** The one config byte {@link #setConfig} accepts. */
+    static final int WRITABLE_CONFIG_OFFSET = 32;
+
     /** One startQueue call. */
-    record Started(
-            int queueIndex, SplitVirtqueue vq, int lastAvailIdx, int usedIdx, int kickFd, int callFd, int errFd) {}
+    record Started(int queueIndex, Virtqueue vq, int lastAvailIdx, int usedIdx, int kickFd, int callFd, int errFd) {
+        /** The ring as a split ring (the tests that use this negotiate split rings). */
+        SplitVirtqueue split() {
+            return (SplitVirtqueue) vq;
+        }
+    }
 
     private final long features;
     private final long protocolFeatures;
@@ -95,6 +103,17 @@ final class FakeVhostUserDevice implements VhostUserDevice {
         return config.clone();
     }
 
+    /** Accepts a write of 0 or 1 to byte {@link #WRITABLE_CONFIG_OFFSET} only (like virtio-blk's writeback). */
+    @Override
+    public synchronized String setConfig(int offset, byte[] data, int flags) {
+        calls.add("setConfig " + offset + " " + data.length);
+        if (offset != WRITABLE_CONFIG_OFFSET || data.length != 1 || (data[0] & 0xFF) > 1) {
+            return "only byte " + WRITABLE_CONFIG_OFFSET + " is writable";
+        }
+        config[WRITABLE_CONFIG_OFFSET] = data[0];
+        return null;
+    }
+
     @Override
     public synchronized void featuresNegotiated(long features) {
         calls.add("featuresNegotiated");
@@ -117,7 +136,7 @@ final class FakeVhostUserDevice implements VhostUserDevice {
     }
 
     @Override
-    public synchronized void startQueue(int queueIndex, SplitVirtqueue vq, int kickFd, int callFd, int errFd) {
+    public synchronized void startQueue(int queueIndex, Virtqueue vq, int kickFd, int callFd, int errFd) {
         calls.add("startQueue " + queueIndex);
         if (failStart) {
             throw new IllegalStateException("start refused by the test");
@@ -136,6 +155,9 @@ final class FakeVhostUserDevice implements VhostUserDevice {
         Started s = running.remove(queueIndex);
         if (s == null) {
             throw new AssertionError("queue " + queueIndex + " stopped but not running");
+        }
+        if (s.vq.packed()) {
+            return s.vq.vringBase();
         }
         // as if the data path had fetched (and completed) stopAdvance requests
         return (s.lastAvailIdx + stopAdvance) & 0xFFFF;

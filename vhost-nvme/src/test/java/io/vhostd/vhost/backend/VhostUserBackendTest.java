@@ -25,7 +25,10 @@ import io.vhostd.vhost.proto.VhostUserRequest;
 import io.vhostd.vhost.proto.VhostUserU64;
 import io.vhostd.vhost.proto.VhostUserVringState;
 import io.vhostd.vhost.virtio.GuestMemoryRegion;
+import io.vhostd.vhost.virtio.PackedRingDescriptor;
+import io.vhostd.vhost.virtio.PackedVirtqueue;
 import io.vhostd.vhost.virtio.VirtioBlk;
+import io.vhostd.vhost.virtio.Virtqueue;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.util.Arrays;
@@ -57,8 +60,11 @@ class VhostUserBackendTest {
         FakeVhostUserDevice device = new FakeVhostUserDevice(offer, FakeVhostUserDevice.PROTOCOL_FEATURES, 1, 8);
         try (BackendHarness h = new BackendHarness(device)) {
             assertEquals(
-                    FakeVhostUserDevice.FEATURES | VhostUserFeature.VHOST_USER_F_PROTOCOL_FEATURES_MASK,
-                    h.frontEnd.getU64(VhostUserRequest.VHOST_USER_GET_FEATURES));
+                    FakeVhostUserDevice.FEATURES
+                            | VirtioBlk.VIRTIO_F_RING_PACKED_MASK
+                            | VhostUserFeature.VHOST_USER_F_PROTOCOL_FEATURES_MASK,
+                    h.frontEnd.getU64(VhostUserRequest.VHOST_USER_GET_FEATURES),
+                    "LOG_ALL and ACCESS_PLATFORM removed, RING_PACKED kept");
         }
     }
 
@@ -78,8 +84,8 @@ class VhostUserBackendTest {
             for (int q = 0; q < 2; q++) {
                 FakeVhostUserDevice.Started s = h.device.running().get(q);
                 assertEquals(ringGpa(q), s.vq().descGpa());
-                assertEquals(ringGpa(q) + 0x1000, s.vq().availGpa());
-                assertEquals(ringGpa(q) + 0x2000, s.vq().usedRingGpa());
+                assertEquals(ringGpa(q) + 0x1000, s.split().availGpa());
+                assertEquals(ringGpa(q) + 0x2000, s.split().usedRingGpa());
                 assertEquals(QUEUE_SIZE, s.vq().size());
                 assertEquals(7, s.lastAvailIdx(), "SET_VRING_BASE");
                 assertEquals(7, s.usedIdx(), "used idx read from the used ring");
@@ -440,6 +446,140 @@ class VhostUserBackendTest {
                 calls.indexOf("fdReleased mem " + h.device.memory().region(0).regionId()) > disconnected,
                 "memory released after disconnected");
         h.close();
+    }
+
+    private static FakeVhostUserDevice packedDevice() {
+        return new FakeVhostUserDevice(
+                FakeVhostUserDevice.FEATURES | VirtioBlk.VIRTIO_F_RING_PACKED_MASK,
+                FakeVhostUserDevice.PROTOCOL_FEATURES,
+                2,
+                8);
+    }
+
+    @Test
+    void shouldStartPackedRingsAtBothHalvesOfTheBaseWhenRingPackedNegotiated() {
+        try (BackendHarness h = new BackendHarness(packedDevice())) {
+            h.handshake();
+            // avail offset 5 with wrap counter 1, used offset 3 with wrap counter 0 (vhost-user.rst, packed rings)
+            int base = 5 | 1 << 15 | 3 << 16;
+            long features = h.startRings(false, base);
+
+            assertTrue((features & VirtioBlk.VIRTIO_F_RING_PACKED_MASK) != 0);
+            for (int q = 0; q < 2; q++) {
+                FakeVhostUserDevice.Started s = h.device.running().get(q);
+                PackedVirtqueue vq = (PackedVirtqueue) s.vq();
+                assertTrue(vq.packed());
+                assertEquals(QUEUE_SIZE, vq.size());
+                assertEquals(ringGpa(q), vq.descGpa());
+                assertEquals(ringGpa(q) + 0x1000, vq.driverEventGpa(), "avail address = Driver Area");
+                assertEquals(ringGpa(q) + 0x2000, vq.deviceEventGpa(), "used address = Device Area");
+                assertEquals(5 | 1 << 15, vq.lastAvailIdx());
+                assertEquals(3, vq.usedIdx());
+            }
+            h.frontEnd.send(VhostUserRequest.VHOST_USER_GET_VRING_BASE, false, new VhostUserVringState(1, 0));
+            MemorySegment reply = MemorySegment.ofArray(h.frontEnd.reply(VhostUserRequest.VHOST_USER_GET_VRING_BASE));
+            assertEquals(base, reply.get(ValueLayout.JAVA_INT_UNALIGNED, 4), "both halves come back");
+            assertEquals(0, h.backend.protocolErrors());
+        }
+    }
+
+    @Test
+    void shouldStartPackedRingWithWrapCountersSetWhenFrontEndSentNoBase() {
+        try (BackendHarness h = new BackendHarness(packedDevice())) {
+            h.handshake();
+            TestFrontEnd fe = h.frontEnd;
+            long features = fe.getU64(VhostUserRequest.VHOST_USER_GET_FEATURES);
+            assertEquals(0, fe.ack(VhostUserRequest.VHOST_USER_SET_FEATURES, new VhostUserU64(features)));
+            assertEquals(
+                    0,
+                    fe.ack(
+                            VhostUserRequest.VHOST_USER_ADD_MEM_REG,
+                            VhostUserMemRegMsg.of(BackendHarness.ramRegion()),
+                            h.memfd));
+            assertEquals(0, fe.ack(VhostUserRequest.VHOST_USER_SET_VRING_NUM, new VhostUserVringState(0, 100)));
+            assertEquals(0, fe.ack(VhostUserRequest.VHOST_USER_SET_VRING_ADDR, ringAddr(0)));
+            assertEquals(
+                    0,
+                    fe.ack(
+                            VhostUserRequest.VHOST_USER_SET_VRING_KICK,
+                            new io.vhostd.vhost.proto.VhostUserVringFd(0, false),
+                            h.eventfd()));
+            assertEquals(0, fe.ack(VhostUserRequest.VHOST_USER_SET_VRING_ENABLE, new VhostUserVringState(0, 1)));
+
+            Virtqueue vq = h.device.running().get(0).vq();
+            assertEquals(100, vq.size(), "packed rings need not be a power of two");
+            assertEquals(PackedRingDescriptor.VRING_BASE_INITIAL, vq.vringBase());
+        }
+    }
+
+    @Test
+    void shouldFailStartWhenPackedBaseOffsetIsBeyondTheRing() {
+        try (BackendHarness h = new BackendHarness(packedDevice())) {
+            h.handshake();
+            TestFrontEnd fe = h.frontEnd;
+            long features = fe.getU64(VhostUserRequest.VHOST_USER_GET_FEATURES);
+            assertEquals(0, fe.ack(VhostUserRequest.VHOST_USER_SET_FEATURES, new VhostUserU64(features)));
+            assertEquals(
+                    0,
+                    fe.ack(
+                            VhostUserRequest.VHOST_USER_ADD_MEM_REG,
+                            VhostUserMemRegMsg.of(BackendHarness.ramRegion()),
+                            h.memfd));
+            assertEquals(0, fe.ack(VhostUserRequest.VHOST_USER_SET_VRING_NUM, new VhostUserVringState(0, 64)));
+            // used offset 64 of a 64-entry ring: accepted as a message, refused when the ring starts
+            assertEquals(
+                    0,
+                    fe.ack(VhostUserRequest.VHOST_USER_SET_VRING_BASE, new VhostUserVringState(0, 1 << 15 | 64 << 16)));
+            assertEquals(0, fe.ack(VhostUserRequest.VHOST_USER_SET_VRING_ADDR, ringAddr(0)));
+            assertEquals(
+                    0,
+                    fe.ack(
+                            VhostUserRequest.VHOST_USER_SET_VRING_KICK,
+                            new io.vhostd.vhost.proto.VhostUserVringFd(0, false),
+                            h.eventfd()));
+
+            assertEquals(1, fe.ack(VhostUserRequest.VHOST_USER_SET_VRING_ENABLE, new VhostUserVringState(0, 1)));
+            assertTrue(h.device.running().isEmpty());
+        }
+    }
+
+    @Test
+    void shouldRefuseSplitQueueSizeNotPowerOfTwoWhenRingPackedNotNegotiated() {
+        try (BackendHarness h = new BackendHarness()) {
+            h.handshake();
+            long features = h.frontEnd.getU64(VhostUserRequest.VHOST_USER_GET_FEATURES);
+            assertEquals(0, h.frontEnd.ack(VhostUserRequest.VHOST_USER_SET_FEATURES, new VhostUserU64(features)));
+
+            assertEquals(1, h.frontEnd.ack(VhostUserRequest.VHOST_USER_SET_VRING_NUM, new VhostUserVringState(0, 100)));
+        }
+    }
+
+    @Test
+    void shouldLetDeviceDecideWhenSetConfig() {
+        try (BackendHarness h = new BackendHarness()) {
+            h.handshake();
+            int writable = FakeVhostUserDevice.WRITABLE_CONFIG_OFFSET;
+            // QEMU 7.2 vhost_user_blk_set_config: offset of writeback, 1 byte, VHOST_SET_CONFIG_TYPE_FRONTEND
+            assertEquals(
+                    0,
+                    h.frontEnd.ack(
+                            VhostUserRequest.VHOST_USER_SET_CONFIG,
+                            new VhostUserConfig(writable, 1, 0, new byte[] {0})));
+            assertEquals(0, getConfig(h.frontEnd, writable, 1)[12]);
+            assertEquals(
+                    1,
+                    h.frontEnd.ack(
+                            VhostUserRequest.VHOST_USER_SET_CONFIG,
+                            new VhostUserConfig(writable - 1, 2, 0, new byte[] {0, 1})),
+                    "a read-only byte in the window");
+            assertEquals(
+                    1,
+                    h.frontEnd.ack(
+                            VhostUserRequest.VHOST_USER_SET_CONFIG,
+                            new VhostUserConfig(FakeVhostUserDevice.CONFIG_BYTES, 1, 0, new byte[] {0})),
+                    "outside the config space: the device is not asked");
+            assertEquals(2, h.device.count("setConfig " + writable + " 1") + h.device.count("setConfig 31 2"));
+        }
     }
 
     private static byte[] getConfig(TestFrontEnd fe, int offset, int size) {
