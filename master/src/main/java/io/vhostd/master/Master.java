@@ -28,6 +28,7 @@ import io.vhostd.shm.arena.HugepageArena;
 import io.vhostd.shm.control.ControlChannel;
 import io.vhostd.shm.control.ControlMessage;
 import io.vhostd.shm.linux.Eventfd;
+import io.vhostd.shm.linux.SdNotify;
 import io.vhostd.shm.linux.Socket;
 import io.vhostd.shm.linux.Unistd;
 import io.vhostd.shm.virtnvme.VirtNvmeDescriptor;
@@ -38,9 +39,11 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.attribute.PosixFilePermissions;
 import java.util.ArrayList;
+import java.util.HashSet;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.Set;
 import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.TimeUnit;
 
@@ -67,11 +70,29 @@ public final class Master implements AutoCloseable {
      *     sockets and queue pairs, but nothing serves them)
      * @param nvmeProbe where NVMe controllers are found
      * @param hugepagePool the kernel's huge page pool
+     * @param listenFds controller name → a listening vhost-user socket this process inherited (vhost-user.rst "Backend
+     *     program conventions", {@code --fd=FDNUM}): the controller serves it instead of creating its {@code socket},
+     *     and the master never unlinks that path; the master owns (and closes) the fd
      */
-    public record Options(boolean spawnSlave, NvmeProbe nvmeProbe, HugepagePool hugepagePool) {
+    public record Options(
+            boolean spawnSlave, NvmeProbe nvmeProbe, HugepagePool hugepagePool, Map<String, Integer> listenFds) {
+        public Options {
+            listenFds = Map.copyOf(listenFds);
+        }
+
+        /** Every controller creates its own socket. */
+        public Options(boolean spawnSlave, NvmeProbe nvmeProbe, HugepagePool hugepagePool) {
+            this(spawnSlave, nvmeProbe, hugepagePool, Map.of());
+        }
+
         /** The production set-up: a slave, the host's sysfs and procfs (or those the system properties name). */
         public static Options defaults() {
             return new Options(true, new NvmeProbe(), new HugepagePool());
+        }
+
+        /** These options with {@code listenFds} instead. */
+        public Options withListenFds(Map<String, Integer> fds) {
+            return new Options(spawnSlave, nvmeProbe, hugepagePool, fds);
         }
     }
 
@@ -138,10 +159,13 @@ public final class Master implements AutoCloseable {
             startSlave();
         }
         startRpc();
-        LOG.log(
-                System.Logger.Level.INFO,
-                "vhostd master ready: " + controllers.size() + " controller(s), "
-                        + (slave == null ? "no slave" : "slave pid " + slave.pid()) + ", rpc " + config.rpcSocket());
+        LOG.log(System.Logger.Level.INFO, "vhostd master ready: " + readySummary());
+    }
+
+    /** What a ready master serves, one line (the log's "vhostd master ready" line and systemd's STATUS=). */
+    public String readySummary() {
+        return controllers.size() + " controller(s), " + (slave == null ? "no slave" : "slave pid " + slave.pid())
+                + ", rpc " + config.rpcSocket();
     }
 
     private void startArena() {
@@ -206,7 +230,8 @@ public final class Master implements AutoCloseable {
         }
         Bdev bdev = entry.bdev();
         DeviceEngine engine = entry.engine();
-        int listenFd = listen(c.socket());
+        Integer inherited = options.listenFds().get(c.name());
+        int listenFd = inherited != null ? inherited : listen(c.socket());
         List<ControlMessage.QpairRef> refs = new ArrayList<>();
         List<QpairBinding> bindings = new ArrayList<>();
         long length = VirtNvmeDescriptor.lengthBytes(QPAIR_DEPTH, maxSegments);
@@ -370,7 +395,10 @@ public final class Master implements AutoCloseable {
         cmd.add("--slave-id");
         cmd.add(slaveId);
         LOG.log(System.Logger.Level.DEBUG, "spawning slave: " + String.join(" ", cmd));
-        return new ProcessBuilder(cmd).inheritIO().start();
+        ProcessBuilder builder = new ProcessBuilder(cmd).inheritIO();
+        // systemd's notification socket and watchdog are the master's: the slave must not speak for the service
+        builder.environment().keySet().removeAll(SdNotify.ENVIRONMENT);
+        return builder.start();
     }
 
     /** Accepts the slave's control connection and checks (SO_PEERCRED) that it comes from the process we spawned. */
@@ -656,6 +684,58 @@ public final class Master implements AutoCloseable {
         return name.asText();
     }
 
+    // --- health, for systemd's watchdog (SystemdService) ---
+
+    /**
+     * What keeps this master from serving, or null while it is healthy: the slave it spawned has exited, or a device
+     * engine's thread is gone (an engine that dies logs "engine X died" and stops serving its queue pairs). Cheap (no
+     * safepoint, unlike a thread dump); called once per watchdog period.
+     */
+    public String healthProblem() {
+        if (shuttingDown) {
+            return null;
+        }
+        if (options.spawnSlave() && (slave == null || !slave.process().isAlive())) {
+            return slave == null ? "no slave" : "slave pid " + slave.pid() + " exited";
+        }
+        if (bdevs == null) {
+            return null;
+        }
+        // the bdevs first, then the threads: an engine created in between is not missed
+        List<BdevRegistry.Entry> entries = bdevs.list();
+        Set<String> live = liveThreadNames();
+        for (BdevRegistry.Entry entry : entries) {
+            // TODO(#5): ask the engine (DeviceEngine.alive()) instead of looking for its thread by name
+            String name = entry.bdev().name();
+            String thread = "engine-" + name;
+            // a bdev deleted over RPC in between has no engine any more, and that is fine
+            if (!live.contains(thread) && bdevs.get(name).map(e -> e == entry).orElse(false)) {
+                return "engine of bdev " + name + " is not running (no thread " + thread + ")";
+            }
+        }
+        return null;
+    }
+
+    /** Names of this JVM's live platform threads (ThreadGroup enumeration: unlike getAllStackTraces, no safepoint). */
+    private static Set<String> liveThreadNames() {
+        ThreadGroup root = Thread.currentThread().getThreadGroup();
+        while (root.getParent() != null) {
+            root = root.getParent();
+        }
+        Thread[] threads = new Thread[root.activeCount() + 16];
+        int n;
+        while ((n = root.enumerate(threads, true)) == threads.length) {
+            threads = new Thread[threads.length * 2];
+        }
+        Set<String> names = new HashSet<>();
+        for (int i = 0; i < n; i++) {
+            if (threads[i].isAlive()) {
+                names.add(threads[i].getName());
+            }
+        }
+        return names;
+    }
+
     /** Blocks until {@link #shutdown} ran or the slave died. */
     public void awaitStop() throws InterruptedException {
         stopped.await();
@@ -691,6 +771,10 @@ public final class Master implements AutoCloseable {
         }
         regions.close();
         for (ControllerRuntime c : controllers.values()) {
+            if (options.listenFds().containsKey(c.name())) {
+                // an inherited socket's path belongs to whoever bound it (vhost-user.rst --fd)
+                continue;
+            }
             try {
                 Files.deleteIfExists(Path.of(c.socketPath()));
             } catch (IOException e) {

@@ -4,6 +4,7 @@ import io.vhostd.master.config.ConfigException;
 import io.vhostd.master.config.VhostdConfig;
 import java.nio.file.Path;
 import java.util.concurrent.Callable;
+import java.util.concurrent.atomic.AtomicBoolean;
 import picocli.CommandLine;
 
 /** {@code vhostd master --config FILE}: runs the master in the foreground until SIGTERM/SIGINT. */
@@ -34,17 +35,45 @@ public final class MasterMain implements Callable<Integer> {
             System.err.println("vhostd: " + config + ": " + e.getMessage());
             return EXIT_CONFIG;
         }
-        Master master = new Master(cfg);
-        Thread hook = new Thread(() -> master.shutdown("signal"), "shutdown");
-        Runtime.getRuntime().addShutdownHook(hook);
+        return run(new Master(cfg), () -> {});
+    }
+
+    /**
+     * Runs {@code master} in the foreground: starts it, tells systemd (when it started us: {@link SystemdService}) that
+     * it is ready, keeps the watchdog fed, and waits. SIGTERM/SIGINT stop it through a shutdown hook, which runs {@code
+     * afterShutdown} once the master has stopped; otherwise this returns {@link #EXIT_FAILURE} when start-up failed or
+     * the slave died (after stopping the master and running {@code afterShutdown}).
+     */
+    public static int run(Master master, Runnable afterShutdown) throws InterruptedException {
+        SystemdService systemd = SystemdService.fromEnvironment(master::healthProblem);
+        // whoever stops the master first (signal hook, failed start-up, dead slave) says why and cleans up, once
+        AtomicBoolean stopping = new AtomicBoolean();
+        Runnable stopOnSignal = () -> stop(stopping, systemd, master, "signal", afterShutdown);
+        Runtime.getRuntime().addShutdownHook(new Thread(stopOnSignal, "shutdown"));
+        systemd.status("starting: bdevs, arena, controllers, slave, rpc");
         try {
             master.start();
         } catch (Exception e) {
             LOG.log(System.Logger.Level.ERROR, "start-up failed: " + e.getMessage(), e);
-            master.shutdown("start-up failed");
+            stop(stopping, systemd, master, "start-up failed: " + e.getMessage(), afterShutdown);
             return EXIT_FAILURE;
         }
+        // the point of "vhostd master ready": every configured controller listens, the RPC socket is up
+        systemd.ready("ready: " + master.readySummary());
+        systemd.startWatchdog();
         master.awaitStop();
-        return EXIT_FAILURE; // reached only when the slave died; a signal ends the JVM through the hook
+        // the slave died, or the signal hook stopped the master (then the JVM is exiting and this changes nothing)
+        stop(stopping, systemd, master, "slave exited", afterShutdown);
+        return EXIT_FAILURE;
+    }
+
+    private static void stop(
+            AtomicBoolean stopping, SystemdService systemd, Master master, String reason, Runnable afterShutdown) {
+        if (!stopping.compareAndSet(false, true)) {
+            return;
+        }
+        systemd.stopping("stopping: " + reason);
+        master.shutdown(reason);
+        afterShutdown.run();
     }
 }

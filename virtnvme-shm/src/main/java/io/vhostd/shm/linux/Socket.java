@@ -46,10 +46,13 @@ public final class Socket {
     public static final int MSG_CMSG_CLOEXEC = 0x40000000;
 
     public static final int SOL_SOCKET = 1;
+    public static final int SO_TYPE = 3;
     public static final int SO_SNDBUF = 7;
     public static final int SO_RCVBUF = 8;
     public static final int SO_PASSCRED = 16;
     public static final int SO_PEERCRED = 17;
+    public static final int SO_ACCEPTCONN = 30;
+    public static final int SO_DOMAIN = 39;
 
     public static final int SCM_RIGHTS = 1;
     public static final int SCM_CREDENTIALS = 2;
@@ -95,6 +98,10 @@ public final class Socket {
             NativeSupport.downcall("shutdown", FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_INT));
     private static final MethodHandle SENDMSG =
             NativeSupport.downcall("sendmsg", FunctionDescriptor.of(JAVA_LONG, JAVA_INT, ADDRESS, JAVA_INT));
+    private static final MethodHandle SENDTO = NativeSupport.downcall(
+            "sendto", FunctionDescriptor.of(JAVA_LONG, JAVA_INT, ADDRESS, JAVA_LONG, JAVA_INT, ADDRESS, JAVA_INT));
+    private static final MethodHandle GETSOCKNAME =
+            NativeSupport.downcall("getsockname", FunctionDescriptor.of(JAVA_INT, JAVA_INT, ADDRESS, ADDRESS));
     private static final MethodHandle RECVMSG =
             NativeSupport.downcall("recvmsg", FunctionDescriptor.of(JAVA_LONG, JAVA_INT, ADDRESS, JAVA_INT));
     private static final MethodHandle GETSOCKOPT = NativeSupport.downcall(
@@ -381,6 +388,78 @@ public final class Socket {
                 return new ReceivedFully(false, NO_FDS, true);
             }
             return new ReceivedFully(false, receiver.fds(), false);
+        }
+    }
+
+    /**
+     * {@code sendto(2)} of the first {@code lengthBytes} of {@code data} to the unix socket {@code path} (a leading NUL
+     * names the abstract namespace), for an unconnected {@link #SOCK_DGRAM} socket. Retries on {@code EINTR}. A
+     * datagram is sent whole or not at all.
+     *
+     * @param flags e.g. {@link #MSG_NOSIGNAL}, {@link #MSG_DONTWAIT}
+     * @return bytes sent; -1 when a non-blocking send found no room ({@code EAGAIN})
+     * @throws ErrnoException e.g. {@code ECONNREFUSED} or {@code ENOENT} when nothing is bound at {@code path}
+     * @throws IllegalArgumentException when the path does not fit {@code sun_path}
+     */
+    public static long sendto(int fd, MemorySegment data, long lengthBytes, int flags, String path) {
+        NativeSupport.checkNative(data, lengthBytes);
+        MemorySegment capture = NativeSupport.captureState();
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment address = sockaddrUn(arena, path);
+            int addressLength = sockaddrUnLength(path);
+            while (true) {
+                long n = (long) SENDTO.invokeExact(capture, fd, data, lengthBytes, flags, address, addressLength);
+                if (n >= 0) {
+                    return n;
+                }
+                int errno = NativeSupport.errno(capture);
+                if (errno == Errno.EAGAIN) {
+                    return -1;
+                }
+                if (errno != Errno.EINTR) {
+                    throw new ErrnoException("sendto " + path, errno);
+                }
+            }
+        } catch (Throwable t) {
+            throw NativeSupport.rethrow(t);
+        }
+    }
+
+    /**
+     * {@code getsockname(2)} of a unix socket: the path it is bound to, in the form {@link #bind} takes (a leading NUL
+     * for an abstract name), or the empty string for an unnamed socket.
+     *
+     * @throws ErrnoException e.g. {@code ENOTSOCK}
+     * @throws IllegalArgumentException when {@code fd} is not an {@link #AF_UNIX} socket
+     */
+    public static String getsockname(int fd) {
+        MemorySegment capture = NativeSupport.captureState();
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment address = arena.allocate(SOCKADDR_UN_SIZE, 2);
+            MemorySegment length = arena.allocateFrom(JAVA_INT, (int) SOCKADDR_UN_SIZE);
+            int rc = (int) GETSOCKNAME.invokeExact(capture, fd, address, length);
+            if (rc < 0) {
+                throw new ErrnoException("getsockname", NativeSupport.errno(capture));
+            }
+            if (address.get(JAVA_SHORT, 0) != AF_UNIX) {
+                throw new IllegalArgumentException("fd " + fd + " is not an AF_UNIX socket");
+            }
+            // the kernel may report a length larger than the buffer when it truncated: never read past the buffer
+            int pathBytes = (int) Math.min(length.get(JAVA_INT, 0) - SUN_PATH_OFFSET, SUN_PATH_BYTES);
+            if (pathBytes <= 0) {
+                return "";
+            }
+            byte[] bytes = address.asSlice(SUN_PATH_OFFSET, pathBytes).toArray(JAVA_BYTE);
+            if (bytes[0] == 0) {
+                return new String(bytes, StandardCharsets.UTF_8);
+            }
+            int end = 0;
+            while (end < bytes.length && bytes[end] != 0) {
+                end++;
+            }
+            return new String(bytes, 0, end, StandardCharsets.UTF_8);
+        } catch (Throwable t) {
+            throw NativeSupport.rethrow(t);
         }
     }
 

@@ -7,6 +7,8 @@
  * UAPI {@code <linux/io_uring.h>}), C names for functions and constants, a {@code private static final MethodHandle}
  * per function called with {@code invokeExact}, and {@code errno} captured with
  * {@code Linker.Option.captureCallState("errno")} and thrown as {@link io.vhostd.shm.linux.ErrnoException}.
+ * {@link io.vhostd.shm.linux.SdNotify} is the one exception to "bound, not written": systemd's {@code sd_notify(3)}
+ * protocol implemented over {@link io.vhostd.shm.linux.Socket#sendto}, so that no libsystemd is needed.
  *
  * <p><b>x86_64 Linux only.</b> Constants, syscall numbers and struct offsets are those of the x86_64 ABI with glibc;
  * the tests pin every offset with literal numbers. This is the only package of vhostd that touches
