@@ -40,6 +40,7 @@ import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Random;
+import java.util.concurrent.CompletionException;
 import java.util.concurrent.TimeUnit;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Timeout;
@@ -263,25 +264,28 @@ class DeviceEngineConformanceTest {
     }
 
     private void start(Kind kind) throws IOException {
-        start(kind, false);
+        start(kind, Fcntl.O_RDWR);
     }
 
-    /** @param failingWrites the bdev's fds are opened read-only although the bdev is not: every write fails (EBADF) */
-    private void start(Kind kind, boolean failingWrites) throws IOException {
+    /**
+     * @param accessMode the access mode the bdev's fds are opened with although the bdev is not read-only: {@code
+     *     O_RDWR}, {@code O_RDONLY} (every write fails, EBADF) or {@code O_WRONLY} (every read fails, EBADF)
+     */
+    private void start(Kind kind, int accessMode) throws IOException {
         this.kind = kind;
         bdev = openBdev(kind.backing, false);
-        if (failingWrites) {
+        if (accessMode != Fcntl.O_RDWR) {
             Bdev writable = bdev;
-            int readOnlyFd = Fcntl.open(writable.path(), Fcntl.O_RDONLY | Fcntl.O_CLOEXEC, 0);
-            int readOnlyDirectFd = writable.directFd() < 0
+            int failingFd = Fcntl.open(writable.path(), accessMode | Fcntl.O_CLOEXEC, 0);
+            int failingDirectFd = writable.directFd() < 0
                     ? -1
-                    : Fcntl.open(writable.path(), Fcntl.O_RDONLY | Fcntl.O_CLOEXEC | Fcntl.O_DIRECT, 0);
+                    : Fcntl.open(writable.path(), accessMode | Fcntl.O_CLOEXEC | Fcntl.O_DIRECT, 0);
             bdev = new Bdev(
                     writable.name(),
                     writable.type(),
                     writable.path(),
-                    readOnlyFd,
-                    readOnlyDirectFd,
+                    failingFd,
+                    failingDirectFd,
                     BDEV_BYTES,
                     writable.blockSizeBytes(),
                     false,
@@ -291,14 +295,18 @@ class DeviceEngineConformanceTest {
                     null);
             writable.close();
         }
+        mapGuest();
+        engine = kind.engine.create(bdev);
+        assertEquals(kind.engine.kindName, engine.kind());
+    }
+
+    /** Guest memory in a memfd, and the region table that maps its own copy of the fd (as the master does). */
+    private void mapGuest() {
         regions = new RegionTable();
         guestFd = Memfd.memfd_create("guest", Memfd.MFD_CLOEXEC);
         Unistd.ftruncate(guestFd, GUEST_MMAP_OFFSET + GUEST_BYTES);
         guest = Mman.mmap(GUEST_BYTES, RW, Mman.MAP_SHARED, guestFd, GUEST_MMAP_OFFSET, arena);
-        // the table maps its own copy of the fd, as the master does with the fd a slave sends
         regions.register(REGION_ID, Unistd.dup(guestFd), GUEST_BYTES, GUEST_MMAP_OFFSET);
-        engine = kind.engine.create(bdev);
-        assertEquals(kind.engine.kindName, engine.kind());
     }
 
     private Bdev openBdev(Backing backing, boolean readOnly) throws IOException {
@@ -454,6 +462,14 @@ class DeviceEngineConformanceTest {
         return kind.stores() ? written : new byte[written.length];
     }
 
+    /** WRITE, WRITE_ZEROES and DATASET_MANAGEMENT (CIDs 0..2) answer WRITE_FAULT; a READ (CID 3) succeeds. */
+    private static void assertWritesFailAndReadSucceeds(Queue q, Seg seg) {
+        assertStatus(VirtNvmeStatus.WRITE_FAULT, q.submitAndAwait(0, NVME_OPC_WRITE, 0, 4096, seg));
+        assertStatus(VirtNvmeStatus.WRITE_FAULT, q.submitAndAwait(1, NVME_OPC_WRITE_ZEROES, 0, 4096));
+        assertStatus(VirtNvmeStatus.WRITE_FAULT, q.submitAndAwait(2, NVME_OPC_DATASET_MANAGEMENT, 0, 4096));
+        assertSuccess(q.submitAndAwait(3, NVME_OPC_READ, 0, 4096, seg), 4096);
+    }
+
     private static void assertSuccess(Completion c, int expectedResult) {
         assertEquals(
                 VirtNvmeStatus.name(VirtNvmeStatus.SUCCESS), VirtNvmeStatus.name(c.statusField()), "cid " + c.cid());
@@ -581,17 +597,31 @@ class DeviceEngineConformanceTest {
 
     @ParameterizedTest
     @EnumSource(Kind.class)
-    void shouldFailCommandAndKeepServingWhenDeviceFailsWrite(Kind kind) throws IOException {
+    void shouldAnswerWriteFaultAndKeepServingWhenDeviceFailsWrite(Kind kind) throws IOException {
         assumeTrue(kind.hasFd(), "only a device can fail a write");
-        start(kind, true);
+        start(kind, Fcntl.O_RDONLY);
         Queue q = attachQueue(1);
         Seg seg = new Seg(0, 4096);
 
-        Completion failed = q.submitAndAwait(0, NVME_OPC_WRITE, 0, 4096, seg);
+        // spec §7.1: a write the device failed is WRITE_FAULT, so are write-zeroes and discard
+        assertWritesFailAndReadSucceeds(q, seg);
+        assertEquals(3, engine.deviceErrors());
+    }
 
-        assertTrue(failed.statusField() != VirtNvmeStatus.SUCCESS, "a failed device write is not a success");
-        assertEquals(0, failed.result(), "no bytes transferred");
-        assertSuccess(q.submitAndAwait(1, NVME_OPC_READ, 0, 4096, seg), 4096);
+    @ParameterizedTest
+    @EnumSource(Kind.class)
+    void shouldAnswerUnrecoveredReadErrorAndKeepServingWhenDeviceFailsRead(Kind kind) throws IOException {
+        assumeTrue(kind.hasFd(), "only a device can fail a read");
+        start(kind, Fcntl.O_WRONLY);
+        Queue q = attachQueue(1);
+        Seg seg = new Seg(0, 4096);
+        scatter(pattern(4096, 23), seg);
+
+        // spec §7.1: a read the device failed is UNRECOVERED_READ_ERROR
+        assertStatus(VirtNvmeStatus.UNRECOVERED_READ_ERROR, q.submitAndAwait(0, NVME_OPC_READ, 0, 4096, seg));
+
+        assertSuccess(q.submitAndAwait(1, NVME_OPC_WRITE, 0, 4096, seg), 4096);
+        assertEquals(1, engine.deviceErrors());
     }
 
     @ParameterizedTest
@@ -670,19 +700,12 @@ class DeviceEngineConformanceTest {
             }
         }
         bdev = openBdev(kind.backing, true);
-        regions = new RegionTable();
-        guestFd = Memfd.memfd_create("guest", Memfd.MFD_CLOEXEC);
-        Unistd.ftruncate(guestFd, GUEST_MMAP_OFFSET + GUEST_BYTES);
-        guest = Mman.mmap(GUEST_BYTES, RW, Mman.MAP_SHARED, guestFd, GUEST_MMAP_OFFSET, arena);
-        regions.register(REGION_ID, Unistd.dup(guestFd), GUEST_BYTES, GUEST_MMAP_OFFSET);
+        mapGuest();
         engine = kind.engine.create(bdev);
         Queue q = attachQueue(1);
         Seg seg = new Seg(0, 4096);
 
-        assertStatus(VirtNvmeStatus.WRITE_FAULT, q.submitAndAwait(0, NVME_OPC_WRITE, 0, 4096, seg));
-        assertStatus(VirtNvmeStatus.WRITE_FAULT, q.submitAndAwait(1, NVME_OPC_WRITE_ZEROES, 0, 4096));
-        assertStatus(VirtNvmeStatus.WRITE_FAULT, q.submitAndAwait(2, NVME_OPC_DATASET_MANAGEMENT, 0, 4096));
-        assertSuccess(q.submitAndAwait(3, NVME_OPC_READ, 0, 4096, seg), 4096);
+        assertWritesFailAndReadSucceeds(q, seg);
     }
 
     @ParameterizedTest
@@ -703,11 +726,7 @@ class DeviceEngineConformanceTest {
         int directFd = Fcntl.open(direct.toString(), Fcntl.O_RDWR | Fcntl.O_CLOEXEC | Fcntl.O_DIRECT, 0);
         bdev = new Bdev(
                 "routing", "file", buffered.toString(), fd, directFd, BDEV_BYTES, 4096, false, false, null, null, null);
-        regions = new RegionTable();
-        guestFd = Memfd.memfd_create("guest", Memfd.MFD_CLOEXEC);
-        Unistd.ftruncate(guestFd, GUEST_MMAP_OFFSET + GUEST_BYTES);
-        guest = Mman.mmap(GUEST_BYTES, RW, Mman.MAP_SHARED, guestFd, GUEST_MMAP_OFFSET, arena);
-        regions.register(REGION_ID, Unistd.dup(guestFd), GUEST_BYTES, GUEST_MMAP_OFFSET);
+        mapGuest();
         engine = engineKind.create(bdev);
         Queue q = attachQueue(1);
         byte[] data = pattern(8192, 61);
@@ -794,10 +813,7 @@ class DeviceEngineConformanceTest {
         start(kind);
         Queue q = attachQueue(1);
         scatter(pattern(64 * 1024, 71), new Seg(0, 64 * 1024));
-        Thread engineThread = Thread.getAllStackTraces().keySet().stream()
-                .filter(t -> t.getName().equals("engine-conformance"))
-                .findFirst()
-                .orElseThrow();
+        Thread engineThread = engineThread();
         com.sun.management.ThreadMXBean threads =
                 (com.sun.management.ThreadMXBean) java.lang.management.ManagementFactory.getThreadMXBean();
         runBatches(q, 300);
@@ -854,5 +870,201 @@ class DeviceEngineConformanceTest {
         engine.close();
         assertThrows(IllegalStateException.class, () -> engine.attach(q.binding), "attach after close");
         assertThrows(IllegalStateException.class, () -> engine.detach(1), "detach after close");
+    }
+
+    @ParameterizedTest
+    @EnumSource(Kind.class)
+    void shouldDetachOnlyThatQueuePairWhenItsSqTailIsCorrupt(Kind kind) throws IOException {
+        start(kind);
+        Queue corrupt = attachQueue(1);
+        Queue healthy = attachQueue(2);
+        Seg seg = new Seg(0, 4096);
+        assertSuccess(corrupt.submitAndAwait(0, NVME_OPC_READ, 0, 4096, seg), 4096);
+
+        // a faulty slave puts its SQ tail more than depth ahead of the head (spec §9.3)
+        VirtNvmeDescriptor.sqTailRelease(corrupt.submitterMemory, corrupt.submitter.sqTailIndex() + DEPTH + 1);
+        Eventfd.eventfd_write(corrupt.sqEventFd, 1);
+        awaitCount("queue pairs failed", engine::queuePairsFailed, 1);
+
+        // the other queue pair is still served, and the corrupt one is gone: detach returns at once, attach is free
+        assertSuccess(healthy.submitAndAwait(0, NVME_OPC_WRITE, 0, 4096, seg), 4096);
+        engine.detach(1);
+        assertEquals(0, corrupt.drain(), "nothing is posted in the corrupt queue pair");
+        Queue replacement = attachQueue(1);
+        assertSuccess(replacement.submitAndAwait(0, NVME_OPC_READ, 0, 4096, seg), 4096);
+        assertSuccess(healthy.submitAndAwait(1, NVME_OPC_FLUSH, 0, 0), 0);
+        assertEquals(1, engine.queuePairsFailed());
+    }
+
+    @ParameterizedTest
+    @EnumSource(Kind.class)
+    void shouldDetachOnlyThatQueuePairWhenSlaveOverflowsItsCq(Kind kind) throws IOException {
+        start(kind);
+        Queue overflowing = attachQueue(1);
+        Queue healthy = attachQueue(2);
+        // depth commands whose completions the slave never consumes...
+        for (int cid = 0; cid < DEPTH; cid++) {
+            overflowing.write(cid, NVME_OPC_FLUSH, 0, 0);
+        }
+        overflowing.publish();
+        awaitCount("completions posted", engine::commandsCompleted, DEPTH);
+        // ...then one more, against the flow control of spec §8: its completion finds the CQ full
+        overflowing.write(0, NVME_OPC_FLUSH, 0, 0);
+        overflowing.publish();
+        awaitCount("queue pairs failed", engine::queuePairsFailed, 1);
+
+        assertSuccess(healthy.submitAndAwait(0, NVME_OPC_FLUSH, 0, 0), 0);
+        engine.detach(1);
+        assertEquals(DEPTH, overflowing.drain(), "the completions posted before the overflow stay");
+        assertEquals(DEPTH + 1, engine.commandsCompleted());
+    }
+
+    @ParameterizedTest
+    @EnumSource(Kind.class)
+    void shouldDropAndCountCommandWhenCidIsNotBelowDepth(Kind kind) throws IOException {
+        start(kind);
+        Queue q = attachQueue(1);
+        Seg seg = new Seg(0, 4096);
+        for (int bad : new int[] {DEPTH, 0xFFFF}) {
+            int slot = q.submitter.sqTailIndex() & (DEPTH - 1);
+            q.write(0, NVME_OPC_READ, 0, 4096, seg);
+            // a faulty slave rewrites the CID: no CQE can answer it (spec §9.1)
+            q.submitterMemory.set(
+                    U16_LE, VirtNvmeDescriptor.sqeOffset(slot) + VirtNvmeDescriptor.SQE_CID_OFFSET, (short) bad);
+        }
+        q.write(1, NVME_OPC_READ, 0, 4096, seg);
+        q.publish();
+
+        assertSuccess(q.await(1), 4096);
+        assertEquals(2, engine.commandsDropped());
+        assertEquals(0, q.drain(), "no CQE for a dropped command");
+        assertSuccess(q.submitAndAwait(0, NVME_OPC_READ, 0, 4096, seg), 4096);
+        assertEquals(0, engine.queuePairsFailed(), "a bad CID is not a corrupt queue pair");
+    }
+
+    @ParameterizedTest
+    @EnumSource(
+            value = Kind.class,
+            names = {"IO_URING_FILE", "THREAD_POOL_FILE", "IO_URING_BLOCK", "THREAD_POOL_BLOCK"})
+    void shouldDropCommandWhenItsCidIsStillInFlight(Kind kind) throws IOException {
+        start(kind);
+        Queue q = attachQueue(1);
+        Seg seg = new Seg(0, 4096);
+        // one batch: the second command reuses the CID of the first, which the device cannot have finished yet (its
+        // completion is handled after the batch)
+        q.write(7, NVME_OPC_WRITE, 0, 4096, seg);
+        q.write(7, NVME_OPC_WRITE, 8192, 4096, seg);
+        q.publish();
+
+        assertSuccess(q.await(7), 4096);
+        assertEquals(1, engine.commandsDropped());
+        assertSuccess(q.submitAndAwait(7, NVME_OPC_FLUSH, 0, 0), 0);
+        assertEquals(0, q.drain(), "one CQE for CID 7, then the flush's");
+        assertEquals(2, engine.commandsCompleted());
+    }
+
+    @ParameterizedTest
+    @EnumSource(
+            value = Kind.class,
+            names = {"IO_URING_FILE", "THREAD_POOL_FILE", "MEMORY_MALLOC"})
+    void shouldRefuseAttachWhenEngineServesMaxQueuePairs(Kind kind) throws IOException {
+        start(kind);
+        Queue served = attachQueue(1);
+        // small queue pairs in plain memory, sharing one pair of eventfds: the engine only counts them
+        long lengthBytes = VirtNvmeDescriptor.lengthBytes(2, 1);
+        List<QpairBinding> bindings = new ArrayList<>();
+        for (int id = 2; id <= DeviceEngine.MAX_QPAIRS + 1; id++) {
+            VirtNvmeQueuePair qp = VirtNvmeQueuePair.format(arena.allocate(lengthBytes, 64), id, 2, 1);
+            bindings.add(new QpairBinding(qp, served.sqEventFd, served.cqEventFd, regions, NSID));
+        }
+        for (QpairBinding b : bindings.subList(0, DeviceEngine.MAX_QPAIRS - 1)) {
+            engine.attach(b);
+        }
+
+        IllegalStateException refused =
+                assertThrows(IllegalStateException.class, () -> engine.attach(bindings.getLast()));
+
+        assertTrue(refused.getMessage().contains(String.valueOf(DeviceEngine.MAX_QPAIRS)), refused.getMessage());
+        assertThrows(IllegalStateException.class, () -> engine.attach(served.binding), "a queue pair attached twice");
+        assertSuccess(served.submitAndAwait(0, NVME_OPC_FLUSH, 0, 0), 0);
+        engine.detach(2);
+        engine.attach(bindings.getLast());
+        assertSuccess(served.submitAndAwait(1, NVME_OPC_FLUSH, 0, 0), 0);
+    }
+
+    @ParameterizedTest
+    @EnumSource(
+            value = Kind.class,
+            names = {"IO_URING_FILE", "IO_URING_BLOCK"})
+    void shouldLeaveNoWakeReadBehindWhenQueuePairDetachedAndAttachedAgain(Kind kind) throws IOException {
+        start(kind);
+        IoUringEngine uring = (IoUringEngine) engine;
+        Queue q = attachQueue(1);
+        Queue other = attachQueue(2);
+        Seg seg = new Seg(0, 4096);
+        for (int round = 0; round < 20; round++) {
+            assertSuccess(q.submitAndAwait(round, NVME_OPC_READ, 0, 4096, seg), 4096);
+
+            engine.detach(1);
+
+            // the read parked on the detached queue pair's eventfd was cancelled and reaped before detach returned
+            assertEquals(1, uring.wakeReadsPending(), "round " + round + ": only the other queue pair's read");
+            engine.attach(q.binding);
+            assertEquals(2, uring.wakeReadsPending(), "round " + round);
+        }
+        // and the eventfd of a detached queue pair is nobody's: what the slave writes stays in its counter
+        engine.detach(1);
+        Eventfd.eventfd_write(q.sqEventFd, 1);
+        assertSuccess(other.submitAndAwait(0, NVME_OPC_FLUSH, 0, 0), 0);
+        assertEquals(Poll.POLLIN, Poll.poll(q.sqEventFd, Poll.POLLIN, 0));
+    }
+
+    @ParameterizedTest
+    @EnumSource(
+            value = Kind.class,
+            names = {"IO_URING_FILE", "THREAD_POOL_FILE", "MEMORY_MALLOC"})
+    void shouldReturnFromCloseWhenEngineThreadDied(Kind kind) throws IOException, InterruptedException {
+        start(kind);
+        Queue q = attachQueue(1);
+        assertSuccess(q.submitAndAwait(0, NVME_OPC_FLUSH, 0, 0), 0);
+        Thread engineThread = engineThread();
+
+        // an engine bug: an Error out of the engine loop ends the thread
+        assertThrows(CompletionException.class, () -> ((PollingEngine<?>) engine).runOnEngineThread(() -> {
+            throw new AssertionError("injected engine failure");
+        }));
+        engineThread.join(DEADLINE_NS / 1_000_000);
+        assertTrue(!engineThread.isAlive(), "the engine thread ended");
+        assertThrows(IllegalStateException.class, () -> engine.attach(q.binding), "attach to a dead engine");
+        assertThrows(IllegalStateException.class, () -> engine.detach(1), "detach from a dead engine");
+        // the dead engine closed its control eventfd; a new eventfd likely gets its number and must stay untouched
+        int reused = Eventfd.eventfd(0, Eventfd.EFD_CLOEXEC | Eventfd.EFD_NONBLOCK);
+        try {
+            engine.close();
+
+            engine.close();
+            assertEquals(0, Eventfd.eventfd_read(reused), "close() wrote no eventfd of the dead engine's number");
+        } finally {
+            Unistd.close(reused);
+        }
+    }
+
+    private static Thread engineThread() {
+        return Thread.getAllStackTraces().keySet().stream()
+                .filter(t -> t.getName().equals("engine-conformance"))
+                .findFirst()
+                .orElseThrow();
+    }
+
+    /** Spins until {@code counter} reaches {@code expected} (the engine thread bumps it), with the deadline. */
+    private static void awaitCount(String what, java.util.function.LongSupplier counter, long expected) {
+        long deadline = System.nanoTime() + DEADLINE_NS;
+        while (counter.getAsLong() < expected) {
+            if (System.nanoTime() > deadline) {
+                fail(what + ": " + counter.getAsLong() + ", expected " + expected + " within the deadline");
+            }
+            Thread.onSpinWait();
+        }
+        assertEquals(expected, counter.getAsLong(), what);
     }
 }

@@ -90,6 +90,11 @@ public final class IoUring implements AutoCloseable {
     /** sqe->fsync_flags: {@code fdatasync} semantics. */
     public static final int IORING_FSYNC_DATASYNC = 1;
 
+    // sqe->cancel_flags of IORING_OP_ASYNC_CANCEL
+    public static final int IORING_ASYNC_CANCEL_ALL = 1;
+    public static final int IORING_ASYNC_CANCEL_FD = 1 << 1;
+    public static final int IORING_ASYNC_CANCEL_ANY = 1 << 2;
+
     // sq ring flags
     public static final int IORING_SQ_NEED_WAKEUP = 1;
     public static final int IORING_SQ_CQ_OVERFLOW = 1 << 1;
@@ -397,6 +402,19 @@ public final class IoUring implements AutoCloseable {
     public boolean prepFallocate(int fd, int mode, long offset, long len, long userData) {
         // liburing io_uring_prep_fallocate: mode travels in sqe->len, the length in sqe->addr
         return prepRw(IORING_OP_FALLOCATE, fd, len, mode, offset, 0, 0, userData);
+    }
+
+    /**
+     * Prepares {@code IORING_OP_ASYNC_CANCEL} of the request submitted with {@code targetUserData} (liburing
+     * {@code io_uring_prep_cancel64}: the target's user_data travels in {@code sqe->addr}, the flags in
+     * {@code sqe->cancel_flags}). A target still pending completes with {@code -ECANCELED}; this SQE's own CQE carries
+     * {@code userData} and res 0 (cancelled), {@code -ENOENT} (no such request: it already completed) or
+     * {@code -EALREADY} (it is running and may still complete normally).
+     *
+     * @param cancelFlags 0 (the first match) or {@code IORING_ASYNC_CANCEL_*}
+     */
+    public boolean prepCancel(long targetUserData, int cancelFlags, long userData) {
+        return prepRw(IORING_OP_ASYNC_CANCEL, -1, targetUserData, 0, 0, cancelFlags, 0, userData);
     }
 
     /** Prepares a no-op (completes with res 0). */

@@ -101,6 +101,30 @@ class IoUringTest {
     }
 
     @Test
+    void shouldCompleteReadWithEcanceledWhenCancelledByUserData() {
+        int efd = Eventfd.eventfd(0, Eventfd.EFD_CLOEXEC);
+        try (IoUring ring = new IoUring(4, 0);
+                Arena arena = Arena.ofConfined()) {
+            MemorySegment counter = arena.allocate(8, 8);
+            assertTrue(ring.prepRead(efd, counter.address(), 8, 0, 41));
+            assertEquals(1, ring.submit());
+
+            assertTrue(ring.prepCancel(41, 0, 42));
+
+            List<Cqe> cqes = reapAtLeast(ring, 2);
+            assertTrue(cqes.contains(new Cqe(41, -Errno.ECANCELED, 0)), "the parked read is cancelled: " + cqes);
+            assertTrue(cqes.contains(new Cqe(42, 0, 0)), "the cancel found it: " + cqes);
+            // nobody reads the eventfd any more: a write stays in its counter
+            Eventfd.eventfd_write(efd, 3);
+            assertEquals(Poll.POLLIN, Poll.poll(efd, Poll.POLLIN, 0));
+            assertTrue(ring.prepCancel(41, 0, 43));
+            assertEquals(new Cqe(43, -Errno.ENOENT, 0), reapAtLeast(ring, 1).getFirst(), "nothing left to cancel");
+        } finally {
+            Unistd.close(efd);
+        }
+    }
+
+    @Test
     void shouldReturnFalseWhenSubmissionQueueFull() {
         try (IoUring ring = new IoUring(4, 0)) {
             assertEquals(4, ring.sqEntries());
