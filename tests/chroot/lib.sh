@@ -11,6 +11,8 @@
 #   write_vhostd_yaml FILE DIR BDEV_YAML NQ   vhostd config: bdev disk0 = BDEV_YAML, controller vhost.0
 #   start_vhostd_master CONFIG SOCK LOG    bin/vhostd master; waits for "vhostd master ready" and SOCK
 #                                          -> VHOSTD_PID (the master JVM; the slave JVM is its child)
+#   pattern_write IMG JOB                  writes the region of pattern job JOB (ph64k) into IMG, on the host
+#   pattern_check IMG JOB                  checks the region of pattern job JOB (pf64k) in IMG, on the host
 #
 # Env: FIO_RUNTIME (10 s), FIO_RAMP (2 s), FIO_VERIFY_SIZE (256M), VHOSTD_CHROOT (see setup.sh).
 # Sockets must live under /tmp (the chroot sees the host's /tmp) and images under /dev/shm or /tmp.
@@ -32,12 +34,37 @@ FIO_VERIFY_SIZE=${FIO_VERIFY_SIZE:-256M}
 #   vwmixv  as vwmix with libblkio_vectored (iovec requests)
 #   vw64k   sequential write 64k QD8, no read back (for vo64k)
 #   vo64k   verify_only of what vw64k wrote: a second fio process, a new vhost-user connection
+# Pattern jobs: data checked on both sides of the back-end. A pattern region holds, in every 64 KiB block at
+# byte offset O of the image, the 16-byte unit TAG + O (little-endian u64) 4096 times: what fio's
+# verify=pattern with verify_pattern="TAG"%o writes and expects (no header; %o is the block's file offset).
+#   ph64k   the HOST wrote the region (pattern_write, before the back-end started); fio reads and checks it
+#   pf64k   fio writes the region and reads it back; the host checks it (pattern_check, back-end stopped)
+# Both sides must agree on the regions (dist/src/test/java/io/vhostd/dist/LibblkioVerifyIT.java mirrors them):
+#   ph64k   offset 512 MiB, 64 MiB, TAG vhostd-H        pf64k   offset 640 MiB, 64 MiB, TAG vhostd-F
 FIO_PERF_JOBS="rr4k1 rr4k32 rw4k32 sr128k8"
 FIO_VERIFY_JOBS="vw4k32 vwmix vwmixv vw64k vo64k"
+FIO_PATTERN_JOBS="ph64k pf64k"
+
+# pattern_region JOB -> "OFFSET_MIB SIZE_MIB TAG" of a pattern job
+pattern_region() {
+    case $1 in
+    ph64k) echo "512 64 vhostd-H" ;;
+    pf64k) echo "640 64 vhostd-F" ;;
+    *) echo "pattern_region: '$1' is not a pattern job" >&2; return 1 ;;
+    esac
+}
 
 fio_job_args() {
     local timed="--time_based=1 --runtime=$FIO_RUNTIME --ramp_time=$FIO_RAMP"
-    local verify="--time_based=0 --size=$FIO_VERIFY_SIZE --verify=crc32c --verify_fatal=1"
+    # verify_state_save=0: fio would leave a <job>-verify.state file in its working directory (the chroot's /)
+    local verify="--time_based=0 --size=$FIO_VERIFY_SIZE --verify=crc32c --verify_fatal=1 --verify_state_save=0"
+    local off size tag pattern
+    case $1 in ph64k | pf64k)
+        read -r off size tag < <(pattern_region "$1")
+        # fio takes the quotes literally and parses them: "TAG" is a string, %o the block offset
+        pattern="--time_based=0 --offset=${off}M --size=${size}M --verify=pattern --verify_pattern=\"$tag\"%o --verify_fatal=1 --verify_state_save=0"
+        ;;
+    esac
     case $1 in
     rr4k1) echo "--rw=randread --bs=4k --iodepth=1 $timed" ;;
     rr4k32) echo "--rw=randread --bs=4k --iodepth=32 $timed" ;;
@@ -48,9 +75,37 @@ fio_job_args() {
     vwmixv) echo "--rw=randwrite --bsrange=4k-128k --iodepth=16 $verify --do_verify=1 --libblkio_vectored=1" ;;
     vw64k) echo "--rw=write --bs=64k --iodepth=8 $verify --do_verify=0" ;;
     vo64k) echo "--rw=write --bs=64k --iodepth=8 $verify --verify_only=1" ;;
+    ph64k) echo "--rw=read --bs=64k --iodepth=8 $pattern" ;; # a read-only job verifies every block it reads
+    pf64k) echo "--rw=write --bs=64k --iodepth=8 $pattern --do_verify=1" ;;
     *) echo "fio_job_args: unknown job '$1'" >&2; return 1 ;;
     esac | tr ' ' '\n'
 }
+
+# _pattern IMG JOB write|check: the pattern region of JOB (see pattern_region) in IMG, through the host's file
+_pattern() {
+    local off size tag
+    read -r off size tag < <(pattern_region "$2") || return 1
+    python3 - "$1" "$off" "$size" "$tag" "$3" <<'PY'
+import struct, sys
+path, off_mib, size_mib, tag, mode = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4].encode(), sys.argv[5]
+block, start = 65536, off_mib << 20
+with open(path, "r+b" if mode == "write" else "rb") as f:
+    f.seek(start)
+    for o in range(start, start + (size_mib << 20), block):
+        want = (tag + struct.pack("<Q", o)) * (block // 16)
+        if mode == "write":
+            f.write(want)
+            continue
+        got = f.read(block)
+        if got != want:
+            bad = next(i for i in range(len(want)) if i >= len(got) or got[i] != want[i])
+            sys.exit(f"pattern_check: {path} byte {o + bad} (block at {o}) is {got[bad:bad + 16]!r}, wanted {want[bad:bad + 16]!r}")
+    if mode == "write":
+        f.flush()
+PY
+}
+pattern_write() { _pattern "$1" "$2" write; }
+pattern_check() { _pattern "$1" "$2" check; }
 
 chroot_ensure() {
     "$CHROOT_DIR/setup.sh" --check >/dev/null 2>&1 && return 0

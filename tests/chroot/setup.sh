@@ -13,9 +13,18 @@
 #      SUITE          Debian suite to bootstrap (default sid; the only one tried)
 #      MIRROR         Debian mirror (default: the one this host's apt uses)
 # Needs root and network access to the Debian mirror. Installs debootstrap on the host if missing.
+# Exit status: 0 ready, 1 failed, 2 usage or no mirror configured, 3 the mirror is unreachable (checked
+# before anything is built; tests skip on 3 and fail on anything else).
 # Concurrent calls serialise on a lock file next to the chroot. Phase timings go to stderr and to
 # $VHOSTD_CHROOT/.vhostd-chroot-build.log.
 set -euo pipefail
+# set -e exits with the failing command's status: keep 2 and 3 for the meanings above (only set on purpose).
+EXIT_MEANT=""
+keep_exit_meanings() {
+    local rc=$?
+    if [ "$rc" -gt 1 ] && [ "$rc" != "$EXIT_MEANT" ]; then exit 1; fi
+}
+trap keep_exit_meanings EXIT
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=${VHOSTD_CHROOT:-/var/cache/vhostd-chroot/sid}
 SUITE=${SUITE:-sid}
@@ -26,7 +35,7 @@ for a in "$@"; do
     --check) CHECK=1 ;;
     --keep-toolchain) KEEP_TOOLCHAIN=1 ;;
     -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-    *) echo "setup.sh: unknown argument $a" >&2; exit 2 ;;
+    *) echo "setup.sh: unknown argument $a" >&2; EXIT_MEANT=2; exit 2 ;;
     esac
 done
 
@@ -89,7 +98,18 @@ host_mirror() {
             /etc/apt/sources.list | head -1
 }
 MIRROR=${MIRROR:-$(host_mirror || true)}
-[ -n "$MIRROR" ] || { echo "setup.sh: cannot find the host's Debian mirror; set MIRROR" >&2; exit 2; }
+[ -n "$MIRROR" ] || { echo "setup.sh: cannot find the host's Debian mirror; set MIRROR" >&2; EXIT_MEANT=2; exit 2; }
+# Exit status 3 (and only then) means "the mirror cannot be reached": the integration tests skip on it, and
+# fail on every other error. apt-helper is apt's own downloader, so apt's proxy settings apply.
+probe=$(mktemp)
+if ! /usr/lib/apt/apt-helper download-file "${MIRROR%/}/dists/$SUITE/InRelease" "$probe" >"$probe.log" 2>&1; then
+    echo "setup.sh: the Debian mirror is unreachable: cannot fetch ${MIRROR%/}/dists/$SUITE/InRelease:" >&2
+    grep -E '^(Err|E):' "$probe.log" | sed 's/^/  /' >&2
+    rm -f "$probe" "$probe.log"
+    EXIT_MEANT=3
+    exit 3
+fi
+rm -f "$probe" "$probe.log"
 
 T_START=$SECONDS
 phase_t=$SECONDS
