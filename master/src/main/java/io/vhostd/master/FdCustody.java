@@ -52,6 +52,17 @@ public final class FdCustody implements AutoCloseable {
         return keys.size();
     }
 
+    /** A snapshot of the fds held for {@code controller} (the custody still owns them). */
+    public synchronized Map<Key, Integer> entries(String controller) {
+        Map<Key, Integer> out = new HashMap<>();
+        fds.forEach((k, fd) -> {
+            if (k.controller().equals(controller)) {
+                out.put(k, fd);
+            }
+        });
+        return out;
+    }
+
     public synchronized int size() {
         return fds.size();
     }

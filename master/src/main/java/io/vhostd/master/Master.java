@@ -5,6 +5,7 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.vertx.core.Vertx;
+import io.vhostd.journal.JournalDescriptor;
 import io.vhostd.master.bdev.Bdev;
 import io.vhostd.master.bdev.NvmeProbe;
 import io.vhostd.master.config.BdevConfig;
@@ -110,7 +111,21 @@ public final class Master implements AutoCloseable {
     private BdevRegistry bdevs;
     private int controlListenFd = -1;
     private Path controlPath;
-    private SlaveProcess slave;
+    private volatile SlaveProcess slave;
+    /**
+     * The standby: a started slave without controllers that waits to take over (issue #4); completes when it said
+     * hello (exceptionally if it could not be started). Null before the first one is spawned.
+     */
+    private java.util.concurrent.CompletableFuture<SlaveProcess> standby;
+    /** Each controller's session journal region (journal/spec/journal.md), formatted by the master. */
+    private final Map<String, HugepageArena> journals = new LinkedHashMap<>();
+
+    private int nextSlaveNumber = 1;
+    /** A handover to the standby is in progress (the dead slave is still {@link #slave}). */
+    private volatile boolean handingOver;
+    /** One slave is spawned and accepted at a time (the control socket, the slave numbers). */
+    private final Object spawnLock = new Object();
+
     private Vertx vertx;
     private RpcServer rpc;
     private volatile boolean shuttingDown;
@@ -251,6 +266,10 @@ public final class Master implements AutoCloseable {
             bindings.add(binding);
         }
         custody.hold(new FdCustody.Key(c.name(), "listen", 0), listenFd);
+        HugepageArena journal = HugepageArena.create(
+                "vhostd-journal-" + c.name(), JournalDescriptor.lengthBytes(c.numQueues(), QPAIR_DEPTH, 0), false);
+        JournalDescriptor.format(journal.segment(), c.numQueues(), QPAIR_DEPTH, 0);
+        journals.put(c.name(), journal);
         String serial = c.serial();
         controllers.put(
                 c.name(),
@@ -315,7 +334,24 @@ public final class Master implements AutoCloseable {
         Files.setPosixFilePermissions(controlPath, PosixFilePermissions.fromString("rw-------"));
         Socket.listen(controlListenFd, 4);
 
-        String slaveId = "slave-1";
+        slave = connectSlave();
+        sendControllers(slave, Set.of());
+        awaitListening(slave);
+        watch(slave);
+        startStandby();
+    }
+
+    // --- slave replacement (issue #4): a warm standby takes the controllers of a slave that died ---
+
+    /** Spawns a slave, accepts its control connection, checks its hello and welcomes it with the arena. */
+    private SlaveProcess connectSlave() throws Exception {
+        synchronized (spawnLock) {
+            return connectSlaveLocked();
+        }
+    }
+
+    private SlaveProcess connectSlaveLocked() throws Exception {
+        String slaveId = "slave-" + nextSlaveNumber++;
         Process process = spawnSlave(slaveId);
         int fd = acceptFrom(process, 30_000);
         ControlChannel channel = new ControlChannel(fd);
@@ -329,9 +365,35 @@ public final class Master implements AutoCloseable {
         }
         channel.send(
                 new ControlMessage.Welcome(ControlMessage.PROTOCOL_VERSION, slaveId, arena.sizeBytes()), arena.fd());
-        slave = new SlaveProcess(slaveId, process, channel, regions, custody, controllers);
-        slave.start();
+        SlaveProcess started = new SlaveProcess(slaveId, process, channel, regions, custody, controllers);
+        started.start();
+        return started;
+    }
+
+    /**
+     * Sends every controller to {@code target}: for those in {@code adopt} first the session to continue (the fds in
+     * custody), then the journal and the controller itself.
+     */
+    private void sendControllers(SlaveProcess target, Set<String> adopt) {
+        ControlChannel channel = target.channel();
         for (ControllerRuntime c : controllers.values()) {
+            if (adopt.contains(c.name())) {
+                List<ControlMessage.AdoptedFd> refs = new ArrayList<>();
+                List<Integer> fds = new ArrayList<>();
+                for (Map.Entry<FdCustody.Key, Integer> e :
+                        custody.entries(c.name()).entrySet()) {
+                    if (SlaveProcess.SESSION_FDS.contains(e.getKey().what())) {
+                        refs.add(new ControlMessage.AdoptedFd(
+                                e.getKey().what(), e.getKey().index()));
+                        fds.add(e.getValue());
+                    }
+                }
+                channel.send(
+                        new ControlMessage.AdoptSession(c.name(), refs),
+                        fds.stream().mapToInt(Integer::intValue).toArray());
+            }
+            HugepageArena journal = journals.get(c.name());
+            channel.send(new ControlMessage.ControllerJournal(c.name(), journal.sizeBytes()), journal.fd());
             int[] fds = new int[1 + 2 * c.numQueues()];
             fds[0] = c.listenFd();
             for (int q = 0; q < c.numQueues(); q++) {
@@ -352,23 +414,154 @@ public final class Master implements AutoCloseable {
                             c.qpairs()),
                     fds);
         }
+    }
+
+    private void awaitListening(SlaveProcess target) throws Exception {
         for (ControllerRuntime c : controllers.values()) {
             try {
-                slave.listening(c.name()).get(30, TimeUnit.SECONDS);
+                target.listening(c.name()).get(30, TimeUnit.SECONDS);
             } catch (java.util.concurrent.TimeoutException e) {
                 throw new IllegalStateException("slave did not take controller " + c.name() + " within 30 s");
             }
         }
-        process.onExit().thenAccept(p -> {
+    }
+
+    /** Hands the controllers to the standby when {@code serving} dies (unless the master is shutting down). */
+    private void watch(SlaveProcess serving) {
+        serving.process().onExit().thenAccept(p -> {
             if (!shuttingDown) {
-                LOG.log(
-                        System.Logger.Level.ERROR,
-                        "slave " + slaveId + " (pid " + p.pid() + ") exited with status " + p.exitValue()
-                                + "; stopping the master (slave replacement: issue #4)");
-                custody.close();
-                stopped.countDown();
+                Thread.ofPlatform().name("handover-" + serving.slaveId()).start(() -> handOver(serving, p));
             }
         });
+    }
+
+    /** Spawns the next standby in the background (no JVM start on the critical path of a handover). */
+    private synchronized void startStandby() {
+        java.util.concurrent.CompletableFuture<SlaveProcess> next = new java.util.concurrent.CompletableFuture<>();
+        standby = next;
+        Thread.ofPlatform().name("standby-spawn").daemon(true).start(() -> {
+            try {
+                SlaveProcess started = connectSlave();
+                next.complete(started);
+                LOG.log(
+                        System.Logger.Level.INFO,
+                        "standby slave " + started.slaveId() + " (pid " + started.pid() + ") ready");
+            } catch (Exception e) {
+                LOG.log(System.Logger.Level.ERROR, "cannot start a standby slave: " + e.getMessage(), e);
+                next.completeExceptionally(e);
+            }
+        });
+    }
+
+    /**
+     * The serving slave died (issue #4): re-format each controller's queue pairs once the engine has no command of
+     * them in flight (the journal holds every request the guest has not seen complete), give the standby the
+     * controllers and the sessions (fds from custody), then spawn a new standby. Stops the master if no standby can
+     * take over.
+     */
+    private void handOver(SlaveProcess dead, Process exited) {
+        long noticedNs = System.nanoTime();
+        java.util.concurrent.CompletableFuture<SlaveProcess> waiting;
+        synchronized (this) {
+            if (shuttingDown) {
+                return;
+            }
+            waiting = standby;
+            standby = null;
+            handingOver = true;
+        }
+        LOG.log(
+                System.Logger.Level.WARNING,
+                "slave " + dead.slaveId() + " (pid " + exited.pid() + ") exited with status " + exited.exitValue()
+                        + "; handing its controllers to the standby"
+                        + (waiting != null && waiting.isDone() ? "" : " (still starting)"));
+        try {
+            SlaveProcess next = null;
+            try {
+                // a standby still starting is waited for rather than a second one spawned
+                next = waiting == null ? null : waiting.get(60, TimeUnit.SECONDS);
+            } catch (java.util.concurrent.ExecutionException e) {
+                LOG.log(System.Logger.Level.WARNING, "the standby did not start: " + e.getCause());
+            }
+            if (next == null || !next.process().isAlive()) {
+                next = connectSlave();
+            }
+            long resetStartNs = System.nanoTime();
+            Set<String> adopt = new HashSet<>();
+            for (ControllerRuntime c : List.copyOf(controllers.values())) {
+                controllers.put(c.name(), resetQpairs(c));
+                if (custody.get(new FdCustody.Key(c.name(), "connection", 0)) >= 0) {
+                    adopt.add(c.name());
+                } else {
+                    // no session to continue: the next one starts on a fresh journal
+                    JournalDescriptor.format(journals.get(c.name()).segment(), c.numQueues(), QPAIR_DEPTH, 0);
+                }
+            }
+            long resetNs = System.nanoTime();
+            sendControllers(next, adopt);
+            for (String name : adopt) {
+                String error = next.adopted(name).get(30, TimeUnit.SECONDS);
+                if (error != null) {
+                    // better a disconnect than a guest that waits forever: QEMU sees the connection close and may
+                    // reconnect (chardev reconnect=); the fds of the session are released
+                    LOG.log(
+                            System.Logger.Level.ERROR,
+                            "controller " + name + ": session not adopted, closing its connection: " + error);
+                    custody.releaseAll(name, SlaveProcess.SESSION_FDS);
+                }
+            }
+            awaitListening(next);
+            slave = next;
+            handingOver = false;
+            LOG.log(
+                    System.Logger.Level.INFO,
+                    "slave " + next.slaveId() + " (pid " + next.pid() + ") resumed " + adopt.size() + " session(s) "
+                            + (System.nanoTime() - noticedNs) / 1_000 + " us after slave " + dead.slaveId()
+                            + " died (queue pairs reset in " + (resetNs - resetStartNs) / 1_000 + " us)");
+            watch(next);
+            startStandby();
+            dead.reap();
+        } catch (Exception e) {
+            LOG.log(
+                    System.Logger.Level.ERROR,
+                    "handover after slave " + dead.slaveId() + " died failed; stopping the master: " + e.getMessage(),
+                    e);
+            custody.close();
+            stopped.countDown();
+        }
+    }
+
+    /**
+     * Detaches each queue pair of {@code c} from its engine (which waits for its commands in flight), re-formats it
+     * and attaches it again: what the dead slave submitted is discarded, the journal replays it.
+     */
+    private ControllerRuntime resetQpairs(ControllerRuntime c) {
+        DeviceEngine engine = bdevs.get(c.bdev().name()).orElseThrow().engine();
+        List<QpairBinding> bindings = new ArrayList<>();
+        for (int q = 0; q < c.numQueues(); q++) {
+            QpairBinding old = c.bindings().get(q);
+            ControlMessage.QpairRef ref = c.qpairs().get(q);
+            engine.detach(ref.qpairId());
+            VirtNvmeQueuePair qp = VirtNvmeQueuePair.format(
+                    arena.segment().asSlice(ref.arenaOffsetBytes(), ref.lengthBytes()),
+                    ref.qpairId(),
+                    QPAIR_DEPTH,
+                    maxSegments);
+            QpairBinding binding = new QpairBinding(qp, old.sqEventFd(), old.cqEventFd(), regions, old.nsid());
+            engine.attach(binding);
+            bindings.add(binding);
+        }
+        return new ControllerRuntime(
+                c.name(),
+                c.type(),
+                c.bdev(),
+                c.socketPath(),
+                c.listenFd(),
+                c.numQueues(),
+                c.serial(),
+                c.readOnly(),
+                c.qpairs(),
+                List.copyOf(bindings));
     }
 
     private Process spawnSlave(String slaveId) throws IOException {
@@ -695,7 +888,10 @@ public final class Master implements AutoCloseable {
         if (shuttingDown) {
             return null;
         }
-        if (options.spawnSlave() && (slave == null || !slave.process().isAlive())) {
+        // a dead slave is fine while the standby takes over (issue #4)
+        if (options.spawnSlave()
+                && !handingOver
+                && (slave == null || !slave.process().isAlive())) {
             return slave == null ? "no slave" : "slave pid " + slave.pid() + " exited";
         }
         if (bdevs == null) {
@@ -751,6 +947,18 @@ public final class Master implements AutoCloseable {
         if (slave != null) {
             slave.stop(reason, 5_000);
         }
+        java.util.concurrent.CompletableFuture<SlaveProcess> waiting;
+        synchronized (this) {
+            waiting = standby;
+            standby = null;
+        }
+        if (waiting != null) {
+            try {
+                waiting.get(10, TimeUnit.SECONDS).stop(reason, 5_000);
+            } catch (Exception e) {
+                LOG.log(System.Logger.Level.DEBUG, "standby: " + e);
+            }
+        }
         if (rpc != null) {
             try {
                 rpc.stop().await();
@@ -793,6 +1001,7 @@ public final class Master implements AutoCloseable {
         if (store != null) {
             store.close();
         }
+        journals.values().forEach(HugepageArena::close);
         if (arena != null) {
             arena.close();
         }

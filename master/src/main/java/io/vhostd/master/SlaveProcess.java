@@ -24,6 +24,7 @@ public final class SlaveProcess {
     private final Map<String, ControllerRuntime> controllers;
     private final Map<String, ControlMessage.SessionState> sessions = new ConcurrentHashMap<>();
     private final Map<String, java.util.concurrent.CompletableFuture<Void>> listening = new ConcurrentHashMap<>();
+    private final Map<String, java.util.concurrent.CompletableFuture<String>> adopted = new ConcurrentHashMap<>();
     private final Thread reader;
 
     SlaveProcess(
@@ -77,6 +78,11 @@ public final class SlaveProcess {
         return listening.computeIfAbsent(controller, k -> new java.util.concurrent.CompletableFuture<>());
     }
 
+    /** Completes with the slave's answer to {@code adopt_session} for {@code controller} (null: adopted). */
+    public java.util.concurrent.CompletableFuture<String> adopted(String controller) {
+        return adopted.computeIfAbsent(controller, k -> new java.util.concurrent.CompletableFuture<>());
+    }
+
     private void readLoop() {
         try {
             while (true) {
@@ -96,6 +102,7 @@ public final class SlaveProcess {
             LOG.log(System.Logger.Level.DEBUG, "slave " + slaveId + " control channel closed: " + e.getMessage());
         } finally {
             listening.values().forEach(f -> f.completeExceptionally(new IllegalStateException("slave gone")));
+            adopted.values().forEach(f -> f.completeExceptionally(new IllegalStateException("slave gone")));
         }
     }
 
@@ -142,6 +149,12 @@ public final class SlaveProcess {
                     sessions.put(m.controller(), m);
                 }
             }
+            case ControlMessage.SessionAdopted m -> {
+                closeAll(fds);
+                if (controllers.containsKey(m.controller())) {
+                    adopted(m.controller()).complete(m.error());
+                }
+            }
             case ControlMessage.ControllerListening m -> {
                 closeAll(fds);
                 if (controllers.containsKey(m.name())) {
@@ -184,6 +197,17 @@ public final class SlaveProcess {
         channel.shutdown();
         try {
             reader.join(timeoutMs);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
+        channel.close();
+    }
+
+    /** After the process died: ends the reader and closes the control channel. */
+    void reap() {
+        channel.shutdown();
+        try {
+            reader.join(1_000);
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
         }

@@ -1,16 +1,21 @@
 package io.vhostd.slave;
 
+import io.vhostd.journal.JournalMemoryRegion;
+import io.vhostd.journal.SessionJournal;
+import io.vhostd.journal.VringConfig;
 import io.vhostd.shm.control.ControlMessage;
 import io.vhostd.shm.virtnvme.VirtNvmeQueuePair;
 import io.vhostd.vhost.backend.VhostUserDevice;
 import io.vhostd.vhost.proto.VhostUserProtocolFeature;
 import io.vhostd.vhost.virtio.GuestMemory;
 import io.vhostd.vhost.virtio.GuestMemoryRegion;
+import io.vhostd.vhost.virtio.SplitVirtqueue;
 import io.vhostd.vhost.virtio.VirtioBlk;
 import io.vhostd.vhost.virtio.VirtioBlkConfig;
 import io.vhostd.vhost.virtio.Virtqueue;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Map;
 
 /**
  * The virtio-blk device of one vhost-user session (virtio 1.2 §5.2), as the back-end sees it: offered features and
@@ -67,10 +72,38 @@ final class BlkDevice implements VhostUserDevice {
     private volatile GuestMemory memory = GuestMemory.empty();
     private volatile long negotiatedFeatures;
     private final List<Integer> registeredRegions = new ArrayList<>();
+    /** The controller's session journal (issue #4), or null: then nothing is recorded and nothing can be adopted. */
+    private final SessionJournal journal;
+    /** Restoring a dead slave's session: queue index → heads to resubmit; null once the queues restarted. */
+    private Map<Integer, int[]> replay;
+    /** The journal failed (a ring it cannot track, an inconsistency): recording stops for this session. */
+    private boolean journalBroken;
 
-    BlkDevice(SlaveController controller, MasterLink master) {
+    BlkDevice(SlaveController controller, MasterLink master, SessionJournal journal) {
         this.controller = controller;
         this.master = master;
+        this.journal = journal;
+    }
+
+    /** The session continues a dead slave's ({@link VhostUserDevice#sessionRestored}); these requests are replayed. */
+    void restoring(Map<Integer, int[]> replayHeads) {
+        this.replay = replayHeads;
+    }
+
+    /** Runs one configuration record; a journal error stops recording for this session (logged once). */
+    private void record(String what, Runnable change) {
+        if (journal == null || journalBroken) {
+            return;
+        }
+        try {
+            change.run();
+        } catch (RuntimeException e) {
+            journalBroken = true;
+            LOG.log(
+                    System.Logger.Level.ERROR,
+                    controller.spec().name() + ": journal " + what + " failed; this session cannot be handed over: "
+                            + e.getMessage());
+        }
     }
 
     /** The config space as it is now ({@code writeback} follows the controller's cache mode). */
@@ -162,11 +195,32 @@ final class BlkDevice implements VhostUserDevice {
     @Override
     public void featuresNegotiated(long features) {
         this.negotiatedFeatures = features;
+        record("features", () -> journal.recordFeatures(features));
         // §5.2.5.2: CONFIG_WCE without FLUSH: the device MUST initialize writeback to 0
         if ((features & VirtioBlk.VIRTIO_BLK_F_CONFIG_WCE_MASK) != 0
                 && (features & VirtioBlk.VIRTIO_BLK_F_FLUSH_MASK) == 0) {
             controller.agent().writeback(false);
         }
+        controller.reportState(this);
+    }
+
+    @Override
+    public void protocolFeaturesNegotiated(long protocolFeatures) {
+        record("protocol features", () -> journal.recordProtocolFeatures(protocolFeatures));
+    }
+
+    /**
+     * A dead slave's session continues here: the master still holds the regions under their ids (nothing is
+     * registered again) and the journal already holds the features and the table.
+     */
+    @Override
+    public void sessionRestored(
+            long features, long protocolFeatures, GuestMemory restoredMemory, List<GuestMemoryRegion> regions) {
+        this.negotiatedFeatures = features;
+        for (GuestMemoryRegion r : regions) {
+            registeredRegions.add(r.regionId());
+        }
+        this.memory = restoredMemory;
         controller.reportState(this);
     }
 
@@ -186,6 +240,12 @@ final class BlkDevice implements VhostUserDevice {
             registeredRegions.add(r.regionId());
         }
         this.memory = newMemory;
+        List<JournalMemoryRegion> table = new ArrayList<>();
+        for (GuestMemoryRegion r : newMemory.regions()) {
+            table.add(new JournalMemoryRegion(
+                    r.guestPhysAddr(), r.sizeBytes(), r.userAddr(), r.mmapOffset(), r.regionId()));
+        }
+        record("memory table", () -> journal.recordMemoryTable(table));
         for (GuestMemoryRegion r : removed) {
             long id = master.nextRequestId();
             master.request(id, new ControlMessage.UnregisterRegion(id, name, r.regionId()));
@@ -198,18 +258,35 @@ final class BlkDevice implements VhostUserDevice {
         SlaveController.Qpair qpair = controller.qpair(queueIndex);
         VirtNvmeQueuePair qp = qpair.qp();
         // CIDs are allocated apart from ring ids: any ring size works with any queue depth (requests wait for CIDs)
-        controller
-                .agent()
-                .startQueue(new QueueRunner(
+        QueueRunner runner = new QueueRunner(
+                queueIndex, vq, memory, kickFd, callFd, qp, qpair.sqEventFd(), qpair.cqEventFd(), negotiatedFeatures);
+        int[] heads = replay == null ? null : replay.remove(queueIndex);
+        if (heads != null) {
+            // restored: the journal already holds this queue as started, with these requests in flight
+            runner.journaled = true;
+            runner.replayHeads = heads;
+        } else if (journal != null && !journalBroken && vq instanceof SplitVirtqueue split) {
+            // journal.md "Wiring notes": vring, enabled, started (with used->idx read now), before the data path runs;
+            // packed rings are not journaled yet (TODO #4)
+            record("queue start", () -> {
+                journal.recordVring(
                         queueIndex,
-                        vq,
-                        memory,
-                        kickFd,
-                        callFd,
-                        qp,
-                        qpair.sqEventFd(),
-                        qpair.cqEventFd(),
-                        negotiatedFeatures));
+                        new VringConfig(
+                                split.size(),
+                                false,
+                                split.descGpa(),
+                                split.availGpa(),
+                                split.usedRingGpa(),
+                                0,
+                                0,
+                                split.size(),
+                                false));
+                journal.recordVringEnabled(queueIndex, true);
+                journal.recordQueueStarted(queueIndex, split.lastAvailIdx(), split.usedIdxInRingAcquire());
+                runner.journaled = true;
+            });
+        }
+        controller.agent().startQueue(runner);
         LOG.log(
                 System.Logger.Level.DEBUG,
                 controller.spec().name() + ": queue " + queueIndex + " started, " + (vq.packed() ? "packed" : "split")
@@ -219,7 +296,13 @@ final class BlkDevice implements VhostUserDevice {
 
     @Override
     public int stopQueue(int queueIndex) {
+        boolean journaled = controller.agent().queue(queueIndex) != null
+                && controller.agent().queue(queueIndex).journaled;
         int next = controller.agent().stopQueue(queueIndex);
+        if (journaled) {
+            // drained: nothing in flight, no batch pending (journal.md §6.3 recordQueueStopped)
+            record("queue stop", () -> journal.recordQueueStopped(queueIndex));
+        }
         controller.reportState(this);
         return next;
     }
@@ -231,6 +314,11 @@ final class BlkDevice implements VhostUserDevice {
 
     @Override
     public void fdReleased(String what, int index, int fd) {
+        if (what.equals("connection")) {
+            // released by sessionEnded (from disconnected()) before the next connection is accepted; a release sent
+            // here, later, would make the master close its copy of that next connection (issue #4)
+            return;
+        }
         controller.releaseCustody(what, index);
     }
 
@@ -247,6 +335,8 @@ final class BlkDevice implements VhostUserDevice {
         }
         registeredRegions.clear();
         memory = GuestMemory.empty();
+        // every queue was stopped first (VhostUserBackend.close)
+        record("session reset", () -> journal.recordSessionReset());
         controller.sessionEnded(this);
     }
 }

@@ -4,6 +4,7 @@ import static io.vhostd.vhost.virtio.VirtioBlk.VIRTIO_BLK_S_IOERR;
 import static io.vhostd.vhost.virtio.VirtioBlk.VIRTIO_BLK_S_OK;
 import static io.vhostd.vhost.virtio.VirtioBlk.VIRTIO_BLK_S_UNSUPP;
 
+import io.vhostd.journal.SessionJournal;
 import io.vhostd.shm.linux.Eventfd;
 import io.vhostd.shm.linux.Poll;
 import io.vhostd.shm.linux.Unistd;
@@ -13,6 +14,7 @@ import io.vhostd.shm.virtnvme.VirtNvmeStatus;
 import io.vhostd.vhost.virtio.DescriptorChain;
 import io.vhostd.vhost.virtio.GuestMemory;
 import io.vhostd.vhost.virtio.GuestMemoryRegion;
+import io.vhostd.vhost.virtio.SplitVirtqueue;
 import io.vhostd.vhost.virtio.VirtioBlk;
 import io.vhostd.vhost.virtio.VirtioBlkRequest;
 import io.vhostd.vhost.virtio.Virtqueue;
@@ -108,6 +110,9 @@ final class ControllerAgent implements Runnable {
 
     private final Thread thread;
 
+    /** The controller's session journal (issue #4), or null; the queues it tracks have {@code journaled} set. */
+    private volatile SessionJournal journal;
+
     /** With 512-byte logical blocks. */
     ControllerAgent(
             String name,
@@ -159,6 +164,11 @@ final class ControllerAgent implements Runnable {
 
     void start() {
         thread.start();
+    }
+
+    /** The session journal the data path records fetches and completions in (before any queue starts). */
+    void journal(SessionJournal sessionJournal) {
+        this.journal = sessionJournal;
     }
 
     long requests() {
@@ -328,6 +338,7 @@ final class ControllerAgent implements Runnable {
         // after the poll: its CQ head store freed the CIDs of the completions (virtnvme.md §6.6 step 4)
         work += submitFlushes(q);
         if (!q.stopping) {
+            work += replay(q);
             work += fetch(q);
         }
         if (submittedCommands > 0 && q.qp.publishSubmissions()) {
@@ -335,7 +346,15 @@ final class ControllerAgent implements Runnable {
         }
         if (q.usedPending) {
             q.usedPending = false;
-            q.vq.publishUsed();
+            if (q.journaled && q.usedBatchCount > 0) {
+                // journal.md §6.2: the batch is committed before the guest can see it, applied after
+                journal.completionsBegin(q.index, q.usedBatch, q.usedBatchCount, q.vq.usedIdx());
+                q.vq.publishUsed();
+                journal.completionsEnd(q.index);
+                q.usedBatchCount = 0;
+            } else {
+                q.vq.publishUsed();
+            }
             if (q.vq.needsNotification() && q.callFd >= 0) {
                 Eventfd.eventfd_write(q.callFd, 1);
             }
@@ -367,7 +386,10 @@ final class ControllerAgent implements Runnable {
      */
     private int fetch(QueueRunner q) {
         int taken = 0;
-        while (taken < FETCH_BATCH && q.freeCidCount >= MAX_COMMANDS_PER_REQUEST) {
+        // a replacement slave resubmits the requests it took over before it fetches new ones (fetch order)
+        while (taken < FETCH_BATCH
+                && q.freeCidCount >= MAX_COMMANDS_PER_REQUEST
+                && q.replayNext == q.replayHeads.length) {
             int r;
             try {
                 r = q.vq.pop(chain);
@@ -381,15 +403,26 @@ final class ControllerAgent implements Runnable {
             taken++;
             requests.incrementAndGet();
             int head = chain.head();
+            // an id that is still in flight (or completed but not yet published) cannot be available twice: a guest
+            // bug; it is not answered twice
+            boolean duplicate = head >= 0 && (q.inflight[head] || (q.journaled && journal.isInflight(q.index, head)));
+            if (q.journaled) {
+                if (head < 0 || duplicate) {
+                    // consumed without a request of its own (journal.md §6.1 availSkipped)
+                    journal.availSkipped(q.index, q.vq.lastAvailIdx());
+                } else {
+                    // journal.md "Wiring notes": recorded after the pop, before anything is submitted
+                    journal.requestFetched(q.index, head, q.vq.lastAvailIdx());
+                }
+            }
+            if (duplicate) {
+                errors.incrementAndGet();
+                continue;
+            }
             if (r == Virtqueue.POP_MALFORMED) {
                 // parse what there is, only to find the status byte to write IOERR into
                 request.parse(chain, q.memory);
                 fail(q, head, chain.ringDescriptorCount(), "malformed descriptor chain: " + chain.errorName());
-                continue;
-            }
-            if (q.inflight[head]) {
-                // an id that is still in flight cannot be available twice: guest bug; do not answer twice
-                errors.incrementAndGet();
                 continue;
             }
             if (!request.parse(chain, q.memory)) {
@@ -400,6 +433,38 @@ final class ControllerAgent implements Runnable {
             submit(q, head);
         }
         return taken;
+    }
+
+    /**
+     * Resubmits the requests a dead slave left in flight (journal.md §7.4), oldest fetch first, re-reading each chain
+     * from the descriptor table by its head: the guest cannot reuse a head before it is used. They stay in flight in
+     * the journal under their original sequence. Returns how many were resubmitted.
+     */
+    private int replay(QueueRunner q) {
+        int n = 0;
+        while (q.replayNext < q.replayHeads.length && n < FETCH_BATCH && q.freeCidCount >= MAX_COMMANDS_PER_REQUEST) {
+            int head = q.replayHeads[q.replayNext++];
+            n++;
+            requests.incrementAndGet();
+            // journaled queues are split rings (BlkDevice journals no other)
+            int r = ((SplitVirtqueue) q.vq).popHead(head, chain);
+            if (head < 0 || head >= q.inflight.length || q.inflight[head]) {
+                errors.incrementAndGet();
+                continue;
+            }
+            if (r == Virtqueue.POP_MALFORMED) {
+                request.parse(chain, q.memory);
+                fail(q, head, chain.ringDescriptorCount(), "replayed chain malformed: " + chain.errorName());
+                continue;
+            }
+            if (!request.parse(chain, q.memory)) {
+                fail(q, head, chain.ringDescriptorCount(), "replayed request malformed: " + request.errorName());
+                continue;
+            }
+            q.ringDescriptors[head] = chain.ringDescriptorCount();
+            submit(q, head);
+        }
+        return n;
     }
 
     private void submit(QueueRunner q, int head) {
@@ -454,7 +519,7 @@ final class ControllerAgent implements Runnable {
                 int written = request.writeData(q.memory, serial);
                 request.writeStatus(q.memory, VIRTIO_BLK_S_OK);
                 q.vq.pushUsed(head, written + 1, q.ringDescriptors[head]);
-                q.usedPending = true;
+                pushed(q, head);
             }
             default -> answer(q, head, VIRTIO_BLK_S_UNSUPP);
         }
@@ -617,7 +682,15 @@ final class ControllerAgent implements Runnable {
         q.vq.pushUsed(head, status == VIRTIO_BLK_S_OK ? q.usedLengthBytes[head] : 1, q.ringDescriptors[head]);
         q.inflight[head] = false;
         q.inflightCount--;
+        pushed(q, head);
+    }
+
+    /** A used element for {@code head} was pushed: it joins the next completion batch. */
+    private static void pushed(QueueRunner q, int head) {
         q.usedPending = true;
+        if (q.journaled) {
+            q.usedBatch[q.usedBatchCount++] = head;
+        }
     }
 
     /** Completes a well-formed request the device does not execute with {@code status} (UNSUPP, IOERR). */
@@ -627,7 +700,7 @@ final class ControllerAgent implements Runnable {
         }
         request.writeStatus(q.memory, status);
         q.vq.pushUsed(head, 1, q.ringDescriptors[head]);
-        q.usedPending = true;
+        pushed(q, head);
     }
 
     /** Completes a request the device will not execute: IOERR if the status byte was found, then the used element. */
@@ -645,7 +718,7 @@ final class ControllerAgent implements Runnable {
             request.writeStatus(q.memory, VIRTIO_BLK_S_IOERR);
         }
         q.vq.pushUsed(head, hasStatus ? 1 : 0, descriptors);
-        q.usedPending = true;
+        pushed(q, head);
     }
 
     private final class CompletionHandler implements VirtNvmeQueuePair.CompletionHandler {

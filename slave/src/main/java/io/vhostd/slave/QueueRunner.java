@@ -63,6 +63,19 @@ final class QueueRunner {
     int inflightCount;
 
     boolean usedPending;
+
+    // ---- session journal (issue #4): slot = head index ----
+    /** Whether the session journal tracks this queue (a split ring whose size fits the journal's slots). */
+    boolean journaled;
+    /** Heads pushed to the used ring since the last publication: the next completion batch (journal.md §6.2). */
+    final int[] usedBatch;
+
+    int usedBatchCount;
+    /** Requests a replacement slave re-reads by head and resubmits before fetching (journal.md §7.4), in order. */
+    int[] replayHeads = new int[0];
+
+    int replayNext;
+
     boolean stopping;
     CompletableFuture<Integer> stopped;
 
@@ -102,6 +115,7 @@ final class QueueRunner {
         this.requestStatus = new byte[size];
         this.flushAfter = new boolean[size];
         this.flushQueue = new int[size];
+        this.usedBatch = new int[size];
         int depth = qp.depth();
         this.cidRequest = new int[depth];
         Arrays.fill(cidRequest, -1);

@@ -4,6 +4,7 @@ import io.vhostd.shm.arena.HugepageArena;
 import io.vhostd.shm.control.ControlChannel;
 import io.vhostd.shm.control.ControlMessage;
 import io.vhostd.shm.linux.Unistd;
+import java.util.HashMap;
 import java.util.LinkedHashMap;
 import java.util.Map;
 import java.util.concurrent.Callable;
@@ -25,6 +26,10 @@ public final class SlaveMain implements Callable<Integer> {
     String slaveId;
 
     private final Map<String, SlaveController> controllers = new LinkedHashMap<>();
+    /** Journals that arrived for controllers not added yet: name → mapped region. */
+    private final Map<String, HugepageArena> journals = new HashMap<>();
+    /** Sessions to adopt when their controller is added (issue #4): name → message and its fds. */
+    private final Map<String, ControlChannel.Incoming> adoptions = new HashMap<>();
 
     public static void main(String[] args) {
         if (System.getProperty("java.util.logging.SimpleFormatter.format") == null) {
@@ -70,10 +75,48 @@ public final class SlaveMain implements Callable<Integer> {
                 Runtime.getRuntime().halt(1);
             }
             switch (in.message()) {
-                case ControlMessage.AddController m -> {
+                case ControlMessage.ControllerJournal m -> {
+                    if (in.fds().length != 1 || m.lengthBytes() <= 0) {
+                        LOG.log(System.Logger.Level.WARNING, "bad controller_journal " + m);
+                        closeAll(in.fds());
+                        continue;
+                    }
                     try {
-                        SlaveController c = new SlaveController(m, in.fds(), arena.segment(), master);
+                        HugepageArena previous =
+                                journals.put(m.controller(), HugepageArena.attach(in.fds()[0], m.lengthBytes()));
+                        if (previous != null) {
+                            previous.close();
+                        }
+                    } catch (RuntimeException e) {
+                        LOG.log(
+                                System.Logger.Level.ERROR,
+                                m.controller() + ": cannot map the journal: " + e.getMessage());
+                        Unistd.close(in.fds()[0]);
+                    }
+                }
+                case ControlMessage.AdoptSession m -> {
+                    ControlChannel.Incoming previous = adoptions.put(m.controller(), in);
+                    if (previous != null) {
+                        closeAll(previous.fds());
+                    }
+                }
+                case ControlMessage.AddController m -> {
+                    HugepageArena journal = journals.remove(m.name());
+                    ControlChannel.Incoming adoption = adoptions.remove(m.name());
+                    try {
+                        SlaveController c = new SlaveController(
+                                m, in.fds(), arena.segment(), master, journal == null ? null : journal.segment());
                         controllers.put(m.name(), c);
+                        if (adoption != null) {
+                            String error = null;
+                            try {
+                                c.adopt((ControlMessage.AdoptSession) adoption.message(), adoption.fds());
+                            } catch (RuntimeException e) {
+                                error = e.toString();
+                                LOG.log(System.Logger.Level.ERROR, m.name() + ": cannot adopt the session: " + e, e);
+                            }
+                            master.send(new ControlMessage.SessionAdopted(m.name(), error));
+                        }
                         c.start();
                         LOG.log(
                                 System.Logger.Level.INFO,
@@ -81,8 +124,10 @@ public final class SlaveMain implements Callable<Integer> {
                                         + m.capacityBytes() + " bytes)");
                     } catch (RuntimeException e) {
                         LOG.log(System.Logger.Level.ERROR, "cannot serve " + m.name() + ": " + e.getMessage(), e);
-                        for (int fd : in.fds()) {
-                            Unistd.close(fd);
+                        closeAll(in.fds());
+                        if (adoption != null) {
+                            closeAll(adoption.fds());
+                            master.send(new ControlMessage.SessionAdopted(m.name(), e.toString()));
                         }
                     }
                 }
@@ -99,6 +144,12 @@ public final class SlaveMain implements Callable<Integer> {
                     }
                 }
             }
+        }
+    }
+
+    private static void closeAll(int[] fds) {
+        for (int fd : fds) {
+            Unistd.close(fd);
         }
     }
 }

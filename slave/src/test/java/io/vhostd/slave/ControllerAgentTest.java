@@ -19,6 +19,13 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assertions.fail;
 
+import io.vhostd.journal.InflightRequest;
+import io.vhostd.journal.JournalDescriptor;
+import io.vhostd.journal.JournalRecovery;
+import io.vhostd.journal.RecoveredQueue;
+import io.vhostd.journal.RecoveredSession;
+import io.vhostd.journal.SessionJournal;
+import io.vhostd.journal.VringConfig;
 import io.vhostd.master.bdev.Bdev;
 import io.vhostd.master.bdev.FileBdevs;
 import io.vhostd.master.engine.IoUringEngine;
@@ -275,6 +282,93 @@ class ControllerAgentTest {
             guest.close();
         }
         arena.close();
+    }
+
+    // ---------------------------------------------------------------- issue #4: journal and replay
+
+    @Test
+    void shouldResubmitJournaledRequestsAndJournalNewOnesWhenSessionIsAdopted() throws IOException {
+        guest = new TestGuest(REGION_ID, GUEST_BYTES);
+        bdev = FileBdevs.open("agent-test", dir.resolve("bdev.img").toString(), CAPACITY_BYTES, 512, false, false);
+        regions = new RegionTable();
+        regions.register(REGION_ID, Unistd.dup(guest.fd()), guest.sizeBytes(), 0);
+        engine = new IoUringEngine(bdev, MAX_SEGMENTS);
+        agent = new ControllerAgent("vhost.test", NSID, CAPACITY_BYTES, false, SERIAL, 1, MAX_SEGMENTS);
+        agent.start();
+        Queue q = new Queue(0, true, 0);
+        queues.add(q);
+        byte[] dataA = pattern(4096, 1);
+        byte[] dataB = pattern(4096, 2);
+        Request a = out(q, 8, dataA);
+        Request b = out(q, 64, dataB);
+
+        // the dead slave: started the queue, fetched a then b, died before anything reached the device
+        MemorySegment region = arena.allocate(JournalDescriptor.lengthBytes(1, QUEUE_SIZE, 0), 64);
+        JournalDescriptor.format(region, 1, QUEUE_SIZE, 0);
+        SessionJournal dead = SessionJournal.open(region, JournalRecovery.recover(region, (i, v, c, p) -> c));
+        SplitVirtqueue deadRing = q.ring.queue(true, MAX_SEGMENTS);
+        dead.recordVring(
+                0,
+                new VringConfig(
+                        QUEUE_SIZE,
+                        false,
+                        deadRing.descGpa(),
+                        deadRing.availGpa(),
+                        deadRing.usedRingGpa(),
+                        0,
+                        0,
+                        QUEUE_SIZE,
+                        false));
+        dead.recordQueueStarted(0, 0, 0);
+        dead.requestFetched(0, a.head(), 1);
+        dead.requestFetched(0, b.head(), 2);
+
+        // the replacement: recovery, then the queue restarts at the recovered indexes with the requests replayed
+        RecoveredSession recovered = JournalRecovery.recover(region, (i, v, c, p) -> c);
+        RecoveredQueue rq = recovered.queue(0);
+        assertEquals(2, rq.lastAvailIdx());
+        assertEquals(0, rq.usedIdx());
+        assertEquals(
+                List.of(a.head(), b.head()),
+                rq.inflight().stream().map(InflightRequest::slot).toList());
+        SessionJournal journal = SessionJournal.open(region, recovered);
+        agent.journal(journal);
+        SplitVirtqueue ring = q.ring.queue(true, MAX_SEGMENTS);
+        ring.lastAvailIdx(rq.lastAvailIdx());
+        ring.usedIdx(rq.usedIdx());
+        QueueRunner runner = new QueueRunner(
+                0, ring, guest.memory(), q.kickFd, q.callFd, q.submitter, q.sqEventFd, q.cqEventFd, features);
+        runner.journaled = true;
+        runner.replayHeads = new int[] {a.head(), b.head()};
+        agent.startQueue(runner);
+
+        q.awaitUsed(2);
+        assertEquals(VIRTIO_BLK_S_OK, guest.readByte(a.statusGpa()));
+        assertEquals(VIRTIO_BLK_S_OK, guest.readByte(b.statusGpa()));
+        assertEquals(2, q.commands(), "each request resubmitted once, nothing fetched again");
+        assertArrayEquals(dataA, readBdev(8, 4096));
+        assertArrayEquals(dataB, readBdev(64, 4096));
+        assertEquals(0, journal.inflightCount(0), "the replayed requests completed in the journal");
+        assertEquals(2, journal.usedIdx(0));
+
+        // new requests are journaled as the data path fetches and completes them
+        Request c = out(q, 128, pattern(512, 3));
+        q.kick();
+        q.awaitUsed(3);
+        assertEquals(VIRTIO_BLK_S_OK, guest.readByte(c.statusGpa()));
+        assertEquals(3, journal.lastAvailIdx(0));
+        assertEquals(3, journal.usedIdx(0));
+        assertEquals(0, journal.inflightCount(0));
+    }
+
+    private byte[] readBdev(long sector, int length) throws IOException {
+        try (RandomAccessFile file =
+                new RandomAccessFile(dir.resolve("bdev.img").toFile(), "r")) {
+            byte[] data = new byte[length];
+            file.seek(sector * 512);
+            file.readFully(data);
+            return data;
+        }
     }
 
     // ---------------------------------------------------------------- requests, as a virtio-blk driver makes them

@@ -157,6 +157,159 @@ public final class VhostUserBackend implements Runnable, AutoCloseable {
         device.fdReceived("connection", 0, connectionFd);
     }
 
+    /**
+     * A guest memory region of a restored session (issue #4).
+     *
+     * @param description as the front-end described it ({@code VHOST_USER_SET_MEM_TABLE} / {@code ADD_MEM_REG})
+     * @param regionId the id VirtNvme commands already name it by (kept across the handover)
+     * @param fd the region's fd (the back-end owns it from now on)
+     */
+    public record RestoredRegion(VhostUserMemoryRegion description, int regionId, int fd) {}
+
+    /**
+     * A vring of a restored session: started ({@code SET_VRING_KICK} was received) and positioned at {@code base}.
+     *
+     * @param index queue index
+     * @param num queue size
+     * @param addr the ring addresses as the front-end sent them (user addresses)
+     * @param base the vring base to start at (split: the next avail index)
+     * @param enabled {@code SET_VRING_ENABLE} 1 was received
+     * @param kickFd kick eventfd or -1; callFd, errFd likewise (the back-end owns them)
+     */
+    public record RestoredVring(
+            int index,
+            int num,
+            VhostUserVringAddr addr,
+            int base,
+            boolean enabled,
+            int kickFd,
+            int callFd,
+            int errFd) {}
+
+    /**
+     * What a replacement back-end continues from (issue #4, DESIGN §3): the negotiated features, the memory table and
+     * the started vrings, taken from the session journal and the master's fd custody instead of messages.
+     *
+     * @param features negotiated virtio features ({@code VHOST_USER_SET_FEATURES})
+     * @param protocolFeatures negotiated protocol features
+     * @param regions the memory table in table order
+     * @param vrings the started vrings
+     */
+    public record RestoredSession(
+            long features, long protocolFeatures, List<RestoredRegion> regions, List<RestoredVring> vrings) {
+        public RestoredSession {
+            regions = List.copyOf(regions);
+            vrings = List.copyOf(vrings);
+        }
+    }
+
+    /**
+     * A back-end that continues a session another process served (issue #4): no message is exchanged; the
+     * connection is already past negotiation. Features are re-validated against this device's offer, every region is
+     * mapped again under its old id, the device is told ({@link VhostUserDevice#sessionRestored}) and each vring is
+     * started at its base (which writes its call eventfd once, so the guest re-checks the used ring).
+     *
+     * @param connectionFd the held vhost-user connection (the back-end owns it)
+     * @param device the device model and data path
+     * @param name for logs
+     * @param state what to continue from; its fds belong to the back-end from now on
+     * @return the back-end; call {@link #run()} to keep serving messages
+     * @throws VhostUserProtocolException if the restored state is not one this device can serve (the back-end is
+     *     closed, its fds with it)
+     */
+    public static VhostUserBackend restore(
+            int connectionFd, VhostUserDevice device, String name, RestoredSession state) {
+        VhostUserBackend backend = new VhostUserBackend(connectionFd, device, name);
+        try {
+            backend.restoreState(state);
+        } catch (RuntimeException e) {
+            backend.close();
+            throw e;
+        }
+        return backend;
+    }
+
+    private void restoreState(RestoredSession state) {
+        int id = VhostUserRequest.VHOST_USER_SET_FEATURES.id();
+        List<MappedRegion> mapped = new ArrayList<>();
+        // the fds are ours whatever happens: those not taken yet are closed on the way out
+        List<Integer> pendingFds = new ArrayList<>();
+        for (RestoredRegion r : state.regions()) {
+            pendingFds.add(r.fd());
+        }
+        for (RestoredVring r : state.vrings()) {
+            pendingFds.addAll(List.of(r.kickFd(), r.callFd(), r.errFd()));
+        }
+        try {
+            // restored state is untrusted: re-validate it as the messages would have been
+            long notOffered = state.features() & ~offeredFeatures;
+            if (notOffered != 0) {
+                throw new VhostUserProtocolException(
+                        id, "restored features 0x" + Long.toHexString(notOffered) + " not offered");
+            }
+            if ((state.protocolFeatures() & ~offeredProtocolFeatures) != 0) {
+                throw new VhostUserProtocolException(id, "restored protocol features not offered");
+            }
+            owner = true;
+            ackedFeatures = state.features();
+            featuresNegotiated = true;
+            negotiatedProtocolFeatures = state.protocolFeatures();
+            boolean allEnabled = (state.features() & VhostUserFeature.VHOST_USER_F_PROTOCOL_FEATURES_MASK) == 0;
+            if (state.regions().size() > device.maxMemSlots()) {
+                throw new VhostUserProtocolException(id, state.regions().size() + " restored regions");
+            }
+            for (RestoredRegion r : state.regions()) {
+                pendingFds.remove((Integer) r.fd());
+                mapped.add(mapRegion(id, r.description(), r.fd(), r.regionId()));
+            }
+            GuestMemory restoredMemory;
+            try {
+                restoredMemory = new GuestMemory(guestRegions(mapped));
+            } catch (IllegalArgumentException e) {
+                throw new VhostUserProtocolException(id, "invalid restored memory table: " + e.getMessage(), e);
+            }
+            device.sessionRestored(state.features(), state.protocolFeatures(), restoredMemory, guestRegions(mapped));
+            memory = restoredMemory;
+            regions.addAll(mapped);
+            mapped.clear();
+            for (RestoredVring r : state.vrings()) {
+                Vring v = vring(id, r.index());
+                if (!isValidQueueSize(r.num()) || v.started) {
+                    throw new VhostUserProtocolException(id, "restored queue " + r.index() + ": bad size or twice");
+                }
+                v.num = r.num();
+                v.addr = r.addr();
+                v.base = r.base();
+                v.baseSet = true;
+                for (int fd : List.of(r.kickFd(), r.callFd(), r.errFd())) {
+                    pendingFds.remove((Integer) fd);
+                }
+                v.kickFd = r.kickFd();
+                v.callFd = r.callFd();
+                v.errFd = r.errFd();
+                reportFd("kick", v.index, v.kickFd);
+                reportFd("call", v.index, v.callFd);
+                reportFd("err", v.index, v.errFd);
+                v.started = true;
+                v.enabled = r.enabled() || allEnabled;
+                startIfReady(id, v);
+            }
+        } finally {
+            mapped.forEach(this::release);
+            for (int fd : pendingFds) {
+                if (fd >= 0) {
+                    VhostUserConnection.closeQuietly(fd);
+                }
+            }
+        }
+    }
+
+    private void reportFd(String what, int index, int fd) {
+        if (fd >= 0) {
+            device.fdReceived(what, index, fd);
+        }
+    }
+
     /** The name given at construction. */
     public String name() {
         return name;
@@ -470,6 +623,7 @@ public final class VhostUserBackend implements Runnable, AutoCloseable {
                     id, "protocol features " + VhostUserProtocolFeature.describe(notOffered) + " not offered");
         }
         negotiatedProtocolFeatures = features;
+        device.protocolFeaturesNegotiated(features);
         return null;
     }
 
@@ -978,6 +1132,13 @@ public final class VhostUserBackend implements Runnable, AutoCloseable {
      * the fd: closed on failure.
      */
     private MappedRegion mapRegion(int id, VhostUserMemoryRegion region, int fd) {
+        return mapRegion(id, region, fd, NEXT_REGION_ID.getAndIncrement());
+    }
+
+    /** {@link #mapRegion(int, VhostUserMemoryRegion, int)} under a given region id (a restored session's). */
+    private MappedRegion mapRegion(int id, VhostUserMemoryRegion region, int fd, int regionId) {
+        // ids handed out later must not collide with a restored one
+        NEXT_REGION_ID.accumulateAndGet(regionId + 1, Math::max);
         long lengthBytes = region.mappingLengthBytes();
         Arena arena = null;
         try {
@@ -991,7 +1152,7 @@ public final class VhostUserBackend implements Runnable, AutoCloseable {
             MemorySegment whole = Mman.mmap(
                     lengthBytes, Mman.PROT_READ | Mman.PROT_WRITE, Mman.MAP_SHARED | Mman.MAP_NORESERVE, fd, 0, arena);
             GuestMemoryRegion mapped = new GuestMemoryRegion(
-                    NEXT_REGION_ID.getAndIncrement(),
+                    regionId,
                     region.guestPhysAddr(),
                     region.memorySize(),
                     region.userAddr(),

@@ -54,6 +54,21 @@ public interface VhostUserDevice {
     /** Features negotiated by {@code VHOST_USER_SET_FEATURES}, after validation (a subset of those offered). */
     void featuresNegotiated(long features);
 
+    /** Protocol features negotiated by {@code VHOST_USER_SET_PROTOCOL_FEATURES} (a subset of those offered). */
+    default void protocolFeaturesNegotiated(long protocolFeatures) {}
+
+    /**
+     * A replacement back-end continues a session ({@link VhostUserBackend#restore}): these features were negotiated
+     * and this memory table set before, by the process that served the session. Called before any queue starts. The
+     * default reports them as {@link #featuresNegotiated} and {@link #memoryChanged} would.
+     */
+    default void sessionRestored(
+            long features, long protocolFeatures, GuestMemory memory, List<GuestMemoryRegion> regions) {
+        featuresNegotiated(features);
+        protocolFeaturesNegotiated(protocolFeatures);
+        memoryChanged(memory, regions, List.of());
+    }
+
     /**
      * New guest memory is about to be used. No queue runs during the call (the back-end stopped them and restarts
      * them after). The removed regions are still mapped until this returns; then the back-end unmaps them and closes

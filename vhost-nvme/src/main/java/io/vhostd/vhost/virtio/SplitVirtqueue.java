@@ -352,6 +352,31 @@ public final class SplitVirtqueue implements Virtqueue {
         return POP_OK;
     }
 
+    /**
+     * Translates the chain that starts at descriptor {@code head} into {@code chain} without consuming an avail entry:
+     * a replacement back-end re-reads a request the journal holds in flight (journal.md §7.4). The guest cannot reuse
+     * a head before its used element is published (virtio 1.2 §2.7.13.2), so the descriptors are still the request's.
+     * Every descriptor is validated as in {@link #pop}.
+     *
+     * @param head the head descriptor index, untrusted (from the journal)
+     * @param chain reused result
+     * @return {@link #POP_OK} or {@link #POP_MALFORMED} ({@code chain.error() != 0})
+     */
+    public int popHead(int head, DescriptorChain chain) {
+        if (head < 0 || head >= size) {
+            chain.reset(-1);
+            chain.fail(ChainError.DESC_OUT_OF_RANGE);
+            return POP_MALFORMED;
+        }
+        chain.reset(head);
+        int error = walk(chain, head);
+        if (error != ChainError.OK) {
+            chain.fail(error);
+            return POP_MALFORMED;
+        }
+        return POP_OK;
+    }
+
     private int walk(DescriptorChain chain, int head) {
         int limit = Math.min(maxSegments, chain.capacity());
         MemorySegment table = descTable;

@@ -21,6 +21,9 @@ import java.util.List;
     @JsonSubTypes.Type(value = ControlMessage.CustodyRelease.class, name = "custody_release"),
     @JsonSubTypes.Type(value = ControlMessage.SessionState.class, name = "session_state"),
     @JsonSubTypes.Type(value = ControlMessage.Shutdown.class, name = "shutdown"),
+    @JsonSubTypes.Type(value = ControlMessage.ControllerJournal.class, name = "controller_journal"),
+    @JsonSubTypes.Type(value = ControlMessage.AdoptSession.class, name = "adopt_session"),
+    @JsonSubTypes.Type(value = ControlMessage.SessionAdopted.class, name = "session_adopted"),
 })
 public sealed interface ControlMessage {
 
@@ -96,4 +99,25 @@ public sealed interface ControlMessage {
 
     /** master → slave: close every session and exit. No fds. */
     record Shutdown(String reason) implements ControlMessage {}
+
+    /**
+     * master → slave, before the {@link AddController} of {@code controller}: the session journal region of the
+     * controller ({@code journal/spec/journal.md}), formatted by the master, {@code lengthBytes} long. fds: [journal
+     * memfd]. No answer.
+     */
+    record ControllerJournal(String controller, long lengthBytes) implements ControlMessage {}
+
+    /**
+     * master → standby slave, before the {@link ControllerJournal} and {@link AddController} of {@code controller}:
+     * the slave that served the controller died; continue its session from the journal (issue #4). fds: one per
+     * entry of {@code fds}, in order: what the master held in custody ({@code what} connection, kick, call, err, mem,
+     * backend_req; {@code index} a queue index or region id). Answered by {@link SessionAdopted}.
+     */
+    record AdoptSession(String controller, List<AdoptedFd> fds) implements ControlMessage {}
+
+    /** One fd of {@link AdoptSession}, named as in {@link Custody}. */
+    record AdoptedFd(String what, int index) {}
+
+    /** slave → master: the session of {@code controller} runs again ({@code error} null) or could not be adopted. */
+    record SessionAdopted(String controller, String error) implements ControlMessage {}
 }

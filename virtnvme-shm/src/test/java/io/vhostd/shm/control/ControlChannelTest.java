@@ -108,7 +108,19 @@ class ControlChannelTest {
                                         new ControlMessage.QueueState(0, 256, true, 65535, 12, 3),
                                         new ControlMessage.QueueState(1, 0, false, 0, 0, 0))),
                         0),
-                Arguments.of(new ControlMessage.Shutdown("master stopping"), 0));
+                Arguments.of(new ControlMessage.Shutdown("master stopping"), 0),
+                Arguments.of(new ControlMessage.ControllerJournal("vhost.0", 24576), 1),
+                Arguments.of(
+                        new ControlMessage.AdoptSession(
+                                "vhost.0",
+                                List.of(
+                                        new ControlMessage.AdoptedFd("connection", 0),
+                                        new ControlMessage.AdoptedFd("mem", 3),
+                                        new ControlMessage.AdoptedFd("kick", 0),
+                                        new ControlMessage.AdoptedFd("call", 0))),
+                        4),
+                Arguments.of(new ControlMessage.SessionAdopted("vhost.0", null), 0),
+                Arguments.of(new ControlMessage.SessionAdopted("vhost.0", "packed rings cannot be adopted yet"), 0));
     }
 
     @ParameterizedTest(name = "{0}")

@@ -1,0 +1,206 @@
+package io.vhostd.slave;
+
+import io.vhostd.journal.InflightRequest;
+import io.vhostd.journal.JournalConfig;
+import io.vhostd.journal.JournalException;
+import io.vhostd.journal.JournalMemoryRegion;
+import io.vhostd.journal.JournalRecovery;
+import io.vhostd.journal.QueueConfig;
+import io.vhostd.journal.RecoveredQueue;
+import io.vhostd.journal.RecoveredSession;
+import io.vhostd.journal.VringConfig;
+import io.vhostd.shm.linux.Mman;
+import io.vhostd.shm.linux.Unistd;
+import io.vhostd.vhost.backend.VhostUserBackend;
+import io.vhostd.vhost.proto.VhostUserMemoryRegion;
+import io.vhostd.vhost.proto.VhostUserVringAddr;
+import io.vhostd.vhost.virtio.VirtioBlk;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.nio.ByteOrder;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * What a replacement slave continues a dead slave's session from (issue #4, DESIGN §3): the journal's recovered state
+ * (journal.md §7) turned into a {@link VhostUserBackend.RestoredSession} over the fds the master held, and per started
+ * queue the heads to resubmit, oldest fetch first.
+ *
+ * @param recovered what recovery returned ({@link io.vhostd.journal.SessionJournal#open} continues from it)
+ * @param state the back-end's restored state; its fds are taken from the map given to {@link #recover}
+ * @param replayHeads queue index → head indexes in flight, oldest fetch first (an entry for every started queue)
+ * @param unusedFds fds of the adoption that the restored session does not use (the caller closes them)
+ */
+record Adoption(
+        RecoveredSession recovered,
+        VhostUserBackend.RestoredSession state,
+        Map<Integer, int[]> replayHeads,
+        List<Integer> unusedFds) {
+
+    private static final ValueLayout.OfShort LE_U16 =
+            ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
+
+    /** Offset of {@code idx} in a split ring's used ring (virtio 1.2 §2.7.8: flags u16, idx u16). */
+    private static final long VIRTQ_USED_IDX_OFFSET = 2;
+
+    /** Per started queue: the recovered avail and used indexes and the requests in flight, for the log. */
+    String describe() {
+        StringBuilder sb = new StringBuilder();
+        for (RecoveredQueue q : recovered.queues()) {
+            sb.append(sb.isEmpty() ? "" : ", ")
+                    .append("queue ")
+                    .append(q.queueIndex())
+                    .append(": last avail ")
+                    .append(q.lastAvailIdx())
+                    .append(", used ")
+                    .append(q.usedIdx())
+                    .append(", in flight ")
+                    .append(q.inflight().size())
+                    .append(", batch ")
+                    .append(q.interruptedBatch());
+        }
+        return sb.toString();
+    }
+
+    /** Closes the fds of {@link #state} (the session will not be restored). */
+    void closeSessionFds() {
+        for (VhostUserBackend.RestoredRegion r : state.regions()) {
+            Unistd.close(r.fd());
+        }
+        for (VhostUserBackend.RestoredVring v : state.vrings()) {
+            for (int fd : new int[] {v.kickFd(), v.callFd(), v.errFd()}) {
+                if (fd >= 0) {
+                    Unistd.close(fd);
+                }
+            }
+        }
+    }
+
+    /** Requests resubmitted over all queues. */
+    int replayCount() {
+        int n = 0;
+        for (int[] heads : replayHeads.values()) {
+            n += heads.length;
+        }
+        return n;
+    }
+
+    /**
+     * Recovers the journal and builds the restored session.
+     *
+     * @param journal the mapped session journal
+     * @param fds "what/index" → fd from the master's custody (mem by region id, kick/call/err by queue); the fds the
+     *     session uses are removed from the map and belong to the result
+     * @throws JournalException if the journal does not recover
+     * @throws IllegalStateException if the session cannot be continued here (no negotiated session, a packed ring, a
+     *     region fd or ring missing)
+     */
+    static Adoption recover(MemorySegment journal, Map<String, Integer> fds) {
+        JournalConfig config = JournalRecovery.readConfig(journal);
+        if (!config.featuresSet() || !config.memoryTableSet()) {
+            throw new IllegalStateException("the journal holds no negotiated session");
+        }
+        if ((config.features() & VirtioBlk.VIRTIO_F_RING_PACKED_MASK) != 0) {
+            // packed queues are not journaled yet: nothing says where they stood
+            throw new IllegalStateException("packed rings cannot be adopted yet (#4)");
+        }
+        for (JournalMemoryRegion r : config.memoryTable()) {
+            if (!fds.containsKey("mem/" + r.regionId())) {
+                throw new IllegalStateException("no fd for guest memory region " + r.regionId());
+            }
+        }
+        RecoveredSession recovered;
+        try (Arena arena = Arena.ofConfined()) {
+            // guest memory, read-only, only to answer used->idx for an interrupted completion batch (journal.md §7.3)
+            List<MemorySegment> mapped = new ArrayList<>();
+            for (JournalMemoryRegion r : config.memoryTable()) {
+                MemorySegment whole = Mman.mmap(
+                        r.mmapOffset() + r.memorySize(),
+                        Mman.PROT_READ,
+                        Mman.MAP_SHARED,
+                        fds.get("mem/" + r.regionId()),
+                        0,
+                        arena);
+                mapped.add(whole.asSlice(r.mmapOffset(), r.memorySize()));
+            }
+            recovered = JournalRecovery.recover(journal, (queueIndex, vring, committedUsedIdx, pendingUsedIdx) -> {
+                if (vring.packed()) {
+                    throw new JournalException("queue " + queueIndex + ": packed rings cannot be adopted yet (#4)");
+                }
+                long gpa = vring.usedGpa() + VIRTQ_USED_IDX_OFFSET;
+                for (int i = 0; i < mapped.size(); i++) {
+                    JournalMemoryRegion r = config.memoryTable().get(i);
+                    if (r.contains(gpa, 2)) {
+                        return mapped.get(i).get(LE_U16, gpa - r.guestPhysAddr()) & 0xFFFF;
+                    }
+                }
+                throw new JournalException("queue " + queueIndex + ": used ring outside guest memory");
+            });
+        }
+        List<VhostUserBackend.RestoredRegion> regions = new ArrayList<>();
+        for (JournalMemoryRegion r : config.memoryTable()) {
+            regions.add(new VhostUserBackend.RestoredRegion(
+                    new VhostUserMemoryRegion(r.guestPhysAddr(), r.memorySize(), r.userAddr(), r.mmapOffset()),
+                    r.regionId(),
+                    fds.remove("mem/" + r.regionId())));
+        }
+        List<VhostUserBackend.RestoredVring> vrings = new ArrayList<>();
+        Map<Integer, int[]> replay = new HashMap<>();
+        for (QueueConfig q : config.queues()) {
+            if (!q.started()) {
+                continue;
+            }
+            VringConfig v = q.vring();
+            if (v.packed()) {
+                throw new IllegalStateException(
+                        "queue " + q.queueIndex() + ": packed rings cannot be adopted yet (#4)");
+            }
+            RecoveredQueue rq = recovered.queue(q.queueIndex());
+            int[] heads = new int[rq.inflight().size()];
+            for (int i = 0; i < heads.length; i++) {
+                InflightRequest request = rq.inflight().get(i);
+                heads[i] = request.slot();
+            }
+            replay.put(q.queueIndex(), heads);
+            VhostUserVringAddr addr = new VhostUserVringAddr(
+                    q.queueIndex(),
+                    v.addrFlags(),
+                    userAddr(config, v.descGpa()),
+                    userAddr(config, v.usedGpa()),
+                    userAddr(config, v.availGpa()),
+                    v.logGuestAddr());
+            vrings.add(new VhostUserBackend.RestoredVring(
+                    q.queueIndex(),
+                    v.size(),
+                    addr,
+                    rq.lastAvailIdx(),
+                    q.enabled(),
+                    take(fds, "kick/" + q.queueIndex()),
+                    take(fds, "call/" + q.queueIndex()),
+                    take(fds, "err/" + q.queueIndex())));
+        }
+        VhostUserBackend.RestoredSession state =
+                new VhostUserBackend.RestoredSession(config.features(), config.protocolFeatures(), regions, vrings);
+        List<Integer> unused = new ArrayList<>(fds.values());
+        fds.clear();
+        return new Adoption(recovered, state, replay, unused);
+    }
+
+    private static int take(Map<String, Integer> fds, String key) {
+        Integer fd = fds.remove(key);
+        return fd == null ? -1 : fd;
+    }
+
+    /** Guest physical → front-end virtual address through the memory table (the ring lies inside one region). */
+    private static long userAddr(JournalConfig config, long gpa) {
+        for (JournalMemoryRegion r : config.memoryTable()) {
+            if (r.contains(gpa, 1)) {
+                return gpa - r.guestPhysAddr() + r.userAddr();
+            }
+        }
+        throw new IllegalStateException("ring at GPA 0x" + Long.toHexString(gpa) + " outside guest memory");
+    }
+}
