@@ -108,6 +108,7 @@ run_round() {
 }
 
 : >"$OUT/uptime.txt"
+date -u '+%Y-%m-%d %H:%M UTC' >"$OUT/started.txt"
 [ "$ALSO_PINNED" = 1 ] && mkdir -p "$OUT/pinned"
 for round in $(seq 1 "$ROUNDS"); do
     echo "before round $round: $(uptime)" | tee -a "$OUT/uptime.txt" >&2

@@ -32,6 +32,7 @@ public final class HopReport {
     static final String HEADING = "## VirtNvme hop (two processes, null device)";
 
     private static final long TARGET_P50_NS = 1000;
+    private static final int WRAP_COLUMNS = 118;
 
     private HopReport() {}
 
@@ -67,7 +68,7 @@ public final class HopReport {
                 readIfExists(in.resolve("uptime.txt")),
                 readIfExists(in.resolve("jvm-flags.txt")).strip(),
                 machine(),
-                ZonedDateTime.now(ZoneOffset.UTC).format(DateTimeFormatter.ofPattern("yyyy-MM-dd HH:mm 'UTC'")));
+                runDate(in));
         Files.writeString(in.resolve("summary.md"), section);
         System.out.print(section);
         if (doc != null) {
@@ -266,7 +267,47 @@ public final class HopReport {
         }
         s.append(targets(byPhase, pinnedByPhase));
         s.append(notes(byPhase, pinnedByPhase));
-        return s.toString();
+        return wrap(s.toString(), WRAP_COLUMNS);
+    }
+
+    /**
+     * Wraps prose lines at {@code columns} (as the rest of docs/benchmarks.md); tables, headings and code blocks stay
+     * as they are. A bullet's continuation lines are indented by two spaces.
+     */
+    static String wrap(final String markdown, final int columns) {
+        final StringBuilder out = new StringBuilder();
+        boolean code = false;
+        for (final String line : markdown.split("\n", -1)) {
+            if (line.startsWith("```")) {
+                code = !code;
+            }
+            if (code
+                    || line.startsWith("```")
+                    || line.startsWith("|")
+                    || line.startsWith("#")
+                    || line.length() <= columns) {
+                out.append(line).append('\n');
+                continue;
+            }
+            final String indent = line.startsWith("- ") || line.startsWith("  ") ? "  " : "";
+            final StringBuilder current = new StringBuilder();
+            for (final String word : line.strip().split(" ")) {
+                final boolean first = current.isEmpty();
+                if (!first && current.length() + 1 + word.length() > columns) {
+                    out.append(current).append('\n');
+                    current.setLength(0);
+                    current.append(indent);
+                } else if (!first) {
+                    current.append(' ');
+                } else if (line.startsWith("  ")) {
+                    current.append(indent);
+                }
+                current.append(word);
+            }
+            out.append(current).append('\n');
+        }
+        out.setLength(out.length() - 1);
+        return out.toString();
     }
 
     /** What the numbers say, with the figures that back each point (from this run, not fixed text). */
@@ -291,9 +332,7 @@ public final class HopReport {
         s.append(
                 "- **p99.9 and max** are the scheduler, not the qpair: 2 vCPUs shared with the other work (load above),"
                         + " so a spinning side loses its vCPU for whole scheduler slices (milliseconds) and its peer spins"
-                        + " (poll) or sleeps (adaptive) until it runs again; ops/s falls with it (Per round). Pinning keeps"
-                        + " the two hot threads on different vCPUs, which mostly helps the p99s at QD1, but a pinned JVM"
-                        + " cannot escape the other work on its vCPU.\n");
+                        + " (poll) or sleeps (adaptive) until it runs again; ops/s falls with it (Per round).\n");
         final List<String> stuck = new ArrayList<>();
         for (final String phase : List.of("adaptive-qd1", "adaptive-qd32")) {
             for (final HopResult r : byPhase.getOrDefault(phase, List.of())) {
@@ -335,8 +374,8 @@ public final class HopReport {
                     "- **%s** (paced, the master asleep when a command comes): p50 %s ns with %s SQ and %s CQ"
                             + " eventfd writes per command (a CQ write means the slave had given up spinning and"
                             + " slept too): about %s µs per wake-up on this guest. CPU per command: %s µs slave, %s µs"
-                            + " master (JVM), most of it the spin budget each side burns after every command before it"
-                            + " sleeps.%n",
+                            + " master (JVM), including the 20 µs spin budget each side burns after a command before it"
+                            + " sleeps, and the JVM's own housekeeping (see idle).%n",
                     phase,
                     grouped(Math.round(p50)),
                     fixed(sqPerOp, 2),
@@ -344,6 +383,28 @@ public final class HopReport {
                     fixed(p50 / 1e3 / Math.max(1, sqPerOp + cqPerOp), 0),
                     fixed(med(rs, r -> perOp(r.slaveProcessCpuNs() / 1e3, r.ops())), 1),
                     fixed(med(rs, r -> perOp(r.masterProcessCpuNs() / 1e3, r.masterOps())), 1)));
+            final List<HopResult> pinned = pinnedByPhase.getOrDefault(phase, List.of());
+            if (!pinned.isEmpty()) {
+                final double pinnedSq = med(pinned, r -> perOp(r.slaveEventfdWrites(), r.ops()));
+                final double pinnedCq = med(pinned, r -> perOp(r.masterEventfdWrites(), r.masterOps()));
+                final double pinnedP50 = med(pinned, r -> r.p50Ns());
+                s.append(String.format(
+                        Locale.ROOT,
+                        "  Pinned: p50 %s ns with %s SQ and %s CQ writes per command, about %s µs per wake-up.%n",
+                        grouped(Math.round(pinnedP50)),
+                        fixed(pinnedSq, 2),
+                        fixed(pinnedCq, 2),
+                        fixed(pinnedP50 / 1e3 / Math.max(1, pinnedSq + pinnedCq), 0)));
+            }
+        }
+        if (pinnedByPhase.containsKey("adaptive-qd1-10k")
+                && byPhase.containsKey("adaptive-qd1-10k")
+                && med(pinnedByPhase.get("adaptive-qd1-10k"), r -> r.p50Ns())
+                        < med(byPhase.get("adaptive-qd1-10k"), r -> r.p50Ns())) {
+            s.append("- A wake-up costs less pinned than unpinned here. A likely reason (not traced): unpinned, the"
+                    + " scheduler queues the woken thread on the waker's vCPU (wake-affine), where the waker keeps"
+                    + " spinning its 20 µs budget before it sleeps; pinned, the woken thread has its own vCPU and"
+                    + " pays only the wake-up of an idle vCPU (a VM exit to the hypervisor and back).\n");
         }
         s.append("- **idle**: each side sleeps in poll(2) with a 1 s timeout (as the daemon's loops), so it wakes about"
                 + " once a second; the rest of the JVM CPU is the JVMs' own housekeeping.\n");
@@ -502,6 +563,14 @@ public final class HopReport {
 
     private static String jfr(final double events) {
         return events < 0 ? "off" : Long.toString(Math.round(events));
+    }
+
+    /** @return {@code DIR/started.txt} (written by the script when the run starts), else now; UTC */
+    private static String runDate(final Path in) throws IOException {
+        final String started = readIfExists(in.resolve("started.txt")).strip();
+        return started.isEmpty()
+                ? ZonedDateTime.now(ZoneOffset.UTC).format(DateTimeFormatter.ofPattern("yyyy-MM-dd HH:mm 'UTC'"))
+                : started;
     }
 
     private static String readIfExists(final Path file) throws IOException {

@@ -33,6 +33,14 @@ class HopReportTest {
     }
 
     @Test
+    void shouldWrapProseButNotTablesWhenLinesAreLong() {
+        String md = "- one two three four five\n| a | b c d e f g h |\n```\nlong code line here\n```\nshort\n";
+        assertEquals(
+                "- one two\n  three\n  four\n  five\n| a | b c d e f g h |\n```\nlong code line here\n```\nshort\n",
+                HopReport.wrap(md, 10));
+    }
+
+    @Test
     void shouldTakeMiddleValueWhenComputingMedian() {
         assertEquals(2.0, HopReport.median(new double[] {3, 1, 2}));
         assertEquals(2.5, HopReport.median(new double[] {4, 1, 2, 3}));
