@@ -576,9 +576,16 @@ public final class Master implements AutoCloseable {
                 cmd.add(arg);
             }
         }
-        cmd.add("--enable-native-access=ALL-UNNAMED");
-        cmd.add("--add-exports=java.base/jdk.internal.misc=ALL-UNNAMED");
-        cmd.add("--sun-misc-unsafe-memory-access=allow");
+        // a master started with -jar got these from the jar's manifest, which -cp does not read; the launcher's own
+        // copies are already in the input arguments and are not repeated
+        for (String flag : List.of(
+                "--enable-native-access=ALL-UNNAMED",
+                "--add-exports=java.base/jdk.internal.misc=ALL-UNNAMED",
+                "--sun-misc-unsafe-memory-access=allow")) {
+            if (!cmd.contains(flag)) {
+                cmd.add(flag);
+            }
+        }
         cmd.addAll(config.slave().javaOpts());
         cmd.add("-cp");
         cmd.add(System.getProperty("java.class.path"));

@@ -12,8 +12,6 @@ import io.vhostd.shm.virtnvme.VirtNvmeOpcodes;
 import io.vhostd.shm.virtnvme.VirtNvmeQueuePair;
 import io.vhostd.shm.virtnvme.VirtNvmeStatus;
 import io.vhostd.vhost.virtio.DescriptorChain;
-import io.vhostd.vhost.virtio.GuestMemory;
-import io.vhostd.vhost.virtio.GuestMemoryRegion;
 import io.vhostd.vhost.virtio.SplitVirtqueue;
 import io.vhostd.vhost.virtio.VirtioBlk;
 import io.vhostd.vhost.virtio.VirtioBlkRequest;
@@ -600,7 +598,8 @@ final class ControllerAgent implements Runnable {
      * commandDone(q, head, true)} after the last submission, so it cannot complete half-submitted.
      */
     private void begin(QueueRunner q, int head, int usedLength, boolean flushAfter) {
-        q.statusGpa[head] = request.statusGpa();
+        q.statusRegion[head] = request.statusRegionIndex();
+        q.statusOffset[head] = request.statusRegionOffset();
         q.usedLengthBytes[head] = usedLength;
         q.requestStatus[head] = VIRTIO_BLK_S_OK;
         q.flushAfter[head] = flushAfter;
@@ -678,7 +677,9 @@ final class ControllerAgent implements Runnable {
     /** Completes a tracked request: status byte, used element (not yet published). */
     private void complete(QueueRunner q, int head) {
         int status = q.requestStatus[head];
-        writeStatusByte(q.memory, q.statusGpa[head], status);
+        // the status byte was located and bounds-checked when the request was parsed; the queue's memory table cannot
+        // change while the queue runs (a change stops it first), so the region index is still valid
+        q.memory.region(q.statusRegion[head]).mapping().set(ValueLayout.JAVA_BYTE, q.statusOffset[head], (byte) status);
         q.vq.pushUsed(head, status == VIRTIO_BLK_S_OK ? q.usedLengthBytes[head] : 1, q.ringDescriptors[head]);
         q.inflight[head] = false;
         q.inflightCount--;
@@ -751,16 +752,6 @@ final class ControllerAgent implements Runnable {
             }
             commandDone(q, head, ok);
         }
-    }
-
-    /** Writes one byte of guest memory without allocating (the GPA was validated when the request was parsed). */
-    private static void writeStatusByte(GuestMemory memory, long gpa, int status) {
-        int r = memory.findRegion(gpa, 1);
-        if (r < 0) {
-            return;
-        }
-        GuestMemoryRegion region = memory.region(r);
-        region.mapping().set(ValueLayout.JAVA_BYTE, gpa - region.guestPhysAddr(), (byte) status);
     }
 
     void close() {

@@ -30,8 +30,10 @@ final class QueueRunner {
     final long features;
 
     // ---- per request, indexed by id (< vq.size()) ----
-    /** Guest physical address of the request's status byte. */
-    final long[] statusGpa;
+    /** Where the request's status byte is: index of its region in {@link #memory} and offset in that region. */
+    final int[] statusRegion;
+
+    final long[] statusOffset;
     /** Bytes the device wrote into the request's buffers on success, status byte included (used element len). */
     final int[] usedLengthBytes;
     /** Ring descriptors of the request's chain (what a packed used descriptor skips). */
@@ -107,7 +109,8 @@ final class QueueRunner {
         this.cqEventFd = cqEventFd;
         this.features = features;
         int size = vq.size();
-        this.statusGpa = new long[size];
+        this.statusRegion = new int[size];
+        this.statusOffset = new long[size];
         this.usedLengthBytes = new int[size];
         this.ringDescriptors = new int[size];
         this.inflight = new boolean[size];
