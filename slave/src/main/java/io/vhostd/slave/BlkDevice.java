@@ -25,8 +25,9 @@ import java.util.Map;
  * <p>Config space: capacity, seg_max, blk_size, topology (a 4 KiB physical block hint), the cache mode ({@code
  * writeback}, the only field the driver may write: VIRTIO_BLK_F_CONFIG_WCE, {@code VHOST_USER_SET_CONFIG}),
  * num_queues, and the DISCARD / WRITE_ZEROES limits ({@link ControllerAgent#MAX_DISCARD_SEG} segments of at most
- * {@link ControllerAgent#maxDiscardSectors} sectors, aligned to the logical block; {@code write_zeroes_may_unmap} 0:
- * the engine zeroes in place).
+ * {@link ControllerAgent#maxDiscardSectors} sectors, aligned to the logical block; {@code write_zeroes_may_unmap} 1:
+ * a WRITE_ZEROES with VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP becomes a deallocating NVME_OPC_WRITE_ZEROES — a file bdev
+ * punches a hole, a block device lets the kernel unmap — and reads back zeroes either way).
  */
 final class BlkDevice implements VhostUserDevice {
     private static final System.Logger LOG = System.getLogger(BlkDevice.class.getName());
@@ -126,7 +127,7 @@ final class BlkDevice implements VhostUserDevice {
                 blockSize / VirtioBlk.SECTOR_SIZE,
                 discardSectors,
                 ControllerAgent.MAX_WRITE_ZEROES_SEG,
-                0);
+                1);
     }
 
     @Override

@@ -8,6 +8,7 @@ import io.vhostd.journal.SessionJournal;
 import io.vhostd.shm.linux.Eventfd;
 import io.vhostd.shm.linux.Poll;
 import io.vhostd.shm.linux.Unistd;
+import io.vhostd.shm.virtnvme.VirtNvmeDescriptor;
 import io.vhostd.shm.virtnvme.VirtNvmeOpcodes;
 import io.vhostd.shm.virtnvme.VirtNvmeQueuePair;
 import io.vhostd.shm.virtnvme.VirtNvmeStatus;
@@ -91,6 +92,10 @@ final class ControllerAgent implements Runnable {
     private final long[] rangeSector = new long[MAX_COMMANDS_PER_REQUEST];
 
     private final long[] rangeSectors = new long[MAX_COMMANDS_PER_REQUEST];
+
+    /** The VirtNvme SQE flags of each segment: {@code SQE_FLAG_DEALLOCATE} for a WRITE_ZEROES with UNMAP. */
+    private final int[] rangeSqeFlags = new int[MAX_COMMANDS_PER_REQUEST];
+
     private final CompletionHandler completionHandler = new CompletionHandler();
     private final Poll.PollSet pollSet;
     private final int[] pollQueue;
@@ -526,9 +531,9 @@ final class ControllerAgent implements Runnable {
     /**
      * DISCARD / WRITE_ZEROES (virtio 1.2 §5.2.6): every segment is read once into {@link #rangeSector} / {@link
      * #rangeSectors} and checked ({@link VirtioBlk#checkDiscardWriteZeroes}) before any is submitted; then one
-     * VirtNvme command per non-empty segment. WRITE_ZEROES with or without unmap zeroes the range
-     * (NVME_OPC_WRITE_ZEROES: reads return zeroes; whether blocks are deallocated is the engine's choice, and
-     * {@code write_zeroes_may_unmap} is 0).
+     * VirtNvme command per non-empty segment. WRITE_ZEROES zeroes the range (NVME_OPC_WRITE_ZEROES: reads return
+     * zeroes); with VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP the command carries SQE_FLAG_DEALLOCATE and the engine may
+     * deallocate the blocks ({@code write_zeroes_may_unmap} is 1).
      */
     private void discardOrWriteZeroes(QueueRunner q, int head, int type) {
         boolean discard = type == VirtioBlk.VIRTIO_BLK_T_DISCARD;
@@ -552,11 +557,15 @@ final class ControllerAgent implements Runnable {
             // the guest may rewrite the segment at any time: what was checked is what gets submitted
             rangeSector[i] = request.rangeSector();
             rangeSectors[i] = request.rangeNumSectors();
+            int rangeFlags = request.rangeFlags();
+            rangeSqeFlags[i] = !discard && (rangeFlags & VirtioBlk.VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP) != 0
+                    ? VirtNvmeDescriptor.SQE_FLAG_DEALLOCATE_MASK
+                    : 0;
             int status = VirtioBlk.checkDiscardWriteZeroes(
                     type,
                     rangeSector[i],
                     rangeSectors[i],
-                    request.rangeFlags(),
+                    rangeFlags,
                     capacitySectors,
                     maxDiscardSectors,
                     blockSectors);
@@ -573,6 +582,7 @@ final class ControllerAgent implements Runnable {
                             q,
                             head,
                             opcode,
+                            rangeSqeFlags[i],
                             rangeSector[i] * VirtioBlk.SECTOR_SIZE,
                             (int) (rangeSectors[i] * VirtioBlk.SECTOR_SIZE),
                             0)) {
@@ -614,6 +624,12 @@ final class ControllerAgent implements Runnable {
      */
     private boolean submitCommand(
             QueueRunner q, int head, int opcode, long offsetBytes, int lengthBytes, int segments) {
+        return submitCommand(q, head, opcode, 0, offsetBytes, lengthBytes, segments);
+    }
+
+    /** {@link #submitCommand(QueueRunner, int, int, long, int, int)} with VirtNvme SQE flags ({@code sqeFlags}). */
+    private boolean submitCommand(
+            QueueRunner q, int head, int opcode, int sqeFlags, long offsetBytes, int lengthBytes, int segments) {
         if (q.freeCidCount == 0) {
             // cannot happen: fetch reserves MAX_COMMANDS_PER_REQUEST CIDs and a FLUSH reuses a freed one
             q.requestStatus[head] = VIRTIO_BLK_S_IOERR;
@@ -623,7 +639,16 @@ final class ControllerAgent implements Runnable {
         }
         int cid = q.freeCids[--q.freeCidCount];
         if (!q.qp.submit(
-                opcode, 0, cid, nsid, offsetBytes, lengthBytes, segments, regionIds, regionOffsets, segmentLengths)) {
+                opcode,
+                sqeFlags,
+                cid,
+                nsid,
+                offsetBytes,
+                lengthBytes,
+                segments,
+                regionIds,
+                regionOffsets,
+                segmentLengths)) {
             q.freeCids[q.freeCidCount++] = cid;
             q.requestStatus[head] = VIRTIO_BLK_S_IOERR;
             errors.incrementAndGet();

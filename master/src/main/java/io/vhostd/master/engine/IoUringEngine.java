@@ -215,7 +215,7 @@ public final class IoUringEngine extends PollingEngine<IoUringEngine.UringSlot> 
                         ? submitIoctl(slot, cid, userData, command, true)
                         : ring.prepFallocate(
                                 bdev.fd(),
-                                Fcntl.FALLOC_FL_ZERO_RANGE | Fcntl.FALLOC_FL_KEEP_SIZE,
+                                ThreadPoolEngine.zeroRangeMode(command.isDeallocate()),
                                 command.offsetBytes(),
                                 Integer.toUnsignedLong(command.lengthBytes()),
                                 userData);

@@ -56,6 +56,8 @@ public final class ThreadPoolEngine extends PollingEngine<ThreadPoolEngine.PoolS
         int opcode;
         long offsetBytes;
         long lengthBytes;
+        /** WRITE_ZEROES may deallocate ({@code SQE_FLAG_DEALLOCATE}). */
+        boolean deallocate;
         /** 0, the errno of the failed call, or -1 for a short transfer. */
         int errno;
 
@@ -118,6 +120,7 @@ public final class ThreadPoolEngine extends PollingEngine<ThreadPoolEngine.PoolS
         op.opcode = opcode;
         op.offsetBytes = offset;
         op.lengthBytes = length;
+        op.deallocate = command.isDeallocate();
         op.fd = transfers
                         && bdev.directFd() >= 0
                         && CommandCheck.isAligned(offset, length, addresses, lengths, n, bdev.blockSizeBytes())
@@ -141,6 +144,14 @@ public final class ThreadPoolEngine extends PollingEngine<ThreadPoolEngine.PoolS
             commandFinished(op.slot, op.cid, status, result);
         }
         return n;
+    }
+
+    /**
+     * The fallocate(2) mode of a WRITE_ZEROES on a file: PUNCH_HOLE when the command allows deallocation (spec
+     * virtnvme.md §5.2 {@code SQE_FLAG_DEALLOCATE}; a hole reads back as zeroes), else ZERO_RANGE; KEEP_SIZE both.
+     */
+    static int zeroRangeMode(boolean deallocate) {
+        return (deallocate ? Fcntl.FALLOC_FL_PUNCH_HOLE : Fcntl.FALLOC_FL_ZERO_RANGE) | Fcntl.FALLOC_FL_KEEP_SIZE;
     }
 
     /** On a worker: runs {@code op}; returns 0, the errno of the failed call, or -1 for a short transfer. */
@@ -174,10 +185,11 @@ public final class ThreadPoolEngine extends PollingEngine<ThreadPoolEngine.PoolS
                 case VirtNvmeOpcodes.NVME_OPC_FLUSH -> Unistd.fdatasync(bdev.fd());
                 case VirtNvmeOpcodes.NVME_OPC_WRITE_ZEROES -> {
                     if (bdev.blockDevice()) {
+                        // BLKZEROOUT lets the kernel unmap when the device zeroes on unmap: DEALLOCATE changes nothing
                         Ioctl.blkZeroout(bdev.fd(), offset, length);
                     } else {
-                        Fcntl.fallocate(
-                                bdev.fd(), Fcntl.FALLOC_FL_ZERO_RANGE | Fcntl.FALLOC_FL_KEEP_SIZE, offset, length);
+                        // a punched hole reads back as zeroes: the DEALLOCATE form frees the blocks
+                        Fcntl.fallocate(bdev.fd(), zeroRangeMode(op.deallocate), offset, length);
                     }
                 }
                 default -> {

@@ -191,6 +191,11 @@ class DeviceEngineConformanceTest {
 
         /** Writes one SQE without publishing it. */
         void write(int cid, int opcode, long offsetBytes, int lengthBytes, Seg... segs) {
+            write(cid, opcode, 0, offsetBytes, lengthBytes, segs);
+        }
+
+        /** Writes one SQE with {@code flags} without publishing it. */
+        void write(int cid, int opcode, int flags, long offsetBytes, int lengthBytes, Seg... segs) {
             int[] regionIds = new int[segs.length];
             long[] regionOffsets = new long[segs.length];
             int[] lengths = new int[segs.length];
@@ -202,7 +207,7 @@ class DeviceEngineConformanceTest {
             assertTrue(
                     submitter.submit(
                             opcode,
-                            0,
+                            flags,
                             cid,
                             NSID,
                             offsetBytes,
@@ -536,6 +541,53 @@ class DeviceEngineConformanceTest {
         byte[] expected = stored(data).clone();
         Arrays.fill(expected, 16 * 1024, 48 * 1024, (byte) 0);
         assertArrayEquals(expected, gather(target), "zeroes inside the range, the data around it");
+    }
+
+    @ParameterizedTest
+    @EnumSource(Kind.class)
+    void shouldReadZeroesAndFreeBlocksWhenWriteZeroesMayDeallocate(Kind kind) throws IOException {
+        start(kind);
+        Queue q = attachQueue(1);
+        int length = 1 << 20;
+        byte[] data = pattern(length, 19);
+        Seg source = new Seg(0, length);
+        Seg target = new Seg(1L << 20, length);
+        scatter(data, source);
+        assertSuccess(q.submitAndAwait(0, NVME_OPC_WRITE, 0, length, source), length);
+        assertSuccess(q.submitAndAwait(1, NVME_OPC_FLUSH, 0, 0), 0);
+        boolean file = kind.backing == Backing.FILE || kind.backing == Backing.FILE_DIRECT;
+        long blocksBefore = file ? allocatedBlocks() : 0;
+
+        q.write(2, NVME_OPC_WRITE_ZEROES, VirtNvmeDescriptor.SQE_FLAG_DEALLOCATE_MASK, 0, length / 2);
+        q.publish();
+        assertSuccess(q.await(2), 0);
+
+        assertSuccess(q.submitAndAwait(3, NVME_OPC_READ, 0, length, target), length);
+        byte[] expected = stored(data).clone();
+        Arrays.fill(expected, 0, length / 2, (byte) 0);
+        assertArrayEquals(expected, gather(target), "zeroes in the deallocated half, the data after it");
+        if (file) {
+            // a punched hole: the image holds at least 256 KiB less (ZERO_RANGE would keep the blocks allocated)
+            long freed = blocksBefore - allocatedBlocks();
+            assertTrue(freed * 512 >= 256 * 1024, "blocks freed: " + freed + " of 512 bytes");
+        }
+    }
+
+    /** {@code st_blocks} of the file bdev's image, in 512-byte units (stat(1): the JDK does not expose it). */
+    private long allocatedBlocks() throws IOException {
+        Process p = new ProcessBuilder("stat", "--format=%b", bdev.path())
+                .redirectErrorStream(true)
+                .start();
+        String out = new String(p.getInputStream().readAllBytes(), java.nio.charset.StandardCharsets.US_ASCII).trim();
+        try {
+            if (p.waitFor() != 0) {
+                fail("stat " + bdev.path() + ": " + out);
+            }
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new IOException(e);
+        }
+        return Long.parseLong(out);
     }
 
     @ParameterizedTest

@@ -217,7 +217,10 @@ public final class VirtNvmeDescriptor {
     /** SQE: opcode (u8), one of {@link VirtNvmeOpcodes}. */
     public static final int SQE_OPCODE_OFFSET = 0;
 
-    /** SQE: flags (u8), {@link #SQE_FLAG_SEGMENTS_INDIRECT_MASK} and {@link #SQE_FLAG_FUA_MASK}. */
+    /**
+     * SQE: flags (u8), {@link #SQE_FLAG_SEGMENTS_INDIRECT_MASK}, {@link #SQE_FLAG_FUA_MASK} and {@link
+     * #SQE_FLAG_DEALLOCATE_MASK}.
+     */
     public static final int SQE_FLAGS_OFFSET = 1;
 
     /** SQE: command id (u16), below depth. */
@@ -253,8 +256,18 @@ public final class VirtNvmeDescriptor {
     /** Mask of {@link #SQE_FLAG_FUA_BIT}. */
     public static final int SQE_FLAG_FUA_MASK = 1 << SQE_FLAG_FUA_BIT;
 
+    /**
+     * SQE flag bit, WRITE_ZEROES only: the device may deallocate the range instead of writing zeroes (NVMe Write Zeroes
+     * DEAC, virtio-blk VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP); the range reads back as zeroes either way.
+     */
+    public static final int SQE_FLAG_DEALLOCATE_BIT = 2;
+
+    /** Mask of {@link #SQE_FLAG_DEALLOCATE_BIT}. */
+    public static final int SQE_FLAG_DEALLOCATE_MASK = 1 << SQE_FLAG_DEALLOCATE_BIT;
+
     /** Every flag bit version 1 defines; the others are reserved and zero. */
-    public static final int SQE_FLAGS_DEFINED_MASK = SQE_FLAG_SEGMENTS_INDIRECT_MASK | SQE_FLAG_FUA_MASK;
+    public static final int SQE_FLAGS_DEFINED_MASK =
+            SQE_FLAG_SEGMENTS_INDIRECT_MASK | SQE_FLAG_FUA_MASK | SQE_FLAG_DEALLOCATE_MASK;
 
     /** Segment: memory region id (u32). */
     public static final int SEGMENT_REGION_ID_OFFSET = 0;

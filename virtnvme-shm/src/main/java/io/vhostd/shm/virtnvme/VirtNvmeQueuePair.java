@@ -21,6 +21,7 @@ import static io.vhostd.shm.virtnvme.VirtNvmeDescriptor.SEGMENT_LENGTH_BYTES_OFF
 import static io.vhostd.shm.virtnvme.VirtNvmeDescriptor.SEGMENT_REGION_ID_OFFSET;
 import static io.vhostd.shm.virtnvme.VirtNvmeDescriptor.SEGMENT_REGION_OFFSET_OFFSET;
 import static io.vhostd.shm.virtnvme.VirtNvmeDescriptor.SQE_FLAGS_DEFINED_MASK;
+import static io.vhostd.shm.virtnvme.VirtNvmeDescriptor.SQE_FLAG_DEALLOCATE_MASK;
 import static io.vhostd.shm.virtnvme.VirtNvmeDescriptor.SQE_FLAG_FUA_MASK;
 import static io.vhostd.shm.virtnvme.VirtNvmeDescriptor.SQE_FLAG_SEGMENTS_INDIRECT_MASK;
 import static io.vhostd.shm.virtnvme.VirtNvmeDescriptor.SQE_LENGTH;
@@ -215,7 +216,8 @@ public final class VirtNvmeQueuePair {
      *
      * @param opcode one of {@link VirtNvmeOpcodes}, [0, 255] (not checked further: the master answers
      *     INVALID_OPCODE)
-     * @param flags {@link VirtNvmeDescriptor#SQE_FLAG_FUA_MASK} or 0
+     * @param flags {@link VirtNvmeDescriptor#SQE_FLAG_FUA_MASK}, {@link VirtNvmeDescriptor#SQE_FLAG_DEALLOCATE_MASK}
+     *     (WRITE_ZEROES) or 0
      * @param cid command id, [0, depth)
      * @param nsid volume id (u32)
      * @param offsetBytes byte offset in the bdev (u64)
@@ -272,7 +274,8 @@ public final class VirtNvmeQueuePair {
         }
 
         final boolean indirect = segmentCount > INLINE_SEGMENTS;
-        final int sqeFlags = (flags & SQE_FLAG_FUA_MASK) | (indirect ? SQE_FLAG_SEGMENTS_INDIRECT_MASK : 0);
+        final int sqeFlags = (flags & (SQE_FLAG_FUA_MASK | SQE_FLAG_DEALLOCATE_MASK))
+                | (indirect ? SQE_FLAG_SEGMENTS_INDIRECT_MASK : 0);
         final long sqe = VirtNvmeDescriptor.sqeOffset(sqTail & slotMask);
         // bytes 0..7: opcode, flags, cid, nsid; bytes 16..23: lengthBytes, segmentCount, reserved u16 = 0;
         // bytes 24..31: the rest of the reserved range = 0 (a reused slot must not carry stale bytes)
@@ -443,6 +446,11 @@ public final class VirtNvmeQueuePair {
             return (flags & SQE_FLAG_FUA_MASK) != 0;
         }
 
+        /** @return true if the DEALLOCATE flag is set (WRITE_ZEROES may deallocate the range) */
+        public boolean isDeallocate() {
+            return (flags & SQE_FLAG_DEALLOCATE_MASK) != 0;
+        }
+
         /** @return true if the segments are in the CID's indirect table */
         public boolean isSegmentsIndirect() {
             return (flags & SQE_FLAG_SEGMENTS_INDIRECT_MASK) != 0;
@@ -507,7 +515,8 @@ public final class VirtNvmeQueuePair {
         }
 
         /**
-         * Checks the syntax of the command (spec §9.1): opcode defined, no undefined flag bit, CID below depth,
+         * Checks the syntax of the command (spec §9.1): opcode defined, no undefined flag bit (DEALLOCATE only on
+         * WRITE_ZEROES), CID below depth,
          * segment count within the inline or indirect limit, for READ and WRITE at least one segment and segment
          * lengths that add up to the length, for the other opcodes no segment. Range checks against the volume and
          * the memory regions are the caller's (spec §9.2).
@@ -520,6 +529,9 @@ public final class VirtNvmeQueuePair {
                 return VirtNvmeStatus.INVALID_OPCODE;
             }
             if ((flags & ~SQE_FLAGS_DEFINED_MASK) != 0 || cid >= qp.depth || segmentCount > segmentLimit()) {
+                return VirtNvmeStatus.INVALID_FIELD;
+            }
+            if ((flags & SQE_FLAG_DEALLOCATE_MASK) != 0 && opcode != VirtNvmeOpcodes.NVME_OPC_WRITE_ZEROES) {
                 return VirtNvmeStatus.INVALID_FIELD;
             }
             if (opcode == VirtNvmeOpcodes.NVME_OPC_READ || opcode == VirtNvmeOpcodes.NVME_OPC_WRITE) {

@@ -82,7 +82,9 @@ class VirtNvmeDescriptorTest {
         assertEquals(0x1, VirtNvmeDescriptor.SQE_FLAG_SEGMENTS_INDIRECT_MASK);
         assertEquals(1, VirtNvmeDescriptor.SQE_FLAG_FUA_BIT);
         assertEquals(0x2, VirtNvmeDescriptor.SQE_FLAG_FUA_MASK);
-        assertEquals(0x3, VirtNvmeDescriptor.SQE_FLAGS_DEFINED_MASK);
+        assertEquals(2, VirtNvmeDescriptor.SQE_FLAG_DEALLOCATE_BIT);
+        assertEquals(0x4, VirtNvmeDescriptor.SQE_FLAG_DEALLOCATE_MASK);
+        assertEquals(0x7, VirtNvmeDescriptor.SQE_FLAGS_DEFINED_MASK);
         assertEquals(0x0001_0000, VirtNvmeDescriptor.VERSION);
         assertEquals(0x5051564E54524956L, VirtNvmeDescriptor.MAGIC);
         final MemorySegment bytes = arena.allocate(8);

@@ -550,7 +550,7 @@ class VirtNvmeQueuePairTest {
                 () -> submitter.submit(read, 0, 0, NSID, 0, 2048, 4, ids, offsets, lengths));
         assertThrows(
                 IllegalArgumentException.class,
-                () -> submitter.submit(read, 0x4, 0, NSID, 0, 512, 1, ids, offsets, lengths));
+                () -> submitter.submit(read, 0x8, 0, NSID, 0, 512, 1, ids, offsets, lengths));
         assertThrows(
                 IllegalArgumentException.class,
                 () -> submitter.submit(0x100, 0, 0, NSID, 0, 512, 1, ids, offsets, lengths));
@@ -627,6 +627,38 @@ class VirtNvmeQueuePairTest {
                         VirtNvmeStatus.INVALID_FIELD,
                         VirtNvmeStatus.INVALID_FIELD),
                 statuses);
+    }
+
+    @Test
+    void shouldCarryDeallocateOnWriteZeroesAndRejectItOnOtherOpcodes() {
+        open(4, 4);
+        assertTrue(submitter.submit(
+                VirtNvmeOpcodes.NVME_OPC_WRITE_ZEROES,
+                VirtNvmeDescriptor.SQE_FLAG_DEALLOCATE_MASK,
+                0,
+                NSID,
+                4096,
+                8192,
+                0,
+                NO_INTS,
+                NO_LONGS,
+                NO_INTS));
+        writeHostileSqe(1, VirtNvmeOpcodes.NVME_OPC_FLUSH, VirtNvmeDescriptor.SQE_FLAG_DEALLOCATE_MASK, 1, 0);
+        writeHostileSqe(2, VirtNvmeOpcodes.NVME_OPC_READ, VirtNvmeDescriptor.SQE_FLAG_DEALLOCATE_MASK, 2, 1);
+        VirtNvmeDescriptor.sqTailRelease(memory, 3);
+        final List<Integer> statuses = new ArrayList<>();
+        final List<Boolean> deallocate = new ArrayList<>();
+        assertEquals(
+                3,
+                executor.pollSubmissions(
+                        command -> {
+                            statuses.add(command.validate());
+                            deallocate.add(command.isDeallocate());
+                        },
+                        8));
+        assertEquals(
+                List.of(VirtNvmeStatus.SUCCESS, VirtNvmeStatus.INVALID_FIELD, VirtNvmeStatus.INVALID_FIELD), statuses);
+        assertEquals(List.of(true, true, true), deallocate);
     }
 
     @Test
