@@ -11,6 +11,10 @@
 #   vhostd-null  bin/vhostd master, bdev {type: "null"} (once vhostd has null bdevs, #3)
 #   qsd-file     the chroot's qemu-storage-daemon, driver=file on /dev/shm, cache.direct=on,aio=io_uring
 #   qsd-null     the chroot's qemu-storage-daemon, driver=null-co,read-zeroes=on
+# A vhostd back-end may carry a statistics mode (issue #5) as a suffix, e.g. "vhostd-null@nostats vhostd-null
+# vhostd-null@hist vhostd-null@trace" compares them in the same interleaved rounds: @nostats the slave counts
+# nothing (-Dvhostd.stats.count=false), none = counters only (the default), @hist + latency histograms
+# (bdev_enable_histogram), @trace + histograms and the trace ring (trace_start).
 # All export one vhost-user-blk device with --num-queues (default 2) queues; fio uses one (1 job).
 # Jobs (--jobs, default "rr4k1 rr4k32 rw4k32 sr128k8"; defined in tests/chroot/lib.sh): 4k randread QD1,
 # 4k randread QD32, 4k randwrite QD32, 128k sequential read QD8; each --ramp (2) + --runtime (10) seconds.
@@ -56,7 +60,10 @@ for j in $JOBS; do
 done
 for b in $BACKENDS; do
     case $b in
-    vhostd-file | vhostd-null) ensure_jar || exit 1 ;;
+    vhostd-file | vhostd-null | vhostd-file@* | vhostd-null@*)
+        case ${b#*@} in "$b" | nostats | hist | trace) ;; *) say "unknown statistics mode in $b"; exit 2 ;; esac
+        ensure_jar || exit 1
+        ;;
     qsd-file | qsd-null) ;;
     *) say "unknown back-end $b (vhostd-file vhostd-null qsd-file qsd-null)"; exit 2 ;;
     esac
@@ -85,7 +92,7 @@ trap 'exit 130' INT TERM
 declare -A IMG_OF
 for b in $BACKENDS; do
     case $b in
-    *-file)
+    *-file | *-file@*)
         IMG_OF[$b]=/dev/shm/vhostd-bl-$$-$b.img
         IMGS+=("${IMG_OF[$b]}")
         fallocate -l "$SIZE_BYTES" "${IMG_OF[$b]}" || exit 1
@@ -95,10 +102,11 @@ done
 
 # start_backend BACKEND DIR -> DPID, DSOCK
 start_backend() {
-    local b=$1 dir=$2 img
+    local b=$1 dir=$2 img mode=
+    case $b in *@*) mode=${b#*@} ;; esac
     case $b in
     vhostd-*)
-        if [ "$b" = vhostd-file ]; then
+        if [ "${b%@*}" = vhostd-file ]; then
             img=${IMG_OF[$b]}
             write_vhostd_yaml "$dir/vhostd.yaml" "$dir" \
                 "type: file, path: $img, size_bytes: $SIZE_BYTES, direct: $VHOSTD_DIRECT" "$NQ"
@@ -106,8 +114,22 @@ start_backend() {
             write_vhostd_yaml "$dir/vhostd.yaml" "$dir" "type: \"null\", size_bytes: $SIZE_BYTES" "$NQ"
         fi
         DSOCK=$dir/vhost.0.sock
-        start_vhostd_master "$dir/vhostd.yaml" "$DSOCK" "$dir/daemon.log" || return 1
+        if [ "$mode" = nostats ]; then
+            VHOSTD_JAVA_OPTS="${VHOSTD_JAVA_OPTS:-} -Dvhostd.stats.count=false" \
+                start_vhostd_master "$dir/vhostd.yaml" "$DSOCK" "$dir/daemon.log" || return 1
+        else
+            start_vhostd_master "$dir/vhostd.yaml" "$DSOCK" "$dir/daemon.log" || return 1
+        fi
         DPID=$VHOSTD_PID
+        case $mode in
+        hist | trace)
+            "$REPO/bin/vhostctl" --socket "$dir/rpc.sock" rpc bdev_enable_histogram '{"name":"disk0","enable":true}' \
+                >>"$dir/daemon.log" 2>&1 || return 1
+            ;;
+        esac
+        if [ "$mode" = trace ]; then
+            "$REPO/bin/vhostctl" --socket "$dir/rpc.sock" rpc trace_start '{}' >>"$dir/daemon.log" 2>&1 || return 1
+        fi
         ;;
     qsd-file)
         img=${IMG_OF[$b]}

@@ -156,7 +156,10 @@ class Qemu11VhostUserBlkIT {
         step("%s boot rc=%d in %d ms", name, rc, (System.nanoTime() - startNs) / 1_000_000);
         Path trace = qemuOut.resolve("vhost-user-trace.log");
         if (Files.exists(trace)) {
-            Files.copy(trace, env.logDir().resolve(name + ".vhost-user-trace.log"));
+            Files.copy(
+                    trace,
+                    env.logDir().resolve(name + ".vhost-user-trace.log"),
+                    java.nio.file.StandardCopyOption.REPLACE_EXISTING);
         }
         String output = readIfExists(out);
         String consoleLog = readIfExists(console);

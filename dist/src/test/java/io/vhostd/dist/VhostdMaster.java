@@ -84,13 +84,14 @@ final class VhostdMaster implements AutoCloseable {
                 throw new AssertionError(
                         "master exited with " + process.exitValue() + " before " + socket + " was ready\n" + logTail());
             }
-            if (Files.exists(socket) && accepts(socket)) {
+            // the master listens on the RPC socket last (after every controller's socket): both must accept
+            if (Files.exists(socket) && accepts(socket) && accepts(config.rpcSocket())) {
                 return Duration.ofNanos(System.nanoTime() - startNs);
             }
             Thread.sleep(POLL_INTERVAL);
         }
-        throw new AssertionError(
-                "master not ready after " + timeout + ": " + socket + " does not accept\n" + logTail());
+        throw new AssertionError("master not ready after " + timeout + ": " + socket + " or " + config.rpcSocket()
+                + " does not accept\n" + logTail());
     }
 
     private static boolean accepts(Path socket) {

@@ -12,16 +12,24 @@ import io.vhostd.master.config.BdevConfig;
 import io.vhostd.master.config.ConfigException;
 import io.vhostd.master.config.ControllerConfig;
 import io.vhostd.master.config.HugepagesConfig;
+import io.vhostd.master.config.PrometheusConfig;
+import io.vhostd.master.config.RpcSocketConfig;
 import io.vhostd.master.config.VhostdConfig;
 import io.vhostd.master.engine.DeviceEngine;
 import io.vhostd.master.engine.Engines;
 import io.vhostd.master.engine.QpairBinding;
 import io.vhostd.master.engine.RegionTable;
+import io.vhostd.master.health.HealthService;
 import io.vhostd.master.hugepages.HugepagePool;
+import io.vhostd.master.metrics.MetricsServer;
+import io.vhostd.master.metrics.StatsSource;
 import io.vhostd.master.registry.BdevException;
 import io.vhostd.master.registry.BdevRegistry;
 import io.vhostd.master.registry.PersistentRegistry;
+import io.vhostd.master.rpc.RpcPeerPolicy;
 import io.vhostd.master.rpc.RpcServer;
+import io.vhostd.master.stats.HistogramSnapshot;
+import io.vhostd.master.stats.StatsService;
 import io.vhostd.rpc.RpcErrorCode;
 import io.vhostd.rpc.RpcException;
 import io.vhostd.rpc.RpcSpec;
@@ -32,6 +40,7 @@ import io.vhostd.shm.linux.Eventfd;
 import io.vhostd.shm.linux.SdNotify;
 import io.vhostd.shm.linux.Socket;
 import io.vhostd.shm.linux.Unistd;
+import io.vhostd.shm.stats.IoCounters;
 import io.vhostd.shm.virtnvme.VirtNvmeDescriptor;
 import io.vhostd.shm.virtnvme.VirtNvmeQueuePair;
 import java.io.IOException;
@@ -100,7 +109,15 @@ public final class Master implements AutoCloseable {
     private final VhostdConfig config;
     private final Options options;
     private final Path runDir;
-    private final Map<String, ControllerRuntime> controllers = new LinkedHashMap<>();
+    /** Controllers by name, in creation order; synchronized (RPC create/delete run next to the supervisor). */
+    private final Map<String, ControllerRuntime> controllers =
+            java.util.Collections.synchronizedMap(new LinkedHashMap<>());
+    /** Serialises vhost_create_blk_controller and vhost_delete_controller (issue #5). */
+    private final Object controllerLock = new Object();
+    /** Arena offsets of queue pairs freed by vhost_delete_controller, reused before the arena's bump pointer. */
+    private final java.util.ArrayDeque<Long> freeQpairOffsets = new java.util.ArrayDeque<>();
+
+    private int nextNsid = 1;
     private final FdCustody custody = new FdCustody();
     private final RegionTable regions = new RegionTable();
     private final CountDownLatch stopped = new CountDownLatch(1);
@@ -119,8 +136,17 @@ public final class Master implements AutoCloseable {
     private java.util.concurrent.CompletableFuture<SlaveProcess> standby;
     /** Each controller's session journal region (journal/spec/journal.md), formatted by the master. */
     private final Map<String, HugepageArena> journals = new LinkedHashMap<>();
+    /** Each controller's stats region and the stats RPC methods (issue #5); created in {@link #start}. */
+    private StatsService stats;
 
     private int nextSlaveNumber = 1;
+    /** The class path (or jar) slaves are spawned from; {@code slave_upgrade} with a jar changes it (issue #4). */
+    private volatile String slaveClassPath = System.getProperty("java.class.path");
+    /** Handovers (a slave died) and rolling upgrades run one at a time; reentrant (an upgrade may fall back). */
+    private final java.util.concurrent.locks.ReentrantLock supervisorLock =
+            new java.util.concurrent.locks.ReentrantLock();
+    /** The slave a rolling upgrade is moving controllers away from, or null (slave_get_slaves: "draining"). */
+    private volatile SlaveProcess draining;
     /** A handover to the standby is in progress (the dead slave is still {@link #slave}). */
     private volatile boolean handingOver;
     /** One slave is spawned and accepted at a time (the control socket, the slave numbers). */
@@ -128,6 +154,9 @@ public final class Master implements AutoCloseable {
 
     private Vertx vertx;
     private RpcServer rpc;
+    /** The Prometheus endpoint (issue #5); null when the configuration has no {@code prometheus} key. */
+    private MetricsServer metrics;
+
     private volatile boolean shuttingDown;
     private int nextQpairId = 1;
 
@@ -146,9 +175,11 @@ public final class Master implements AutoCloseable {
     /** Brings everything up; returns when the slave serves every controller and the RPC socket listens. */
     public void start() throws Exception {
         Files.createDirectories(runDir);
-        Files.setPosixFilePermissions(runDir, PosixFilePermissions.fromString("rwx------"));
+        prepareRunDirAccess();
         store = PersistentRegistry.open(Path.of(config.registryPath()));
         bdevs = new BdevRegistry(maxSegments, options.nvmeProbe(), store);
+        stats = new StatsService(
+                () -> bdevs.list().stream().map(e -> e.bdev().name()).toList());
         String noUring = Engines.ioUringUnavailableReason();
         if (noUring != null) {
             LOG.log(System.Logger.Level.WARNING, noUring + ": file and device bdevs use the thread-pool engine");
@@ -170,11 +201,18 @@ public final class Master implements AutoCloseable {
         for (ControllerConfig c : config.controllers()) {
             addController(c);
         }
+        restoreControllers();
         if (options.spawnSlave()) {
             startSlave();
         }
         startRpc();
+        startMetrics();
         LOG.log(System.Logger.Level.INFO, "vhostd master ready: " + readySummary());
+    }
+
+    /** The statistics of every controller (issue #5): iostat counters, histograms, trace. Null before {@link #start}. */
+    public StatsService stats() {
+        return stats;
     }
 
     /** What a ready master serves, one line (the log's "vhostd master ready" line and systemd's STATUS=). */
@@ -189,6 +227,15 @@ public final class Master implements AutoCloseable {
         long needed = 0;
         for (ControllerConfig c : config.controllers()) {
             needed += perQpair * c.numQueues();
+        }
+        // controllers created over RPC and recreated from the registry (issue #5) need their queue pairs too
+        for (JsonNode record : store.controllers()) {
+            needed += perQpair
+                    * Math.max(
+                            0,
+                            Math.min(
+                                    ControllerConfig.MAX_NUM_QUEUES,
+                                    record.path("num_queues").asInt(0)));
         }
         long size = Math.max(huge.arenaSizeBytes(), align(needed + perQpair, HugepagesConfig.HUGEPAGE_SIZE_BYTES));
         if (huge.reserve() > 0) {
@@ -237,57 +284,131 @@ public final class Master implements AutoCloseable {
     }
 
     private void addController(ControllerConfig c) throws IOException {
-        BdevRegistry.Entry entry;
         try {
-            entry = bdevs.claim(c.bdev(), c.name());
-        } catch (BdevException e) {
+            createController(c);
+        } catch (BdevException | ArenaFullException e) {
             throw new IllegalStateException("controller " + c.name() + ": " + e.getMessage(), e);
         }
+    }
+
+    /** The arena cannot hold a controller's queue pairs (issue #5: answered {@code arena_full}). */
+    static final class ArenaFullException extends Exception {
+        private static final long serialVersionUID = 1L;
+
+        ArenaFullException(String message) {
+            super(message);
+        }
+    }
+
+    /**
+     * Claims the bdev, takes the queue pairs from the arena (freed ones first) and attaches them to the bdev's engine,
+     * binds the socket (or takes the inherited one) and formats the journal; adds the controller to {@link
+     * #controllers}. On any failure everything done so far is undone and the exception is thrown.
+     */
+    private ControllerRuntime createController(ControllerConfig c)
+            throws BdevException, ArenaFullException, IOException {
+        BdevRegistry.Entry entry = bdevs.claim(c.bdev(), c.name());
         Bdev bdev = entry.bdev();
         DeviceEngine engine = entry.engine();
-        Integer inherited = options.listenFds().get(c.name());
-        int listenFd = inherited != null ? inherited : listen(c.socket());
+        long length = VirtNvmeDescriptor.lengthBytes(QPAIR_DEPTH, maxSegments);
+        List<Long> offsets = new ArrayList<>();
         List<ControlMessage.QpairRef> refs = new ArrayList<>();
         List<QpairBinding> bindings = new ArrayList<>();
-        long length = VirtNvmeDescriptor.lengthBytes(QPAIR_DEPTH, maxSegments);
-        int nsid = controllers.size() + 1;
-        for (int q = 0; q < c.numQueues(); q++) {
-            long offset = arena.allocate(length, 4096);
-            int qpairId = nextQpairId++;
-            VirtNvmeQueuePair qp = VirtNvmeQueuePair.format(
-                    arena.segment().asSlice(offset, length), qpairId, QPAIR_DEPTH, maxSegments);
-            int sqEfd = Eventfd.eventfd(0, Eventfd.EFD_CLOEXEC);
-            int cqEfd = Eventfd.eventfd(0, Eventfd.EFD_CLOEXEC);
-            custody.hold(new FdCustody.Key(c.name(), "qpair_sq", q), sqEfd);
-            custody.hold(new FdCustody.Key(c.name(), "qpair_cq", q), cqEfd);
-            QpairBinding binding = new QpairBinding(qp, sqEfd, cqEfd, regions, nsid);
-            engine.attach(binding);
-            refs.add(new ControlMessage.QpairRef(qpairId, offset, length));
-            bindings.add(binding);
+        Integer inherited = options.listenFds().get(c.name());
+        int listenFd = -1;
+        HugepageArena journal = null;
+        boolean created = false;
+        try {
+            for (int q = 0; q < c.numQueues(); q++) {
+                offsets.add(allocateQpair(c, length));
+            }
+            listenFd = inherited != null ? inherited : listen(c.socket());
+            int nsid = nextNsid++;
+            for (int q = 0; q < c.numQueues(); q++) {
+                long offset = offsets.get(q);
+                int qpairId = nextQpairId++;
+                VirtNvmeQueuePair qp = VirtNvmeQueuePair.format(
+                        arena.segment().asSlice(offset, length), qpairId, QPAIR_DEPTH, maxSegments);
+                int sqEfd = Eventfd.eventfd(0, Eventfd.EFD_CLOEXEC);
+                custody.hold(new FdCustody.Key(c.name(), "qpair_sq", q), sqEfd);
+                int cqEfd = Eventfd.eventfd(0, Eventfd.EFD_CLOEXEC);
+                custody.hold(new FdCustody.Key(c.name(), "qpair_cq", q), cqEfd);
+                QpairBinding binding = new QpairBinding(qp, sqEfd, cqEfd, regions, nsid);
+                engine.attach(binding);
+                refs.add(new ControlMessage.QpairRef(qpairId, offset, length));
+                bindings.add(binding);
+            }
+            custody.hold(new FdCustody.Key(c.name(), "listen", 0), listenFd);
+            journal = HugepageArena.create(
+                    "vhostd-journal-" + c.name(), JournalDescriptor.lengthBytes(c.numQueues(), QPAIR_DEPTH, 0), false);
+            JournalDescriptor.format(journal.segment(), c.numQueues(), QPAIR_DEPTH, 0);
+            journals.put(c.name(), journal);
+            // virtnvme-shm/spec/stats.md: one region per controller, kept across slaves
+            stats.createRegion(c.name(), bdev.name(), c.numQueues());
+            ControllerRuntime runtime = new ControllerRuntime(
+                    c.name(),
+                    c.type(),
+                    bdev,
+                    c.socket(),
+                    listenFd,
+                    c.numQueues(),
+                    c.serial(),
+                    c.readOnly() || bdev.readOnly(),
+                    List.copyOf(refs),
+                    List.copyOf(bindings));
+            controllers.put(c.name(), runtime);
+            created = true;
+            LOG.log(
+                    System.Logger.Level.INFO,
+                    "controller " + c.name() + ": " + c.type() + " on " + c.socket() + ", bdev " + bdev.name() + ", "
+                            + c.numQueues() + " queue(s)");
+            return runtime;
+        } finally {
+            if (!created) {
+                for (ControlMessage.QpairRef ref : refs) {
+                    engine.detach(ref.qpairId());
+                }
+                boolean listenHeld = custody.get(new FdCustody.Key(c.name(), "listen", 0)) >= 0;
+                custody.entries(c.name()).keySet().forEach(custody::release);
+                if (listenFd >= 0 && !listenHeld && inherited == null) {
+                    Unistd.close(listenFd);
+                }
+                if (listenFd >= 0 && inherited == null) {
+                    Files.deleteIfExists(Path.of(c.socket()));
+                }
+                if (journal != null) {
+                    journals.remove(c.name(), journal);
+                    journal.close();
+                }
+                stats.removeController(c.name());
+                offsets.forEach(this::freeQpair);
+                bdevs.release(c.bdev(), c.name());
+            }
         }
-        custody.hold(new FdCustody.Key(c.name(), "listen", 0), listenFd);
-        HugepageArena journal = HugepageArena.create(
-                "vhostd-journal-" + c.name(), JournalDescriptor.lengthBytes(c.numQueues(), QPAIR_DEPTH, 0), false);
-        JournalDescriptor.format(journal.segment(), c.numQueues(), QPAIR_DEPTH, 0);
-        journals.put(c.name(), journal);
-        String serial = c.serial();
-        controllers.put(
-                c.name(),
-                new ControllerRuntime(
-                        c.name(),
-                        c.type(),
-                        bdev,
-                        c.socket(),
-                        listenFd,
-                        c.numQueues(),
-                        serial,
-                        c.readOnly() || bdev.readOnly(),
-                        List.copyOf(refs),
-                        List.copyOf(bindings)));
-        LOG.log(
-                System.Logger.Level.INFO,
-                "controller " + c.name() + ": " + c.type() + " on " + c.socket() + ", bdev " + bdev.name() + ", "
-                        + c.numQueues() + " queue(s)");
+    }
+
+    /** Arena space for one queue pair: a freed one first, else from the arena. */
+    private long allocateQpair(ControllerConfig c, long lengthBytes) throws ArenaFullException {
+        synchronized (freeQpairOffsets) {
+            Long freed = freeQpairOffsets.pollFirst();
+            if (freed != null) {
+                return freed;
+            }
+        }
+        try {
+            return arena.allocate(lengthBytes, 4096);
+        } catch (IllegalStateException e) {
+            throw new ArenaFullException("controller " + c.name() + " needs " + c.numQueues() + " queue pair(s) of "
+                    + lengthBytes + " bytes; the arena (" + arena.sizeBytes()
+                    + " bytes, hugepages.arena_size_bytes) is full: " + e.getMessage());
+        }
+    }
+
+    /** Puts a queue pair's arena space on the free list (every queue pair has the same length). */
+    private void freeQpair(long offset) {
+        synchronized (freeQpairOffsets) {
+            freeQpairOffsets.addFirst(offset);
+        }
     }
 
     /** Creates the listening vhost-user socket; refuses a path another process is still serving. */
@@ -339,35 +460,93 @@ public final class Master implements AutoCloseable {
         awaitListening(slave);
         watch(slave);
         startStandby();
+        warmUpHandoverCodec();
+    }
+
+    /**
+     * Decodes once each control message of a handover that the master receives or sends only then (issue #4): their
+     * JSON codecs are built here, not while a guest waits.
+     */
+    private static void warmUpHandoverCodec() {
+        List<ControlMessage.CarriedQueue> carried =
+                List.of(new ControlMessage.CarriedQueue(0, List.of(1), List.of(0), List.of(2), List.of(1)));
+        int[] pair = Socket.socketpair(Socket.SOCK_SEQPACKET);
+        try (ControlChannel a = new ControlChannel(pair[0]);
+                ControlChannel b = new ControlChannel(pair[1])) {
+            for (ControlMessage m : List.of(
+                    new ControlMessage.ReleaseController("warm-up", false),
+                    new ControlMessage.ControllerReleased("warm-up", null, 1, 2, 0, carried),
+                    new ControlMessage.CarryOver("warm-up", carried),
+                    new ControlMessage.SessionAdopted("warm-up", null, 1))) {
+                a.send(m);
+                b.receive();
+            }
+        } catch (RuntimeException e) {
+            LOG.log(System.Logger.Level.DEBUG, "handover codec warm-up: " + e);
+        }
     }
 
     // --- slave replacement (issue #4): a warm standby takes the controllers of a slave that died ---
 
     /** Spawns a slave, accepts its control connection, checks its hello and welcomes it with the arena. */
     private SlaveProcess connectSlave() throws Exception {
+        return connectSlave(slaveClassPath);
+    }
+
+    /** {@link #connectSlave()} from {@code classPath} (a jar, or the master's own class path). */
+    private SlaveProcess connectSlave(String classPath) throws Exception {
         synchronized (spawnLock) {
-            return connectSlaveLocked();
+            return connectSlaveLocked(classPath);
         }
     }
 
-    private SlaveProcess connectSlaveLocked() throws Exception {
+    private SlaveProcess connectSlaveLocked(String classPath) throws Exception {
         String slaveId = "slave-" + nextSlaveNumber++;
-        Process process = spawnSlave(slaveId);
+        long spawnedUnixMs = System.currentTimeMillis();
+        Process process = spawnSlave(slaveId, classPath);
         int fd = acceptFrom(process, 30_000);
         ControlChannel channel = new ControlChannel(fd);
         ControlChannel.Incoming hello = channel.receive();
         if (hello == null || !(hello.message() instanceof ControlMessage.Hello h)) {
             throw new IllegalStateException("slave did not say hello: " + (hello == null ? "EOF" : hello.message()));
         }
-        if (h.protocolVersion() != ControlMessage.PROTOCOL_VERSION) {
-            throw new IllegalStateException("slave speaks control protocol " + h.protocolVersion() + ", master "
-                    + ControlMessage.PROTOCOL_VERSION);
+        String incompatible = incompatibility(h);
+        if (incompatible != null) {
+            // refused before it gets the arena: it sees the channel close and exits
+            channel.close();
+            process.destroyForcibly();
+            process.waitFor(5, TimeUnit.SECONDS);
+            throw new SlaveIncompatibleException("slave " + slaveId + " (pid " + process.pid() + ", build " + h.build()
+                    + " from " + classPath + ") refused: " + incompatible);
         }
         channel.send(
                 new ControlMessage.Welcome(ControlMessage.PROTOCOL_VERSION, slaveId, arena.sizeBytes()), arena.fd());
         SlaveProcess started = new SlaveProcess(slaveId, process, channel, regions, custody, controllers);
+        started.buildInfo(classPath, spawnedUnixMs);
         started.start();
         return started;
+    }
+
+    /**
+     * Why a slave that said {@code hello} cannot work with this master, or null: another control protocol, or
+     * another major journal or VirtNvme layout version (a minor version only adds fields an older reader ignores:
+     * journal.md §11, virtnvme.md).
+     */
+    static String incompatibility(ControlMessage.Hello h) {
+        List<String> problems = new ArrayList<>();
+        if (h.protocolVersion() != ControlMessage.PROTOCOL_VERSION) {
+            problems.add(
+                    "control protocol " + h.protocolVersion() + " (master " + ControlMessage.PROTOCOL_VERSION + ")");
+        }
+        if (org.agrona.SemanticVersion.major(h.journalVersion()) != JournalDescriptor.MAJOR_VERSION) {
+            problems.add("journal version " + org.agrona.SemanticVersion.toString(h.journalVersion()) + " (master "
+                    + org.agrona.SemanticVersion.toString(JournalDescriptor.VERSION) + ")");
+        }
+        if (org.agrona.SemanticVersion.major(h.virtNvmeVersion()) != VirtNvmeDescriptor.MAJOR_VERSION) {
+            problems.add("VirtNvme version " + org.agrona.SemanticVersion.toString(h.virtNvmeVersion()) + " (master "
+                    + org.agrona.SemanticVersion.toString(VirtNvmeDescriptor.VERSION) + ")");
+        }
+        return problems.isEmpty() ? null : "incompatible " + String.join(", ", problems);
     }
 
     /**
@@ -375,8 +554,16 @@ public final class Master implements AutoCloseable {
      * custody), then the journal and the controller itself.
      */
     private void sendControllers(SlaveProcess target, Set<String> adopt) {
+        sendControllers(target, adopt, name -> true);
+    }
+
+    /** {@link #sendControllers(SlaveProcess, Set)} for the controllers {@code which} accepts (issue #5: one new one). */
+    private void sendControllers(SlaveProcess target, Set<String> adopt, java.util.function.Predicate<String> which) {
         ControlChannel channel = target.channel();
-        for (ControllerRuntime c : controllers.values()) {
+        for (ControllerRuntime c : controllerList()) {
+            if (!which.test(c.name())) {
+                continue;
+            }
             if (adopt.contains(c.name())) {
                 List<ControlMessage.AdoptedFd> refs = new ArrayList<>();
                 List<Integer> fds = new ArrayList<>();
@@ -391,6 +578,10 @@ public final class Master implements AutoCloseable {
                 channel.send(
                         new ControlMessage.AdoptSession(c.name(), refs),
                         fds.stream().mapToInt(Integer::intValue).toArray());
+            }
+            HugepageArena statsRegion = stats.region(c.name());
+            if (statsRegion != null) {
+                channel.send(new ControlMessage.ControllerStats(c.name(), statsRegion.sizeBytes()), statsRegion.fd());
             }
             HugepageArena journal = journals.get(c.name());
             channel.send(new ControlMessage.ControllerJournal(c.name(), journal.sizeBytes()), journal.fd());
@@ -417,7 +608,7 @@ public final class Master implements AutoCloseable {
     }
 
     private void awaitListening(SlaveProcess target) throws Exception {
-        for (ControllerRuntime c : controllers.values()) {
+        for (ControllerRuntime c : controllerList()) {
             try {
                 target.listening(c.name()).get(30, TimeUnit.SECONDS);
             } catch (java.util.concurrent.TimeoutException e) {
@@ -460,6 +651,26 @@ public final class Master implements AutoCloseable {
      * take over.
      */
     private void handOver(SlaveProcess dead, Process exited) {
+        supervisorLock.lock();
+        try {
+            if (dead != slave) {
+                // left on purpose (a rolling upgrade moved its controllers and stopped it) or already replaced
+                LOG.log(
+                        System.Logger.Level.INFO,
+                        "slave " + dead.slaveId() + " (pid " + exited.pid() + ") exited with status "
+                                + exited.exitValue() + "; it served no controller");
+                if (!dead.retiring()) {
+                    dead.reap();
+                }
+                return;
+            }
+            handOverLocked(dead, exited);
+        } finally {
+            supervisorLock.unlock();
+        }
+    }
+
+    private void handOverLocked(SlaveProcess dead, Process exited) {
         long noticedNs = System.nanoTime();
         java.util.concurrent.CompletableFuture<SlaveProcess> waiting;
         synchronized (this) {
@@ -531,6 +742,279 @@ public final class Master implements AutoCloseable {
         }
     }
 
+    // --- rolling upgrade (issue #4): controllers move one at a time from the serving slave to a new one ---
+
+    /** How long a slave may take to check, or to release, one controller (it drains its requests in flight). */
+    private static final long RELEASE_TIMEOUT_MS = 10_000;
+
+    /** How long the new slave may take to adopt one session and listen on the controller's socket. */
+    private static final long TAKE_OVER_TIMEOUT_MS = 30_000;
+
+    /**
+     * One controller moved by {@link #upgrade}: the guest-visible pause, how long the old slave took to let go, the
+     * requests it drained (only when too many were in flight) and those the new slave took over in flight.
+     */
+    private record Moved(String name, long pauseNs, long drainNs, int drainedRequests, int carriedRequests) {}
+
+    /**
+     * {@code slave_upgrade {jar?}} (issue #4, control-channel.md "Rolling upgrade"): starts a slave from {@code jar}
+     * (without a jar the warm standby, which runs the current build, is used), checks its versions, and moves every
+     * controller to it, one at a time; the old slave exits and a standby of the new build is started.
+     *
+     * @return {@code {"slave_id", "pid", "controllers": [{"name", "pause_us"}]}}
+     * @throws RpcException {@code invalid_params} (jar not a file), {@code not_supported} (no slave runs), {@code
+     *     slave_incompatible} (the new slave's versions differ; the old one keeps serving), {@code slave_error} (a
+     *     controller cannot be handed over now, or the move failed: then the crash path took over)
+     */
+    private JsonNode slaveUpgrade(JsonNode params) throws RpcException {
+        String jar = null;
+        if (params != null && params.isObject() && params.hasNonNull("jar")) {
+            JsonNode j = params.get("jar");
+            if (!j.isTextual() || j.asText().isEmpty()) {
+                throw new RpcException(RpcErrorCode.INVALID_PARAMS, "invalid params: jar: must be a non-empty string");
+            }
+            Path p = Path.of(j.asText()).toAbsolutePath();
+            if (!Files.isRegularFile(p) || !Files.isReadable(p)) {
+                throw new RpcException(
+                        RpcErrorCode.INVALID_PARAMS, "invalid params: jar: " + p + " is not a readable file");
+            }
+            jar = p.toString();
+        }
+        if (!options.spawnSlave()) {
+            throw new RpcException(RpcErrorCode.NOT_SUPPORTED, "this master runs no slave");
+        }
+        supervisorLock.lock();
+        try {
+            synchronized (controllerLock) {
+                return upgrade(jar);
+            }
+        } finally {
+            supervisorLock.unlock();
+        }
+    }
+
+    private JsonNode upgrade(String jar) throws RpcException {
+        SlaveProcess old = slave;
+        if (shuttingDown || old == null || !old.process().isAlive() || handingOver) {
+            throw new RpcException(
+                    RpcErrorCode.SLAVE_ERROR, "no serving slave to upgrade (a handover or shutdown is in progress)");
+        }
+        long startNs = System.nanoTime();
+        String classPath = jar == null ? slaveClassPath : jar;
+        SlaveProcess next = newSlaveFor(classPath, jar == null);
+        List<ControllerRuntime> list = controllerList();
+        // 1. every controller must be movable before one moves
+        for (ControllerRuntime c : list) {
+            String refusal;
+            try {
+                refusal = old.release(c.name(), true)
+                        .get(RELEASE_TIMEOUT_MS, TimeUnit.MILLISECONDS)
+                        .error();
+            } catch (Exception e) {
+                refusal = "slave " + old.slaveId() + " did not answer: " + e;
+            }
+            if (refusal != null) {
+                next.stop("upgrade refused", 5_000);
+                startStandbyIfMissing();
+                throw new RpcException(
+                        RpcErrorCode.SLAVE_ERROR,
+                        "controller " + c.name() + " cannot be handed over now: " + refusal + "; slave " + old.slaveId()
+                                + " keeps serving");
+            }
+        }
+        // 2. one at a time
+        old.retire();
+        draining = old;
+        LOG.log(
+                System.Logger.Level.INFO,
+                "upgrade: moving " + list.size() + " controller(s) from slave " + old.slaveId() + " (pid " + old.pid()
+                        + ") to slave " + next.slaveId() + " (pid " + next.pid() + ", " + classPath + ")");
+        List<Moved> moved = new ArrayList<>();
+        ControllerRuntime current = null;
+        try {
+            for (ControllerRuntime c : list) {
+                current = c;
+                moved.add(moveController(old, next, c));
+            }
+        } catch (Exception e) {
+            return upgradeFailed(old, next, current, e);
+        }
+        // 3. the new slave serves everything: it is the one watched; the old one leaves; a standby of the new build
+        slave = next;
+        draining = null;
+        slaveClassPath = classPath;
+        watch(next);
+        old.stop("upgraded to slave " + next.slaveId(), 5_000);
+        java.util.concurrent.CompletableFuture<SlaveProcess> oldStandby;
+        synchronized (this) {
+            oldStandby = standby;
+            standby = null;
+        }
+        if (oldStandby != null) {
+            // spawned from the previous build: replaced
+            oldStandby.thenAccept(s -> s.stop("replaced by a standby of the new build", 5_000));
+        }
+        startStandby();
+        ObjectNode out = JSON.createObjectNode();
+        out.put("slave_id", next.slaveId());
+        out.put("pid", next.pid());
+        ArrayNode cs = out.putArray("controllers");
+        long maxPauseNs = 0;
+        for (Moved m : moved) {
+            ObjectNode o = cs.addObject();
+            o.put("name", m.name());
+            o.put("pause_us", m.pauseNs() / 1_000);
+            maxPauseNs = Math.max(maxPauseNs, m.pauseNs());
+        }
+        LOG.log(
+                System.Logger.Level.INFO,
+                "upgrade: slave " + next.slaveId() + " (pid " + next.pid() + ") serves " + moved.size()
+                        + " controller(s) in place of slave " + old.slaveId() + "; longest pause "
+                        + maxPauseNs / 1_000 + " us, upgrade took " + (System.nanoTime() - startNs) / 1_000_000
+                        + " ms");
+        return out;
+    }
+
+    /**
+     * The slave an upgrade moves the controllers to: the warm standby when it runs {@code classPath} ({@code
+     * useStandby}), else a new one spawned from it.
+     *
+     * @throws RpcException {@code slave_incompatible} if its versions differ (it was stopped), {@code slave_error} if
+     *     it did not start
+     */
+    private SlaveProcess newSlaveFor(String classPath, boolean useStandby) throws RpcException {
+        if (useStandby) {
+            java.util.concurrent.CompletableFuture<SlaveProcess> waiting;
+            synchronized (this) {
+                waiting = standby;
+                standby = null;
+            }
+            if (waiting != null) {
+                try {
+                    SlaveProcess s = waiting.get(60, TimeUnit.SECONDS);
+                    if (s.process().isAlive()) {
+                        return s;
+                    }
+                } catch (Exception e) {
+                    LOG.log(System.Logger.Level.WARNING, "upgrade: the standby is not usable: " + e);
+                }
+            }
+        }
+        try {
+            return connectSlave(classPath);
+        } catch (SlaveIncompatibleException e) {
+            LOG.log(
+                    System.Logger.Level.ERROR,
+                    "upgrade: " + e.getMessage() + "; slave " + slave.slaveId() + " keeps serving");
+            startStandbyIfMissing();
+            throw new RpcException(
+                    RpcErrorCode.SLAVE_INCOMPATIBLE, e.getMessage() + "; slave " + slave.slaveId() + " keeps serving");
+        } catch (Exception e) {
+            startStandbyIfMissing();
+            throw new RpcException(
+                    RpcErrorCode.SLAVE_ERROR,
+                    "cannot start a slave from " + classPath + ": " + e.getMessage() + "; slave " + slave.slaveId()
+                            + " keeps serving");
+        }
+    }
+
+    /** Starts a standby if the upgrade took it and gave up (none is on its way). */
+    private void startStandbyIfMissing() {
+        boolean missing;
+        synchronized (this) {
+            missing = standby == null && !shuttingDown;
+        }
+        if (missing) {
+            startStandby();
+        }
+    }
+
+    /**
+     * Moves one controller (control-channel.md "Rolling upgrade", steps 2-4): the old slave releases it (stops
+     * fetching and consuming completions, reports what is still at the device), the new one adopts the session from
+     * the journal and the fds in custody as after a crash, but without resetting the queue pairs: the commands in
+     * them complete into the new slave, which publishes them (nothing drained, nothing written twice).
+     */
+    private Moved moveController(SlaveProcess old, SlaveProcess next, ControllerRuntime c) throws Exception {
+        String name = c.name();
+        ControlMessage.ControllerReleased released =
+                old.release(name, false).get(RELEASE_TIMEOUT_MS, TimeUnit.MILLISECONDS);
+        if (released.error() != null) {
+            throw new IllegalStateException(
+                    "slave " + old.slaveId() + " did not release " + name + ": " + released.error());
+        }
+        boolean connected = custody.get(new FdCustody.Key(name, "connection", 0)) >= 0;
+        if (!connected) {
+            // no session to continue: the next one starts on a fresh journal
+            JournalDescriptor.format(journals.get(name).segment(), c.numQueues(), QPAIR_DEPTH, 0);
+        }
+        int carried = 0;
+        for (ControlMessage.CarriedQueue q : released.carried()) {
+            carried += q.heads().size();
+        }
+        if (connected && carried > 0) {
+            // before the adoption: the new slave completes these instead of replaying them
+            next.channel().send(new ControlMessage.CarryOver(name, released.carried()));
+        }
+        sendControllers(next, connected ? Set.of(name) : Set.of(), name::equals);
+        if (connected) {
+            String error = next.adopted(name).get(TAKE_OVER_TIMEOUT_MS, TimeUnit.MILLISECONDS);
+            if (error != null) {
+                throw new IllegalStateException(
+                        "slave " + next.slaveId() + " did not adopt the session of " + name + ": " + error);
+            }
+        }
+        next.listening(name).get(TAKE_OVER_TIMEOUT_MS, TimeUnit.MILLISECONDS);
+        long resumedNs = connected ? next.adoptedAtNs(name) : System.nanoTime();
+        long stoppedNs = released.stoppedFetchingNs();
+        Moved m = new Moved(
+                name, resumedNs - stoppedNs, released.releasedNs() - stoppedNs, released.drainedRequests(), carried);
+        LOG.log(
+                System.Logger.Level.INFO,
+                "upgrade: controller " + name + " moved from slave " + old.slaveId() + " to slave " + next.slaveId()
+                        + ": pause " + m.pauseNs() / 1_000 + " us (stopped fetching at " + stoppedNs
+                        + " ns monotonic, released in " + m.drainNs() / 1_000 + " us, " + m.carriedRequests()
+                        + " request(s) taken over in flight, " + m.drainedRequests() + " drained"
+                        + (connected ? "" : ", no session") + ")");
+        return m;
+    }
+
+    /**
+     * A move failed halfway: some controllers may be on the new slave, one may be released by nobody. Both slaves are
+     * stopped and the crash path (the standby, the journal, the fds in custody) takes every controller over; the RPC
+     * fails with what went wrong.
+     */
+    private JsonNode upgradeFailed(SlaveProcess old, SlaveProcess next, ControllerRuntime at, Exception e)
+            throws RpcException {
+        String why = e instanceof java.util.concurrent.ExecutionException
+                ? e.getCause().toString()
+                : e.toString();
+        LOG.log(
+                System.Logger.Level.ERROR,
+                "upgrade: moving " + (at == null ? "?" : at.name()) + " failed (" + why + "); stopping slaves "
+                        + old.slaveId() + " and " + next.slaveId() + " and handing every controller to the standby");
+        next.process().destroyForcibly();
+        old.process().destroyForcibly();
+        try {
+            next.process().waitFor(5, TimeUnit.SECONDS);
+            old.process().waitFor(5, TimeUnit.SECONDS);
+        } catch (InterruptedException ie) {
+            Thread.currentThread().interrupt();
+        }
+        draining = null;
+        next.reap();
+        handOverLocked(old, old.process());
+        throw new RpcException(
+                RpcErrorCode.SLAVE_ERROR,
+                "upgrade failed while moving " + (at == null ? "?" : at.name()) + ": " + why
+                        + "; the controllers were handed over as after a slave crash");
+    }
+
+    /** The slave a rolling upgrade is moving controllers away from, or null (issue #5: slave_get_slaves "draining"). */
+    SlaveProcess drainingSlave() {
+        return draining;
+    }
+
     /**
      * Detaches each queue pair of {@code c} from its engine (which waits for its commands in flight), re-formats it
      * and attaches it again: what the dead slave submitted is discarded, the journal replays it.
@@ -564,7 +1048,7 @@ public final class Master implements AutoCloseable {
                 List.copyOf(bindings));
     }
 
-    private Process spawnSlave(String slaveId) throws IOException {
+    private Process spawnSlave(String slaveId, String classPath) throws IOException {
         String java = ProcessHandle.current()
                 .info()
                 .command()
@@ -588,7 +1072,7 @@ public final class Master implements AutoCloseable {
         }
         cmd.addAll(config.slave().javaOpts());
         cmd.add("-cp");
-        cmd.add(System.getProperty("java.class.path"));
+        cmd.add(classPath);
         cmd.add("io.vhostd.slave.SlaveMain");
         cmd.add("--control");
         cmd.add(controlPath.toString());
@@ -629,9 +1113,41 @@ public final class Master implements AutoCloseable {
         throw new IllegalStateException("slave did not connect within " + timeoutMs + " ms");
     }
 
+    /** The Prometheus endpoint on {@code prometheus.listen}, when configured (docs/observability.md). */
+    private void startMetrics() {
+        PrometheusConfig prometheus = config.prometheus();
+        if (!prometheus.enabled()) {
+            return;
+        }
+        metrics = new MetricsServer(vertx, new StatsSource() {
+            @Override
+            public Map<String, IoCounters> bdevTotals() {
+                return stats.bdevTotals();
+            }
+
+            @Override
+            public List<HistogramSnapshot> histograms(String bdev) {
+                return stats.histograms(bdev);
+            }
+        });
+        metrics.start(prometheus.listenHost(), prometheus.listenPort()).await();
+    }
+
+    /** The Prometheus endpoint, or null when off. */
+    public MetricsServer metrics() {
+        return metrics;
+    }
+
     private void startRpc() throws Exception {
         vertx = Vertx.vertx();
-        rpc = new RpcServer(vertx, Path.of(config.rpcSocket()), RpcSpec.load());
+        RpcSocketConfig access = config.rpcSocketAccess();
+        rpc = new RpcServer(
+                vertx,
+                Path.of(config.rpcSocket()),
+                RpcSpec.load(),
+                PosixFilePermissions.fromString(access.permissionsText()),
+                access.group(),
+                RpcPeerPolicy.ETC_GROUP);
         rpc.register("bdev_get_bdevs", this::bdevGetBdevs);
         rpc.register("bdev_file_create", this::bdevFileCreate);
         rpc.register("bdev_null_create", params -> bdevMemoryCreate(params, BdevConfig.TYPE_NULL));
@@ -641,6 +1157,12 @@ public final class Master implements AutoCloseable {
         rpc.register("nvme_get_controllers", this::nvmeGetControllers);
         rpc.register("framework_get_hugepages", this::frameworkGetHugepages);
         rpc.register("vhost_get_controllers", this::vhostGetControllers);
+        rpc.register("slave_upgrade", this::slaveUpgrade);
+        rpc.register("vhost_create_blk_controller", this::vhostCreateBlkController);
+        rpc.register("vhost_delete_controller", this::vhostDeleteController);
+        rpc.register("slave_get_slaves", this::slaveGetSlaves);
+        stats.register(rpc);
+        rpc.register(HealthService.METHOD, new HealthService(bdevs, stats::bdevTotals)::rpc);
         rpc.start().await();
     }
 
@@ -831,7 +1353,7 @@ public final class Master implements AutoCloseable {
     private JsonNode vhostGetControllers(JsonNode params) throws RpcException {
         String name = optionalName(params);
         ArrayNode out = JSON.createArrayNode();
-        for (ControllerRuntime c : controllers.values()) {
+        for (ControllerRuntime c : controllerList()) {
             if (name != null && !name.equals(c.name())) {
                 continue;
             }
@@ -865,6 +1387,283 @@ public final class Master implements AutoCloseable {
             throw new RpcException(RpcErrorCode.NO_SUCH_CONTROLLER, "no controller named '" + name + "'");
         }
         return out;
+    }
+
+    // --- controllers at run time (issue #5): vhost_create_blk_controller, vhost_delete_controller, the registry ---
+
+    /** A snapshot of the controllers in creation order. */
+    private List<ControllerRuntime> controllerList() {
+        synchronized (controllers) {
+            return List.copyOf(controllers.values());
+        }
+    }
+
+    /**
+     * The run directory: 0700, or 0710 (group may traverse, not list) when the RPC socket is group-accessible
+     * ({@code rpc_socket_mode} 0660), with the {@code rpc_socket_group} when one is configured.
+     */
+    private void prepareRunDirAccess() throws IOException {
+        RpcSocketConfig access = config.rpcSocketAccess();
+        boolean groupAccess = access.mode() == RpcSocketConfig.MODE_0660;
+        Files.setPosixFilePermissions(runDir, PosixFilePermissions.fromString(groupAccess ? "rwx--x---" : "rwx------"));
+        if (groupAccess && access.group() != null) {
+            try {
+                java.nio.file.attribute.GroupPrincipal group = runDir.getFileSystem()
+                        .getUserPrincipalLookupService()
+                        .lookupPrincipalByGroupName(access.group());
+                Files.getFileAttributeView(runDir, java.nio.file.attribute.PosixFileAttributeView.class)
+                        .setGroup(group);
+            } catch (IOException e) {
+                throw new IOException(
+                        "rpc_socket_group: cannot give " + runDir + " the group '" + access.group() + "': " + e, e);
+            }
+        }
+    }
+
+    /**
+     * Recreates the controllers recorded in the registry, in creation order, after the configured ones: a name the
+     * configuration took is skipped (the record stays); a record that fails validation or whose bdev is missing or
+     * busy is logged and kept ({@code vhost_delete_controller} of its name removes it).
+     */
+    private void restoreControllers() {
+        for (ObjectNode record : store.controllers()) {
+            String name = record.path("name").asText("?");
+            if (controllers.containsKey(name)) {
+                LOG.log(
+                        System.Logger.Level.WARNING,
+                        "registry: controller " + name + " is configured; its record is not used");
+                continue;
+            }
+            try {
+                String bdevName = record.path("bdev").asText();
+                boolean bdevReadOnly =
+                        bdevs.get(bdevName).map(e -> e.bdev().readOnly()).orElse(false);
+                createController(ControllerRequests.fromRecord(record, runDir.toString(), bdevReadOnly));
+            } catch (BdevException | ArenaFullException | IOException | RuntimeException e) {
+                LOG.log(
+                        System.Logger.Level.ERROR,
+                        "registry: cannot recreate controller " + name + " (record kept): " + e.getMessage());
+            }
+        }
+    }
+
+    private JsonNode vhostCreateBlkController(JsonNode params) throws RpcException {
+        synchronized (controllerLock) {
+            checkNoHandover();
+            String bdevName = params.path("dev_name").asText();
+            BdevRegistry.Entry entry = bdevs.get(bdevName)
+                    .orElseThrow(() -> new RpcException(RpcErrorCode.NO_SUCH_BDEV, "no bdev named '" + bdevName + "'"));
+            ControllerConfig c = ControllerRequests.fromParams(
+                    params, runDir.toString(), entry.bdev().readOnly());
+            if (controllers.containsKey(c.name())) {
+                throw new RpcException(RpcErrorCode.NAME_IN_USE, "a controller named '" + c.name() + "' exists");
+            }
+            if (c.socket().equals(config.rpcSocket())
+                    || controllerList().stream().anyMatch(o -> o.socketPath().equals(c.socket()))) {
+                throw new RpcException(
+                        RpcErrorCode.NAME_IN_USE, "socket " + c.socket() + " is used by another controller or the RPC");
+            }
+            try {
+                createController(c);
+            } catch (BdevException e) {
+                throw rpcError(e);
+            } catch (ArenaFullException e) {
+                throw new RpcException(RpcErrorCode.ARENA_FULL, e.getMessage());
+            } catch (IllegalStateException e) {
+                // listen(): a live process answers on the socket path
+                throw new RpcException(RpcErrorCode.NAME_IN_USE, "socket " + c.socket() + ": " + e.getMessage());
+            } catch (IOException | RuntimeException e) {
+                throw new RpcException(
+                        RpcErrorCode.DEVICE_ERROR, "cannot create controller " + c.name() + ": " + e.getMessage());
+            }
+            SlaveProcess serving = slave;
+            if (serving != null) {
+                try {
+                    sendControllers(serving, Set.of(), c.name()::equals);
+                    serving.listening(c.name()).get(SLAVE_ANSWER_TIMEOUT_S, TimeUnit.SECONDS);
+                } catch (Exception e) {
+                    String why = e instanceof java.util.concurrent.TimeoutException
+                            ? "did not take it within " + SLAVE_ANSWER_TIMEOUT_S + " s"
+                            : "failed: " + e.getMessage();
+                    removeController(c.name());
+                    throw new RpcException(
+                            RpcErrorCode.SLAVE_ERROR,
+                            "controller " + c.name() + ": slave " + serving.slaveId() + " " + why);
+                }
+            }
+            // recorded once it is served: a master that dies before this recreates nothing (the guest never saw it)
+            store.putController(c.name(), ControllerRequests.toRecord(c));
+            return JSON.getNodeFactory().booleanNode(true);
+        }
+    }
+
+    private JsonNode vhostDeleteController(JsonNode params) throws RpcException {
+        synchronized (controllerLock) {
+            String name = params.path("ctrlr").asText();
+            if (!controllers.containsKey(name)) {
+                // a record the master could not recreate at start-up: deleting it removes only the record
+                if (store.removeController(name)) {
+                    LOG.log(System.Logger.Level.INFO, "registry: record of controller " + name + " removed");
+                    return JSON.getNodeFactory().booleanNode(true);
+                }
+                throw new RpcException(RpcErrorCode.NO_SUCH_CONTROLLER, "no controller named '" + name + "'");
+            }
+            checkNoHandover();
+            String slaveError = removeController(name);
+            store.removeController(name);
+            if (slaveError != null) {
+                // the controller is gone from the master either way; the slave's problem is reported, not hidden
+                throw new RpcException(
+                        RpcErrorCode.SLAVE_ERROR, "controller " + name + " deleted, but the slave said: " + slaveError);
+            }
+            return JSON.getNodeFactory().booleanNode(true);
+        }
+    }
+
+    /**
+     * Refuses a create or delete while a handover moves the controllers to the standby or a rolling upgrade moves
+     * them to a new slave (issue #4): the controller set must not change under them.
+     */
+    private void checkNoHandover() throws RpcException {
+        if (handingOver) {
+            throw new RpcException(
+                    RpcErrorCode.SLAVE_ERROR, "the serving slave died and a standby is taking over; retry in a moment");
+        }
+        if (draining != null) {
+            throw new RpcException(
+                    RpcErrorCode.SLAVE_ERROR,
+                    "a rolling upgrade (slave_upgrade) is moving the controllers; retry after it");
+        }
+    }
+
+    /** How long the master waits for the slave to take or remove a controller. */
+    private static final long SLAVE_ANSWER_TIMEOUT_S = 30;
+
+    /**
+     * Takes controller {@code name} down (control-channel.md "Removing a controller"): the serving slave removes it,
+     * then its queue pairs are detached from the engine and their arena space freed, every fd held for it closed, its
+     * journal unmapped, the bdev released and the socket file removed. The registry record is the caller's.
+     *
+     * @return the slave's error, or null
+     */
+    private String removeController(String name) {
+        ControllerRuntime c = controllers.get(name);
+        if (c == null) {
+            return null;
+        }
+        String slaveError = null;
+        SlaveProcess serving = slave;
+        if (serving != null && serving.process().isAlive()) {
+            try {
+                slaveError = serving.remove(name).get(SLAVE_ANSWER_TIMEOUT_S, TimeUnit.SECONDS);
+            } catch (java.util.concurrent.TimeoutException e) {
+                slaveError = "no answer to remove_controller within " + SLAVE_ANSWER_TIMEOUT_S + " s";
+            } catch (Exception e) {
+                slaveError = "remove_controller failed: " + e.getMessage();
+            }
+            serving.forget(name);
+        }
+        controllers.remove(name);
+        bdevs.get(c.bdev().name()).ifPresent(entry -> {
+            for (ControlMessage.QpairRef ref : c.qpairs()) {
+                // waits for the commands in flight; the slave submits no more (its agent stopped)
+                entry.engine().detach(ref.qpairId());
+            }
+        });
+        c.qpairs().forEach(ref -> freeQpair(ref.arenaOffsetBytes()));
+        custody.entries(name).keySet().forEach(custody::release);
+        HugepageArena journal = journals.remove(name);
+        if (journal != null) {
+            journal.close();
+        }
+        stats.removeController(name);
+        bdevs.release(c.bdev().name(), name);
+        if (!options.listenFds().containsKey(name)) {
+            try {
+                Files.deleteIfExists(Path.of(c.socketPath()));
+            } catch (IOException e) {
+                LOG.log(System.Logger.Level.WARNING, "cannot remove " + c.socketPath() + ": " + e.getMessage());
+            }
+        }
+        LOG.log(
+                System.Logger.Level.INFO,
+                "controller " + name + " deleted" + (slaveError == null ? "" : " (slave: " + slaveError + ")"));
+        return slaveError;
+    }
+
+    // --- slave_get_slaves (issue #5) ---
+
+    /** A slave's role as {@code slave_get_slaves} reports it. */
+    public static final String ROLE_SERVING = "serving";
+
+    /** A started slave that serves nothing and takes over when the serving one dies. */
+    public static final String ROLE_STANDBY = "standby";
+
+    /** A slave handing its controllers to a new one (slave_upgrade, issue #4). */
+    public static final String ROLE_DRAINING = "draining";
+
+    /**
+     * One slave and its role.
+     *
+     * @param slave the process
+     * @param role {@link #ROLE_SERVING}, {@link #ROLE_STANDBY} or {@link #ROLE_DRAINING}
+     * @param controllers the controllers it serves
+     */
+    public record SlaveRole(SlaveProcess slave, String role, List<String> controllers) {}
+
+    /**
+     * The slaves the master runs, serving first, then the standby once it said hello. A rolling upgrade adds its
+     * draining slave here.
+     */
+    public List<SlaveRole> slaveRoles() {
+        List<SlaveRole> roles = new ArrayList<>();
+        SlaveProcess serving = slave;
+        SlaveProcess old = draining;
+        if (serving != null) {
+            // during slave_upgrade the serving slave is the one being drained until the last controller moved
+            roles.add(new SlaveRole(
+                    serving,
+                    serving == old ? ROLE_DRAINING : ROLE_SERVING,
+                    controllerList().stream().map(ControllerRuntime::name).toList()));
+        }
+        java.util.concurrent.CompletableFuture<SlaveProcess> waiting;
+        synchronized (this) {
+            waiting = standby;
+        }
+        if (waiting != null && waiting.isDone() && !waiting.isCompletedExceptionally()) {
+            roles.add(new SlaveRole(waiting.join(), ROLE_STANDBY, List.of()));
+        }
+        return roles;
+    }
+
+    private JsonNode slaveGetSlaves(JsonNode params) {
+        ObjectNode out = JSON.createObjectNode();
+        ArrayNode list = out.putArray("slaves");
+        for (SlaveRole r : slaveRoles()) {
+            ObjectNode o = list.addObject();
+            o.put("slave_id", r.slave().slaveId());
+            o.put("pid", r.slave().pid());
+            o.put("role", r.role());
+            ProcessHandle.Info info = r.slave().process().info();
+            o.put("build", buildOf(info));
+            o.put(
+                    "started_unix_ms",
+                    info.startInstant().map(java.time.Instant::toEpochMilli).orElse(0L));
+            ArrayNode names = o.putArray("controllers");
+            r.controllers().forEach(names::add);
+        }
+        return out;
+    }
+
+    /** What a slave runs: the class path (a jar) after {@code -cp}, else after {@code -jar}, else its command. */
+    static String buildOf(ProcessHandle.Info info) {
+        String[] args = info.arguments().orElse(new String[0]);
+        for (int i = 0; i + 1 < args.length; i++) {
+            if (args[i].equals("-cp") || args[i].equals("-classpath") || args[i].equals("-jar")) {
+                return args[i + 1];
+            }
+        }
+        return info.command().orElse("?");
     }
 
     private static String optionalName(JsonNode params) throws RpcException {
@@ -966,6 +1765,9 @@ public final class Master implements AutoCloseable {
                 LOG.log(System.Logger.Level.DEBUG, "standby: " + e);
             }
         }
+        if (metrics != null) {
+            metrics.close();
+        }
         if (rpc != null) {
             try {
                 rpc.stop().await();
@@ -1009,6 +1811,9 @@ public final class Master implements AutoCloseable {
             store.close();
         }
         journals.values().forEach(HugepageArena::close);
+        if (stats != null) {
+            stats.close();
+        }
         if (arena != null) {
             arena.close();
         }

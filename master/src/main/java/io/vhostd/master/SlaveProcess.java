@@ -25,7 +25,20 @@ public final class SlaveProcess {
     private final Map<String, ControlMessage.SessionState> sessions = new ConcurrentHashMap<>();
     private final Map<String, java.util.concurrent.CompletableFuture<Void>> listening = new ConcurrentHashMap<>();
     private final Map<String, java.util.concurrent.CompletableFuture<String>> adopted = new ConcurrentHashMap<>();
+    /** {@code remove_controller} answers (issue #5): controller → the slave's error, null when removed. */
+    private final Map<String, java.util.concurrent.CompletableFuture<String>> removed = new ConcurrentHashMap<>();
+
     private final Thread reader;
+    /** {@code release_controller} answers (issue #4 rolling upgrade): controller → the slave's answer. */
+    private final Map<String, java.util.concurrent.CompletableFuture<ControlMessage.ControllerReleased>> released =
+            new ConcurrentHashMap<>();
+    /** When (System.nanoTime, CLOCK_MONOTONIC) each adopted session resumed, as the slave said: controller → ns. */
+    private final Map<String, Long> adoptedAtNs = new ConcurrentHashMap<>();
+
+    private volatile String build = "";
+    private volatile long startedUnixMs;
+    /** Leaving on purpose (rolling upgrade): its exit is not a crash, nothing is handed over when it exits. */
+    private volatile boolean retiring;
 
     SlaveProcess(
             String slaveId,
@@ -78,9 +91,73 @@ public final class SlaveProcess {
         return listening.computeIfAbsent(controller, k -> new java.util.concurrent.CompletableFuture<>());
     }
 
+    /** The class path or jar the slave runs from. */
+    public String build() {
+        return build;
+    }
+
+    /** When the master spawned it, ms since the epoch. */
+    public long startedUnixMs() {
+        return startedUnixMs;
+    }
+
+    void buildInfo(String classPath, long spawnedUnixMs) {
+        this.build = classPath;
+        this.startedUnixMs = spawnedUnixMs;
+    }
+
+    /** True once a rolling upgrade started moving controllers away from this slave (it exits when done). */
+    public boolean retiring() {
+        return retiring;
+    }
+
+    void retire() {
+        retiring = true;
+    }
+
+    /**
+     * Sends {@link ControlMessage.ReleaseController}; the future completes with the slave's {@link
+     * ControlMessage.ControllerReleased}, exceptionally if the slave goes away first (issue #4 rolling upgrade).
+     */
+    java.util.concurrent.CompletableFuture<ControlMessage.ControllerReleased> release(
+            String controller, boolean checkOnly) {
+        java.util.concurrent.CompletableFuture<ControlMessage.ControllerReleased> answer =
+                new java.util.concurrent.CompletableFuture<>();
+        released.put(controller, answer);
+        if (!reader.isAlive()) {
+            answer.completeExceptionally(new IllegalStateException("slave " + slaveId + " gone"));
+            return answer;
+        }
+        channel.send(new ControlMessage.ReleaseController(controller, checkOnly));
+        return answer;
+    }
+
+    /** When the session of {@code controller} resumed in this slave (System.nanoTime), or 0. */
+    long adoptedAtNs(String controller) {
+        return adoptedAtNs.getOrDefault(controller, 0L);
+    }
+
     /** Completes with the slave's answer to {@code adopt_session} for {@code controller} (null: adopted). */
     public java.util.concurrent.CompletableFuture<String> adopted(String controller) {
         return adopted.computeIfAbsent(controller, k -> new java.util.concurrent.CompletableFuture<>());
+    }
+
+    /**
+     * Sends {@link ControlMessage.RemoveController} for {@code controller}; the future completes with the slave's
+     * {@link ControlMessage.ControllerRemoved} error (null: removed), exceptionally if the slave goes away first.
+     */
+    public java.util.concurrent.CompletableFuture<String> remove(String controller) {
+        java.util.concurrent.CompletableFuture<String> answer = new java.util.concurrent.CompletableFuture<>();
+        removed.put(controller, answer);
+        channel.send(new ControlMessage.RemoveController(controller));
+        return answer;
+    }
+
+    /** Forgets what the slave reported about {@code controller} (it was removed; a new one may take the name). */
+    public void forget(String controller) {
+        sessions.remove(controller);
+        listening.remove(controller);
+        adopted.remove(controller);
     }
 
     private void readLoop() {
@@ -103,6 +180,8 @@ public final class SlaveProcess {
         } finally {
             listening.values().forEach(f -> f.completeExceptionally(new IllegalStateException("slave gone")));
             adopted.values().forEach(f -> f.completeExceptionally(new IllegalStateException("slave gone")));
+            released.values().forEach(f -> f.completeExceptionally(new IllegalStateException("slave gone")));
+            removed.values().forEach(f -> f.completeExceptionally(new IllegalStateException("slave gone")));
         }
     }
 
@@ -152,6 +231,8 @@ public final class SlaveProcess {
             case ControlMessage.SessionAdopted m -> {
                 closeAll(fds);
                 if (controllers.containsKey(m.controller())) {
+                    // the slave's own time (CLOCK_MONOTONIC, as the master's) when given, else the arrival
+                    adoptedAtNs.put(m.controller(), m.resumedNs() > 0 ? m.resumedNs() : System.nanoTime());
                     adopted(m.controller()).complete(m.error());
                 }
             }
@@ -160,6 +241,25 @@ public final class SlaveProcess {
                 if (controllers.containsKey(m.name())) {
                     listening(m.name()).complete(null);
                     LOG.log(System.Logger.Level.INFO, "controller " + m.name() + " served by slave " + slaveId);
+                }
+            }
+            case ControlMessage.ControllerRemoved m -> {
+                closeAll(fds);
+                java.util.concurrent.CompletableFuture<String> answer = removed.remove(m.name());
+                if (answer != null) {
+                    answer.complete(m.error());
+                } else {
+                    LOG.log(System.Logger.Level.WARNING, "slave " + slaveId + ": unasked " + m);
+                }
+            }
+            case ControlMessage.ControllerReleased m -> {
+                closeAll(fds);
+                java.util.concurrent.CompletableFuture<ControlMessage.ControllerReleased> answer =
+                        released.remove(m.controller());
+                if (answer != null) {
+                    answer.complete(m);
+                } else {
+                    LOG.log(System.Logger.Level.WARNING, "slave " + slaveId + ": unasked " + m);
                 }
             }
             default -> {
@@ -215,5 +315,6 @@ public final class SlaveProcess {
     }
 
     /** All custody kinds that belong to a slave session (not the master's own listening socket). */
-    static final List<String> SESSION_FDS = List.of("connection", "kick", "call", "err", "mem", "backend_req");
+    static final List<String> SESSION_FDS =
+            List.of("connection", "kick", "call", "err", "mem", "backend_req", "inflight");
 }

@@ -36,7 +36,16 @@ public enum RpcErrorCode {
     /** The file, block device or NVMe controller named does not exist. */
     NO_SUCH_DEVICE(-32008, "no_such_device", "No such device"),
     /** The device exists but opening, sizing or mapping it failed; the message carries the system's error. */
-    DEVICE_ERROR(-32009, "device_error", "Device error");
+    DEVICE_ERROR(-32009, "device_error", "Device error"),
+    /** The queue-pair arena (sized at start-up by {@code hugepages.arena_size_bytes}) has no room for the request. */
+    ARENA_FULL(-32010, "arena_full", "Arena full"),
+    /** The serving slave did not take (or release) a controller in time, or refused it; the message says why. */
+    SLAVE_ERROR(-32011, "slave_error", "Slave error"),
+    /**
+     * A slave started for a rolling upgrade announced a control protocol, journal or VirtNvme version the master cannot
+     * work with; it was stopped and the serving slave keeps serving.
+     */
+    SLAVE_INCOMPATIBLE(-32012, "slave_incompatible", "Slave incompatible");
 
     /** Lowest code of the range JSON-RPC 2.0 reserves for implementation-defined server errors. */
     public static final int SERVER_ERROR_MIN = -32099;

@@ -4,6 +4,10 @@ import com.fasterxml.jackson.core.JsonProcessingException;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import io.vhostd.rpc.cli.HistogramFormat;
+import io.vhostd.rpc.cli.IostatFormat;
+import io.vhostd.rpc.cli.SmartLogFormat;
+import io.vhostd.rpc.cli.TraceFormat;
 import java.io.IOException;
 import java.io.PrintWriter;
 import java.net.ConnectException;
@@ -31,13 +35,28 @@ import picocli.CommandLine.Spec;
  * vhostctl [--socket PATH] [--json] [--timeout-ms MS] COMMAND
  *   bdevs [NAME]              bdev_get_bdevs as a table (JSON with --json)
  *   controllers [NAME]        vhost_get_controllers as a table (JSON with --json)
+ *   slaves                    slave_get_slaves as a table
+ *   slaves upgrade [--jar PATH]
+ *                             slave_upgrade: rolling upgrade, prints each controller's pause (SlavesUpgrade)
+ *   iostat [-x] [-d NAME] [INTERVAL [COUNT]]
+ *                             bdev_get_iostat in sysstat iostat's layout (IostatFormat)
+ *   smart-log BDEV            bdev_nvme_get_controller_health_info in nvme-cli's smart-log layout (SmartLogFormat)
+ *   histogram BDEV [--segment S] [--op O]
+ *                             bdev_get_histogram as text bars with percentiles (HistogramFormat)
+ *   trace start|stop [CTRLR]  trace_start / trace_stop
+ *   trace dump [CTRLR] [--max N]
+ *                             trace_get_events in a blkparse-like layout (TraceFormat)
  *   rpc METHOD [PARAMS]       any method, PARAMS as JSON; prints the result as JSON
  *   methods [NAME]            the methods of openrpc.json with their descriptions (no daemon needed)
  * </pre>
  *
+ * <p>{@code --json} makes every command print the method's raw result instead of its table or layout. The help of
+ * each command that calls one method starts with that method's summary from openrpc.json.
+ *
  * <p>Exit codes: {@value #EXIT_OK} success; {@value #EXIT_RPC_ERROR} the daemon answered with an error (printed as
- * {@code error: <name> (<code>): <message>} on stderr); {@value #EXIT_UNREACHABLE} the daemon could not be reached or
- * broke the protocol; {@value #EXIT_USAGE} bad command line (sysexits {@code EX_USAGE}); {@value #EXIT_SOFTWARE} a fault
+ * {@code error: <name>: <message>} on stderr); {@value #EXIT_UNREACHABLE} the daemon could not be reached or broke
+ * the protocol; {@value #EXIT_NOPERM} the socket refused us (connect EACCES, or the daemon answered {@code
+ * permission_denied}: not root, not its user, not in its socket's group; sysexits {@code EX_NOPERM}); {@value #EXIT_USAGE} bad command line (sysexits {@code EX_USAGE}); {@value #EXIT_SOFTWARE} a fault
  * in vhostctl itself.
  */
 @Command(
@@ -49,6 +68,11 @@ import picocli.CommandLine.Spec;
         subcommands = {
             Vhostctl.Bdevs.class,
             Vhostctl.Controllers.class,
+            Vhostctl.Slaves.class,
+            Vhostctl.Iostat.class,
+            Vhostctl.SmartLog.class,
+            Vhostctl.Histogram.class,
+            Vhostctl.Trace.class,
             Vhostctl.Rpc.class,
             Vhostctl.Methods.class,
             CommandLine.HelpCommand.class
@@ -65,6 +89,9 @@ public final class Vhostctl implements Callable<Integer> {
 
     /** The daemon could not be reached (no socket, refused, timeout) or broke the protocol. */
     public static final int EXIT_UNREACHABLE = 2;
+
+    /** Permission denied by the socket's mode or the daemon's peer check (sysexits.h EX_NOPERM). */
+    public static final int EXIT_NOPERM = 77;
 
     /** Bad command line (sysexits.h EX_USAGE). */
     public static final int EXIT_USAGE = 64;
@@ -111,6 +138,7 @@ public final class Vhostctl implements Callable<Integer> {
      */
     public static int run(PrintWriter out, PrintWriter err, Map<String, String> env, String... args) {
         CommandLine cmd = new CommandLine(new Vhostctl(out, err, env));
+        describeFromSpec(cmd);
         cmd.setOut(out);
         cmd.setErr(err);
         cmd.setParameterExceptionHandler((e, a) -> {
@@ -150,26 +178,74 @@ public final class Vhostctl implements Callable<Integer> {
         return fromEnv != null && !fromEnv.isEmpty() ? Path.of(fromEnv) : RpcClient.DEFAULT_SOCKET;
     }
 
+    /** The method each command calls: its help text starts with the method's summary from openrpc.json. */
+    static final Map<String, String> COMMAND_METHODS = Map.of(
+            "bdevs", "bdev_get_bdevs",
+            "controllers", "vhost_get_controllers",
+            "slaves", "slave_get_slaves",
+            "iostat", "bdev_get_iostat",
+            "smart-log", "bdev_nvme_get_controller_health_info",
+            "histogram", "bdev_get_histogram",
+            "trace", "trace_get_events");
+
+    /** Prefixes each command's description with its method's summary (when openrpc.json describes the method). */
+    private static void describeFromSpec(CommandLine cmd) {
+        RpcSpec spec = RpcSpec.load();
+        COMMAND_METHODS.forEach((command, method) -> {
+            CommandLine sub = cmd.getSubcommands().get(command);
+            if (sub != null) {
+                spec.method(method).ifPresent(m -> {
+                    String[] own = sub.getCommandSpec().usageMessage().description();
+                    String[] description = new String[own.length + 1];
+                    description[0] = m.summary() + " (" + method + ").";
+                    System.arraycopy(own, 0, description, 1, own.length);
+                    sub.getCommandSpec().usageMessage().description(description);
+                });
+            }
+        });
+    }
+
+    /** Something done with one connected client; may call several methods. */
+    @FunctionalInterface
+    interface ClientAction {
+        void run(RpcClient client) throws IOException, RpcException, InterruptedException;
+    }
+
     /** Calls one method and hands the result to {@code printer}; maps failures to the exit codes. */
     int callAndPrint(String method, JsonNode params, ResultPrinter printer) {
+        return withClient(client -> printer.print(client.call(method, params)));
+    }
+
+    /** Connects, runs {@code action}, and maps failures to the exit codes (messages on stderr). */
+    int withClient(ClientAction action) {
         Path path = socketPath();
         if (timeoutMs <= 0) {
             err.println("error: --timeout-ms must be positive");
             return EXIT_USAGE;
         }
         try (RpcClient client = RpcClient.connect(path, Duration.ofMillis(timeoutMs))) {
-            printer.print(client.call(method, params));
+            action.run(client);
             return EXIT_OK;
         } catch (RpcException e) {
             RpcError error = e.error();
-            err.println("error: " + error.name() + " (" + error.code() + "): " + error.message());
-            return EXIT_RPC_ERROR;
+            err.println("error: " + error.name() + ": " + error.message());
+            return error.errorCode().orElse(null) == RpcErrorCode.PERMISSION_DENIED ? EXIT_NOPERM : EXIT_RPC_ERROR;
         } catch (ConnectException e) {
-            err.println("error: " + e.getMessage() + " (is the master running? see --socket or $" + SOCKET_ENV + ")");
-            return EXIT_UNREACHABLE;
+            boolean denied = e.getMessage() != null && e.getMessage().contains("Permission denied");
+            err.println("error: " + e.getMessage()
+                    + (denied
+                            ? " (the socket is for root, vhostd's user and its group)"
+                            : " (is the master running? see --socket or $" + SOCKET_ENV + ")"));
+            return denied ? EXIT_NOPERM : EXIT_UNREACHABLE;
         } catch (IOException e) {
             err.println("error: talking to vhostd at " + path + ": " + e.getMessage());
             return EXIT_UNREACHABLE;
+        } catch (IllegalArgumentException e) {
+            err.println("error: cannot show the answer: " + e.getMessage());
+            return EXIT_SOFTWARE;
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            return EXIT_SOFTWARE;
         }
     }
 
@@ -180,6 +256,19 @@ public final class Vhostctl implements Callable<Integer> {
     @FunctionalInterface
     interface ResultPrinter {
         void print(JsonNode result) throws IOException;
+    }
+
+    /** Does every bdev of a {@code bdev_get_iostat} result say when its counters started? */
+    static boolean hasStartTicks(JsonNode iostat) {
+        if (iostat.hasNonNull("start_ticks")) {
+            return true;
+        }
+        for (JsonNode bdev : iostat.path("bdevs")) {
+            if (!bdev.hasNonNull("start_ticks")) {
+                return false;
+            }
+        }
+        return true;
     }
 
     static ObjectNode nameParam(String name) {
@@ -262,6 +351,213 @@ public final class Vhostctl implements Callable<Integer> {
                 }
             }
             return "disconnected";
+        }
+    }
+
+    @Command(
+            name = "slaves",
+            description = "List the slave processes with their roles.",
+            subcommands = {SlavesUpgrade.class})
+    static final class Slaves implements Callable<Integer> {
+        @ParentCommand
+        Vhostctl parent;
+
+        @Override
+        public Integer call() {
+            return parent.callAndPrint("slave_get_slaves", Json.NODES.objectNode(), result -> {
+                if (parent.json) {
+                    parent.printJson(result);
+                    return;
+                }
+                Table table = new Table("SLAVE_ID", "PID", "ROLE", "STARTED", "CONTROLLERS", "BUILD");
+                for (JsonNode s : result.path("slaves")) {
+                    List<String> names = new ArrayList<>();
+                    s.path("controllers").forEach(c -> names.add(c.asText()));
+                    long started = s.path("started_unix_ms").asLong();
+                    table.row(
+                            field(s, "slave_id"),
+                            field(s, "pid"),
+                            field(s, "role"),
+                            started == 0
+                                    ? "-"
+                                    : java.time.Instant.ofEpochMilli(started).toString(),
+                            names.isEmpty() ? "-" : String.join(",", names),
+                            field(s, "build"));
+                }
+                table.print(parent.out);
+            });
+        }
+    }
+
+    @Command(
+            name = "iostat",
+            description = {
+                "Report I/O statistics per bdev in sysstat iostat's layout: the first report covers the time since the"
+                        + " counters started (master start or bdev_reset_iostat) when the daemon gives start_ticks,"
+                        + " else the first INTERVAL (1 s without one); each later report the INTERVAL before it."
+                        + " Without INTERVAL one report; with INTERVAL and no COUNT, reports until interrupted."
+            })
+    static final class Iostat implements Callable<Integer> {
+        @ParentCommand
+        Vhostctl parent;
+
+        @Option(names = "-x", description = "Extended statistics (r/s, rkB/s, r_await, ..., aqu-sz, %%util).")
+        boolean extended;
+
+        @Option(names = "-d", paramLabel = "NAME", description = "Only this bdev.")
+        String device;
+
+        @Parameters(index = "0", arity = "0..1", paramLabel = "INTERVAL", description = "Seconds between reports.")
+        Integer intervalSeconds;
+
+        @Parameters(index = "1", arity = "0..1", paramLabel = "COUNT", description = "Number of reports.")
+        Integer count;
+
+        @Override
+        public Integer call() {
+            if (intervalSeconds != null && intervalSeconds <= 0 || count != null && count <= 0) {
+                parent.err.println("error: INTERVAL and COUNT must be positive");
+                return EXIT_USAGE;
+            }
+            int reports = intervalSeconds == null ? 1 : count == null ? Integer.MAX_VALUE : count;
+            ObjectNode params = nameParam(device);
+            return parent.withClient(client -> {
+                JsonNode previous = null;
+                for (int i = 0; i < reports; i++) {
+                    if (i > 0) {
+                        Thread.sleep(intervalSeconds * 1000L);
+                    }
+                    JsonNode current = client.call("bdev_get_iostat", params);
+                    if (previous == null && !parent.json && !hasStartTicks(current)) {
+                        // no start time to rate the counters against: the first report covers one interval
+                        previous = current;
+                        Thread.sleep(intervalSeconds == null ? 1000L : intervalSeconds * 1000L);
+                        current = client.call("bdev_get_iostat", params);
+                    }
+                    if (parent.json) {
+                        parent.printJson(current);
+                    } else {
+                        parent.out.print(IostatFormat.format(previous, current, extended, device));
+                    }
+                    parent.out.flush();
+                    previous = current;
+                }
+            });
+        }
+    }
+
+    @Command(name = "smart-log", description = "SMART / health information of a bdev in nvme-cli's smart-log layout.")
+    static final class SmartLog implements Callable<Integer> {
+        @ParentCommand
+        Vhostctl parent;
+
+        @Parameters(index = "0", paramLabel = "BDEV", description = "An nvme bdev (or controller name), or any bdev.")
+        String name;
+
+        @Override
+        public Integer call() {
+            return parent.callAndPrint("bdev_nvme_get_controller_health_info", nameParam(name), result -> {
+                if (parent.json) {
+                    parent.printJson(result);
+                } else {
+                    parent.out.print(SmartLogFormat.format(result));
+                }
+            });
+        }
+    }
+
+    @Command(name = "histogram", description = "Latency histograms of a bdev as text bars with p50/p90/p99/p99.9.")
+    static final class Histogram implements Callable<Integer> {
+        @ParentCommand
+        Vhostctl parent;
+
+        @Parameters(index = "0", paramLabel = "BDEV", description = "The bdev.")
+        String name;
+
+        @Option(
+                names = "--segment",
+                paramLabel = "S",
+                description = "fetch_to_submit, submit_to_device, device, device_to_used, used_to_notify or total.")
+        String segment;
+
+        @Option(names = "--op", paramLabel = "O", description = "read, write, flush, unmap or write_zeroes.")
+        String op;
+
+        @Override
+        public Integer call() {
+            ObjectNode params = nameParam(name);
+            if (segment != null) {
+                params.put("segment", segment);
+            }
+            if (op != null) {
+                params.put("op", op);
+            }
+            return parent.callAndPrint("bdev_get_histogram", params, result -> {
+                if (parent.json) {
+                    parent.printJson(result);
+                } else {
+                    parent.out.print(HistogramFormat.format(result));
+                }
+            });
+        }
+    }
+
+    @Command(
+            name = "trace",
+            description = {
+                "Switch the per-controller request trace on or off (all controllers when CTRLR is omitted), or dump"
+                        + " it in a blkparse-like layout."
+            })
+    static final class Trace implements Callable<Integer> {
+        @ParentCommand
+        Vhostctl parent;
+
+        @Parameters(index = "0", paramLabel = "ACTION", description = "start, stop or dump.")
+        String action;
+
+        @Parameters(index = "1", arity = "0..1", paramLabel = "CTRLR", description = "Only this controller.")
+        String controller;
+
+        @Option(
+                names = "--max",
+                paramLabel = "N",
+                description = "dump: at most N events (default 1000, at most 65536).")
+        Integer max;
+
+        @Override
+        public Integer call() {
+            ObjectNode params = Json.NODES.objectNode();
+            if (controller != null) {
+                params.put("controller", controller);
+            }
+            switch (action) {
+                case "start", "stop" -> {
+                    return parent.callAndPrint("trace_" + action, params, result -> {
+                        if (parent.json) {
+                            parent.printJson(result);
+                        } else {
+                            parent.out.println("trace " + (action.equals("start") ? "started" : "stopped") + " on "
+                                    + (controller == null ? "every controller" : controller));
+                        }
+                    });
+                }
+                case "dump" -> {
+                    if (max != null) {
+                        params.put("max", max);
+                    }
+                    return parent.callAndPrint("trace_get_events", params, result -> {
+                        if (parent.json) {
+                            parent.printJson(result);
+                        } else {
+                            parent.out.print(TraceFormat.format(result));
+                        }
+                    });
+                }
+                default -> {
+                    parent.err.println("error: ACTION must be start, stop or dump, not '" + action + "'");
+                    return EXIT_USAGE;
+                }
+            }
         }
     }
 

@@ -67,6 +67,9 @@ record Adoption(
 
     /** Closes the fds of {@link #state} (the session will not be restored). */
     void closeSessionFds() {
+        if (state.inflightFd() >= 0) {
+            Unistd.close(state.inflightFd());
+        }
         for (VhostUserBackend.RestoredRegion r : state.regions()) {
             Unistd.close(r.fd());
         }
@@ -182,8 +185,10 @@ record Adoption(
                     take(fds, "call/" + q.queueIndex()),
                     take(fds, "err/" + q.queueIndex())));
         }
-        VhostUserBackend.RestoredSession state =
-                new VhostUserBackend.RestoredSession(config.features(), config.protocolFeatures(), regions, vrings);
+        // the vhost-user inflight region (INFLIGHT_SHMFD) the dead slave wrote: continued, not recovered from QEMU
+        int inflightFd = take(fds, "inflight/0");
+        VhostUserBackend.RestoredSession state = new VhostUserBackend.RestoredSession(
+                config.features(), config.protocolFeatures(), regions, vrings, inflightFd);
         List<Integer> unused = new ArrayList<>(fds.values());
         fds.clear();
         return new Adoption(recovered, state, replay, unused);

@@ -3,9 +3,13 @@ package io.vhostd.slave;
 import io.vhostd.journal.JournalMemoryRegion;
 import io.vhostd.journal.SessionJournal;
 import io.vhostd.journal.VringConfig;
+import io.vhostd.journal.inflight.InflightChain;
+import io.vhostd.journal.inflight.InflightHead;
+import io.vhostd.journal.inflight.InflightRegionSplit;
 import io.vhostd.shm.control.ControlMessage;
 import io.vhostd.shm.virtnvme.VirtNvmeQueuePair;
 import io.vhostd.vhost.backend.VhostUserDevice;
+import io.vhostd.vhost.backend.VringInflight;
 import io.vhostd.vhost.proto.VhostUserProtocolFeature;
 import io.vhostd.vhost.virtio.GuestMemory;
 import io.vhostd.vhost.virtio.GuestMemoryRegion;
@@ -14,8 +18,10 @@ import io.vhostd.vhost.virtio.VirtioBlk;
 import io.vhostd.vhost.virtio.VirtioBlkConfig;
 import io.vhostd.vhost.virtio.Virtqueue;
 import java.util.ArrayList;
+import java.util.HashSet;
 import java.util.List;
 import java.util.Map;
+import java.util.Set;
 
 /**
  * The virtio-blk device of one vhost-user session (virtio 1.2 §5.2), as the back-end sees it: offered features and
@@ -55,7 +61,9 @@ final class BlkDevice implements VhostUserDevice {
     /**
      * Protocol features offered (vhost-user.rst "Protocol features"). BACKEND_REQ: the back-end accepts and holds the
      * channel QEMU 7.2 then sends ({@code SET_BACKEND_REQ_FD}) and sends nothing on it yet; RESET_DEVICE: QEMU uses it
-     * instead of the deprecated RESET_OWNER; STATUS: QEMU 7.2 reports the device status (the back-end records it).
+     * instead of the deprecated RESET_OWNER; STATUS: QEMU 7.2 reports the device status (the back-end records it);
+     * INFLIGHT_SHMFD: split rings record every request in the inflight region QEMU keeps across a whole-daemon restart
+     * (QEMU's vhost-user-blk asks for it whenever it is offered).
      */
     static final long PROTOCOL_FEATURES = VhostUserProtocolFeature.VHOST_USER_PROTOCOL_F_MQ_MASK
             | VhostUserProtocolFeature.VHOST_USER_PROTOCOL_F_REPLY_ACK_MASK
@@ -63,7 +71,8 @@ final class BlkDevice implements VhostUserDevice {
             | VhostUserProtocolFeature.VHOST_USER_PROTOCOL_F_CONFIG_MASK
             | VhostUserProtocolFeature.VHOST_USER_PROTOCOL_F_RESET_DEVICE_MASK
             | VhostUserProtocolFeature.VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS_MASK
-            | VhostUserProtocolFeature.VHOST_USER_PROTOCOL_F_STATUS_MASK;
+            | VhostUserProtocolFeature.VHOST_USER_PROTOCOL_F_STATUS_MASK
+            | VhostUserProtocolFeature.VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD_MASK;
 
     /** The physical block the topology reports when the logical block is smaller (host pages, filesystem blocks). */
     static final int PHYSICAL_BLOCK_BYTES = 4096;
@@ -75,6 +84,9 @@ final class BlkDevice implements VhostUserDevice {
     private final List<Integer> registeredRegions = new ArrayList<>();
     /** The controller's session journal (issue #4), or null: then nothing is recorded and nothing can be adopted. */
     private final SessionJournal journal;
+    /** Rolling upgrade: queue index → the requests the previous slave left at the device; null otherwise. */
+    private Map<Integer, ControlMessage.CarriedQueue> carried;
+
     /** Restoring a dead slave's session: queue index → heads to resubmit; null once the queues restarted. */
     private Map<Integer, int[]> replay;
     /** The journal failed (a ring it cannot track, an inconsistency): recording stops for this session. */
@@ -89,6 +101,16 @@ final class BlkDevice implements VhostUserDevice {
     /** The session continues a dead slave's ({@link VhostUserDevice#sessionRestored}); these requests are replayed. */
     void restoring(Map<Integer, int[]> replayHeads) {
         this.replay = replayHeads;
+    }
+
+    /**
+     * {@link #restoring(Map)} in a rolling upgrade (issue #4): of the journal's requests in flight, those in {@code
+     * carriedOver} still have commands at the device (the previous slave submitted them); they are taken over by the
+     * data path, not replayed. Validated against the journal by the caller.
+     */
+    void restoring(Map<Integer, int[]> replayHeads, Map<Integer, ControlMessage.CarriedQueue> carriedOver) {
+        this.replay = replayHeads;
+        this.carried = carriedOver;
     }
 
     /** Runs one configuration record; a journal error stops recording for this session (logged once). */
@@ -225,6 +247,33 @@ final class BlkDevice implements VhostUserDevice {
         controller.reportState(this);
     }
 
+    /**
+     * Why this session cannot be continued by another slave now (issue #4 rolling upgrade), or null: its negotiated
+     * features and memory table and every started queue must be in the journal.
+     */
+    String handoverRefusal() {
+        String name = controller.spec().name();
+        if (journal == null) {
+            return name + ": the session has no journal";
+        }
+        if (journalBroken) {
+            return name + ": the session journal failed earlier; the session cannot be handed over";
+        }
+        if ((negotiatedFeatures & VirtioBlk.VIRTIO_F_RING_PACKED_MASK) != 0) {
+            return name + ": packed rings are not journaled yet (#4); the session cannot be handed over";
+        }
+        if (negotiatedFeatures == 0 || memory.regionCount() == 0) {
+            return name + ": the front-end is still negotiating the session; try again";
+        }
+        for (int i = 0; i < controller.spec().numQueues(); i++) {
+            QueueRunner q = controller.agent().queue(i);
+            if (q != null && !q.journaled) {
+                return name + ": queue " + i + " is not journaled; the session cannot be handed over";
+            }
+        }
+        return null;
+    }
+
     long negotiatedFeatures() {
         return negotiatedFeatures;
     }
@@ -256,12 +305,53 @@ final class BlkDevice implements VhostUserDevice {
 
     @Override
     public void startQueue(int queueIndex, Virtqueue vq, int kickFd, int callFd, int errFd) {
+        startQueue(queueIndex, vq, kickFd, callFd, errFd, null);
+    }
+
+    @Override
+    public void startQueue(int queueIndex, Virtqueue vq, int kickFd, int callFd, int errFd, VringInflight inflight) {
         SlaveController.Qpair qpair = controller.qpair(queueIndex);
         VirtNvmeQueuePair qp = qpair.qp();
         // CIDs are allocated apart from ring ids: any ring size works with any queue depth (requests wait for CIDs)
         QueueRunner runner = new QueueRunner(
                 queueIndex, vq, memory, kickFd, callFd, qp, qpair.sqEventFd(), qpair.cqEventFd(), negotiatedFeatures);
         int[] heads = replay == null ? null : replay.remove(queueIndex);
+        int[] reconnectHeads = null;
+        if (inflight != null && inflight.packed() != null) {
+            runner.packedRegion = inflight.packed();
+            List<InflightChain> chains = inflight.resubmitChains();
+            if (!chains.isEmpty()) {
+                runner.replayChains = chains.toArray(new InflightChain[0]);
+                LOG.log(
+                        System.Logger.Level.INFO,
+                        controller.spec().name() + ": queue " + queueIndex + ": resubmitting " + chains.size()
+                                + " requests from the inflight region (front-end reconnected)");
+            }
+        } else if (inflight != null) {
+            runner.inflightRegion = inflight.split();
+            if (heads != null) {
+                heads = reconcileInflight(queueIndex, inflight, heads);
+            } else if (!inflight.resubmit().isEmpty()) {
+                reconnectHeads = inflight.resubmit().stream()
+                        .mapToInt(InflightHead::head)
+                        .toArray();
+                runner.replayHeads = reconnectHeads;
+                LOG.log(
+                        System.Logger.Level.INFO,
+                        controller.spec().name() + ": queue " + queueIndex + ": resubmitting " + reconnectHeads.length
+                                + " requests from the inflight region (front-end reconnected)");
+            }
+        }
+        ControlMessage.CarriedQueue carriedQueue = carried == null ? null : carried.remove(queueIndex);
+        if (heads != null && carriedQueue != null) {
+            // issue #4 rolling upgrade: these have commands at the device; the data path takes them over
+            Set<Integer> taken = new HashSet<>(carriedQueue.heads());
+            heads = java.util.Arrays.stream(heads)
+                    .filter(h -> !taken.contains(h))
+                    .toArray();
+            runner.carried = carriedQueue;
+        }
+        int[] resubmitted = reconnectHeads;
         if (heads != null) {
             // restored: the journal already holds this queue as started, with these requests in flight
             runner.journaled = true;
@@ -283,7 +373,18 @@ final class BlkDevice implements VhostUserDevice {
                                 split.size(),
                                 false));
                 journal.recordVringEnabled(queueIndex, true);
-                journal.recordQueueStarted(queueIndex, split.lastAvailIdx(), split.usedIdxInRingAcquire());
+                if (resubmitted == null) {
+                    journal.recordQueueStarted(queueIndex, split.lastAvailIdx(), split.usedIdxInRingAcquire());
+                } else {
+                    // the resubmitted heads took the avail entries [used, used + n) (libvhost-user's last_avail_idx =
+                    // used_idx + inuse): recorded as fetched there, so that a slave crash during the replay hands them
+                    // on
+                    int used = split.usedIdxInRingAcquire();
+                    journal.recordQueueStarted(queueIndex, used, used);
+                    for (int k = 0; k < resubmitted.length; k++) {
+                        journal.requestFetched(queueIndex, resubmitted[k], (used + k + 1) & 0xFFFF);
+                    }
+                }
                 runner.journaled = true;
             });
         }
@@ -293,6 +394,52 @@ final class BlkDevice implements VhostUserDevice {
                 controller.spec().name() + ": queue " + queueIndex + " started, " + (vq.packed() ? "packed" : "split")
                         + ", size " + vq.size());
         controller.reportState(this);
+    }
+
+    /**
+     * A restored session's queue: the journal's in-flight heads ({@code journalHeads}, fetch order) are what the dead
+     * slave left (without a rolling upgrade's carried ones, which are in flight in the region too and taken over); the
+     * inflight region holds the same heads except the newest when the slave died between its journal
+     * record and its region mark (the data path records the journal first): those are marked now. Heads only the region
+     * holds (not expected) are replayed too, first (they are older), so that nothing marked stays in flight forever.
+     *
+     * @return the heads to replay, oldest first
+     */
+    private int[] reconcileInflight(int queueIndex, VringInflight inflight, int[] journalHeads) {
+        InflightRegionSplit region = inflight.split();
+        List<Integer> regionOnly = new ArrayList<>();
+        Set<Integer> journalSet = new HashSet<>();
+        for (int h : journalHeads) {
+            journalSet.add(h);
+        }
+        ControlMessage.CarriedQueue carriedQueue = carried == null ? null : carried.get(queueIndex);
+        if (carriedQueue != null) {
+            // a rolling upgrade's carried requests are in flight in the region and completed by the take-over
+            journalSet.addAll(carriedQueue.heads());
+        }
+        for (InflightHead h : inflight.recovery().resubmit()) {
+            if (!journalSet.contains(h.head())) {
+                regionOnly.add(h.head());
+            }
+        }
+        for (int h : journalHeads) {
+            if (!region.isInflight(h)) {
+                region.fetched(h);
+            }
+        }
+        if (regionOnly.isEmpty()) {
+            return journalHeads;
+        }
+        LOG.log(
+                System.Logger.Level.WARNING,
+                controller.spec().name() + ": queue " + queueIndex + ": the inflight region holds " + regionOnly
+                        + " that the journal does not; replayed first");
+        int[] all = new int[regionOnly.size() + journalHeads.length];
+        for (int i = 0; i < regionOnly.size(); i++) {
+            all[i] = regionOnly.get(i);
+        }
+        System.arraycopy(journalHeads, 0, all, regionOnly.size(), journalHeads.length);
+        return all;
     }
 
     @Override

@@ -5,19 +5,28 @@ import static io.vhostd.vhost.virtio.VirtioBlk.VIRTIO_BLK_S_OK;
 import static io.vhostd.vhost.virtio.VirtioBlk.VIRTIO_BLK_S_UNSUPP;
 
 import io.vhostd.journal.SessionJournal;
+import io.vhostd.journal.inflight.InflightChain;
+import io.vhostd.shm.control.ControlMessage;
 import io.vhostd.shm.linux.Eventfd;
 import io.vhostd.shm.linux.Poll;
 import io.vhostd.shm.linux.Unistd;
+import io.vhostd.shm.stats.QueueStatsWriter;
+import io.vhostd.shm.stats.StatsDescriptor;
 import io.vhostd.shm.virtnvme.VirtNvmeDescriptor;
 import io.vhostd.shm.virtnvme.VirtNvmeOpcodes;
 import io.vhostd.shm.virtnvme.VirtNvmeQueuePair;
 import io.vhostd.shm.virtnvme.VirtNvmeStatus;
 import io.vhostd.vhost.virtio.DescriptorChain;
+import io.vhostd.vhost.virtio.PackedRingDescriptor;
+import io.vhostd.vhost.virtio.PackedVirtqueue;
 import io.vhostd.vhost.virtio.SplitVirtqueue;
 import io.vhostd.vhost.virtio.VirtioBlk;
 import io.vhostd.vhost.virtio.VirtioBlkRequest;
 import io.vhostd.vhost.virtio.Virtqueue;
+import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
+import java.util.ArrayList;
+import java.util.List;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.atomic.AtomicLong;
 import org.agrona.concurrent.ManyToOneConcurrentArrayQueue;
@@ -116,6 +125,9 @@ final class ControllerAgent implements Runnable {
     /** The controller's session journal (issue #4), or null; the queues it tracks have {@code journaled} set. */
     private volatile SessionJournal journal;
 
+    /** Each queue's writer of the controller's stats region (issue #5, spec/stats.md), or null: nothing counted. */
+    private volatile QueueStatsWriter[] statsWriters;
+
     /** With 512-byte logical blocks. */
     ControllerAgent(
             String name,
@@ -174,6 +186,22 @@ final class ControllerAgent implements Runnable {
         this.journal = sessionJournal;
     }
 
+    /**
+     * The controller's stats region ({@link io.vhostd.shm.control.ControlMessage.ControllerStats}, spec/stats.md),
+     * before any queue starts; queues beyond the region's queue count are not counted.
+     *
+     * @throws IllegalStateException if the region is not a formatted stats region
+     */
+    void stats(MemorySegment region) {
+        StatsDescriptor.check(region);
+        int n = Math.min(queues.length, StatsDescriptor.numQueues(region));
+        QueueStatsWriter[] writers = new QueueStatsWriter[queues.length];
+        for (int i = 0; i < n; i++) {
+            writers[i] = QueueStatsWriter.attach(region, i);
+        }
+        this.statsWriters = writers;
+    }
+
     long requests() {
         return requests.get();
     }
@@ -212,7 +240,21 @@ final class ControllerAgent implements Runnable {
                 done.completeExceptionally(new IllegalStateException("queue " + runner.index + " already started"));
                 return;
             }
+            if (runner.carried != null) {
+                try {
+                    takeOver(runner);
+                } catch (RuntimeException e) {
+                    done.completeExceptionally(e);
+                    return;
+                }
+            }
             queues[runner.index] = runner;
+            QueueStatsWriter[] writers = statsWriters;
+            runner.stats = writers == null ? null : writers[runner.index];
+            if (runner.stats != null) {
+                // what a previous slave left in flight is replayed (and counted) again by this one
+                runner.stats.resetDepth(System.nanoTime());
+            }
             done.complete(null);
         });
         done.join();
@@ -235,6 +277,160 @@ final class ControllerAgent implements Runnable {
             q.stopped = done;
         });
         return done.join();
+    }
+
+    /**
+     * Issue #4 rolling upgrade: stops fetching from every started queue at once, waits until the requests already
+     * submitted completed and their used elements are published (journaled like any completion), and removes the
+     * queues. Nothing else is recorded in the journal: the queues stay started there, and another slave continues
+     * them (requests of a replay still pending stay in flight in the journal and are replayed by it).
+     *
+     * @return the requests that were in flight when fetching stopped
+     */
+    int releaseQueues() {
+        CompletableFuture<Integer> inflight = new CompletableFuture<>();
+        @SuppressWarnings("unchecked")
+        CompletableFuture<Integer>[] stopped = new CompletableFuture[queues.length];
+        enqueue(() -> {
+            int n = 0;
+            for (int i = 0; i < queues.length; i++) {
+                QueueRunner q = queues[i];
+                if (q != null) {
+                    n += q.inflightCount;
+                    stopped[i] = new CompletableFuture<>();
+                    q.stopping = true;
+                    q.stopped = stopped[i];
+                }
+            }
+            inflight.complete(n);
+        });
+        int n = inflight.join();
+        for (CompletableFuture<Integer> f : stopped) {
+            if (f != null) {
+                f.join();
+            }
+        }
+        return n;
+    }
+
+    /**
+     * Issue #4 rolling upgrade without a drain: at a boundary of the data path's loop (the SQ tail and every used
+     * element published, no write-through FLUSH waiting), stops fetching from every started queue and consuming its
+     * completions, removes the queues and returns, per queue, the requests whose commands are still at the device
+     * ({@link ControlMessage.CarriedQueue}); the next slave completes them. If more than {@code maxCommands} commands
+     * are in flight (the report would not fit one control message) nothing changes and null is returned: the caller
+     * drains instead ({@link #releaseQueues()}). The journal records nothing: its queues stay started, with these
+     * requests in flight.
+     */
+    List<ControlMessage.CarriedQueue> handOverQueues(int maxCommands) {
+        CompletableFuture<List<ControlMessage.CarriedQueue>> done = new CompletableFuture<>();
+        enqueue(() -> {
+            int commandsInFlight = 0;
+            for (QueueRunner q : queues) {
+                if (q != null) {
+                    commandsInFlight += q.cidRequest.length - q.freeCidCount;
+                }
+            }
+            if (commandsInFlight > maxCommands) {
+                done.complete(null);
+                return;
+            }
+            List<ControlMessage.CarriedQueue> out = new ArrayList<>();
+            for (int i = 0; i < queues.length; i++) {
+                QueueRunner q = queues[i];
+                if (q == null) {
+                    continue;
+                }
+                List<Integer> heads = new ArrayList<>();
+                List<Integer> states = new ArrayList<>();
+                for (int head = 0; head < q.inflight.length; head++) {
+                    if (q.inflight[head]) {
+                        heads.add(head);
+                        states.add((q.requestStatus[head] & 0xFF)
+                                | (q.flushAfter[head] ? ControlMessage.CarriedQueue.FLUSH_AFTER_MASK : 0));
+                    }
+                }
+                List<Integer> cids = new ArrayList<>();
+                List<Integer> cidHeads = new ArrayList<>();
+                for (int cid = 0; cid < q.cidRequest.length; cid++) {
+                    if (q.cidRequest[cid] >= 0) {
+                        cids.add(cid);
+                        cidHeads.add(q.cidRequest[cid]);
+                    }
+                }
+                out.add(new ControlMessage.CarriedQueue(i, heads, states, cids, cidHeads));
+                queues[i] = null;
+            }
+            done.complete(out);
+        });
+        return done.join();
+    }
+
+    /**
+     * Takes over the requests another slave left at the device (issue #4 rolling upgrade; data-path thread, before
+     * the queue runs): each chain is read again from the descriptor table by its head (the guest cannot reuse a head
+     * before it is used), the request's status byte and used length located as at its fetch, and the commands still
+     * at the device mapped back to it by CID. Everything comes from a peer process and is checked.
+     *
+     * @throws IllegalArgumentException if the carried state is not one the previous slave can have left
+     */
+    private void takeOver(QueueRunner q) {
+        ControlMessage.CarriedQueue c = q.carried;
+        q.carried = null;
+        if (c.index() != q.index
+                || c.heads().size() != c.states().size()
+                || c.cids().size() != c.cidHeads().size()) {
+            throw new IllegalArgumentException("queue " + q.index + ": malformed carry-over");
+        }
+        if (!(q.vq instanceof SplitVirtqueue split)) {
+            throw new IllegalArgumentException("queue " + q.index + ": carry-over on a packed ring");
+        }
+        for (int i = 0; i < c.heads().size(); i++) {
+            int head = c.heads().get(i);
+            int state = c.states().get(i);
+            if (head < 0 || head >= q.inflight.length || q.inflight[head] || (state & ~0x1FF) != 0) {
+                throw new IllegalArgumentException("queue " + q.index + ": carried request " + head + " invalid");
+            }
+            if (split.popHead(head, chain) == Virtqueue.POP_MALFORMED || !request.parse(chain, q.memory)) {
+                throw new IllegalArgumentException("queue " + q.index + ": carried request " + head + " malformed");
+            }
+            // as begin() did when the previous slave fetched it
+            q.statusRegion[head] = request.statusRegionIndex();
+            q.statusOffset[head] = request.statusRegionOffset();
+            q.usedLengthBytes[head] =
+                    request.type() == VirtioBlk.VIRTIO_BLK_T_IN ? (int) request.dataLengthBytes() + 1 : 1;
+            q.ringDescriptors[head] = chain.ringDescriptorCount();
+            q.requestStatus[head] = (byte) (state & 0xFF);
+            q.flushAfter[head] = (state & ControlMessage.CarriedQueue.FLUSH_AFTER_MASK) != 0;
+            q.pendingCommands[head] = 0;
+            q.inflight[head] = true;
+            q.inflightCount++;
+        }
+        for (int j = 0; j < c.cids().size(); j++) {
+            int cid = c.cids().get(j);
+            int head = c.cidHeads().get(j);
+            if (cid < 0 || cid >= q.cidRequest.length || q.cidRequest[cid] >= 0) {
+                throw new IllegalArgumentException("queue " + q.index + ": carried CID " + cid + " invalid");
+            }
+            if (head < 0 || head >= q.inflight.length || !q.inflight[head]) {
+                throw new IllegalArgumentException("queue " + q.index + ": CID " + cid + " names no carried request");
+            }
+            q.cidRequest[cid] = head;
+            q.pendingCommands[head]++;
+        }
+        for (int head : c.heads()) {
+            if (q.pendingCommands[head] == 0) {
+                throw new IllegalArgumentException(
+                        "queue " + q.index + ": carried request " + head + " has no command");
+            }
+        }
+        // the free stack holds every CID not at the device, popped in ascending order
+        q.freeCidCount = 0;
+        for (int cid = q.cidRequest.length - 1; cid >= 0; cid--) {
+            if (q.cidRequest[cid] < 0) {
+                q.freeCids[q.freeCidCount++] = cid;
+            }
+        }
     }
 
     /** State of the started queues, for {@code vhost_get_controllers}; -1 entries for queues not started. */
@@ -337,29 +533,64 @@ final class ControllerAgent implements Runnable {
 
     private int process(QueueRunner q) {
         submittedCommands = 0;
+        if (q.stats != null) {
+            // spec/stats.md: the flags are read once per poll batch
+            q.statsFlags = q.stats.flags();
+            q.batchFetchNs = 0;
+        }
         int work = q.qp.pollCompletions(completionHandler.on(q));
         // after the poll: its CQ head store freed the CIDs of the completions (virtnvme.md §6.6 step 4)
         work += submitFlushes(q);
         if (!q.stopping) {
             work += replay(q);
+            work += replayPacked(q);
             work += fetch(q);
+        }
+        if (q.fetchedCount > 0) {
+            // before the SQ tail store: the master cannot take the SQEs earlier than this
+            statsSubmitted(q);
         }
         if (submittedCommands > 0 && q.qp.publishSubmissions()) {
             Eventfd.eventfd_write(q.sqEventFd, 1);
         }
         if (q.usedPending) {
             q.usedPending = false;
-            if (q.journaled && q.usedBatchCount > 0) {
-                // journal.md §6.2: the batch is committed before the guest can see it, applied after
-                journal.completionsBegin(q.index, q.usedBatch, q.usedBatchCount, q.vq.usedIdx());
+            if ((q.journaled || q.inflightRegion != null || q.packedRegion != null) && q.usedBatchCount > 0) {
+                // journal.md §6.2: the batch is committed before the guest can see it, applied after; the inflight
+                // region's two phases nest inside (vhost-user.rst: last_batch_head list, used->idx, clear, used_idx)
+                if (q.journaled) {
+                    journal.completionsBegin(q.index, q.usedBatch, q.usedBatchCount, q.vq.usedIdx());
+                }
+                if (q.inflightRegion != null) {
+                    q.inflightRegion.batchBegin(q.usedBatch, q.usedBatchCount);
+                } else if (q.packedRegion != null) {
+                    for (int i = 0; i < q.usedBatchCount; i++) {
+                        q.usedEntries[i] = q.packedEntry[q.usedBatch[i]];
+                    }
+                    q.packedRegion.batchBegin(q.usedEntries, q.usedBatchCount);
+                }
                 q.vq.publishUsed();
-                journal.completionsEnd(q.index);
+                if (q.inflightRegion != null) {
+                    q.inflightRegion.batchEnd(q.usedBatch, q.usedBatchCount);
+                } else if (q.packedRegion != null) {
+                    q.packedRegion.batchEnd(q.usedEntries, q.usedBatchCount);
+                    for (int i = 0; i < q.usedBatchCount; i++) {
+                        q.packedEntry[q.usedBatch[i]] = -1;
+                    }
+                }
+                if (q.journaled) {
+                    journal.completionsEnd(q.index);
+                }
                 q.usedBatchCount = 0;
             } else {
                 q.vq.publishUsed();
             }
+            long usedNs = q.stats != null ? System.nanoTime() : 0;
             if (q.vq.needsNotification() && q.callFd >= 0) {
                 Eventfd.eventfd_write(q.callFd, 1);
+            }
+            if (q.stats != null) {
+                statsPublished(q, usedNs);
             }
         }
         // a queue stopped because its ring broke stays here, not fetching, until stopQueue (GET_VRING_BASE) claims it
@@ -392,8 +623,11 @@ final class ControllerAgent implements Runnable {
         // a replacement slave resubmits the requests it took over before it fetches new ones (fetch order)
         while (taken < FETCH_BATCH
                 && q.freeCidCount >= MAX_COMMANDS_PER_REQUEST
-                && q.replayNext == q.replayHeads.length) {
+                && q.replayNext == q.replayHeads.length
+                && q.replayChainNext == q.replayChains.length) {
             int r;
+            // packed inflight region: where the chain starts, to copy its ring descriptors after the pop
+            int start = q.vq.lastAvailIdx();
             try {
                 r = q.vq.pop(chain);
             } catch (IllegalStateException e) {
@@ -408,7 +642,11 @@ final class ControllerAgent implements Runnable {
             int head = chain.head();
             // an id that is still in flight (or completed but not yet published) cannot be available twice: a guest
             // bug; it is not answered twice
-            boolean duplicate = head >= 0 && (q.inflight[head] || (q.journaled && journal.isInflight(q.index, head)));
+            boolean duplicate = head >= 0
+                    && (q.inflight[head]
+                            || (q.journaled && journal.isInflight(q.index, head))
+                            || (q.inflightRegion != null && q.inflightRegion.isInflight(head))
+                            || q.packedEntry[head] >= 0);
             if (q.journaled) {
                 if (head < 0 || duplicate) {
                     // consumed without a request of its own (journal.md §6.1 availSkipped)
@@ -421,6 +659,16 @@ final class ControllerAgent implements Runnable {
             if (duplicate) {
                 errors.incrementAndGet();
                 continue;
+            }
+            if (q.stats != null && head >= 0) {
+                statsFetched(q, head);
+            }
+            if (q.inflightRegion != null && head >= 0) {
+                // vhost-user.rst "Inflight I/O tracking": in flight before it is processed; after the journal record,
+                // so that a slave replacing this one finds the region's heads in its journal (BlkDevice reconciles)
+                q.inflightRegion.fetched(head);
+            } else if (q.packedRegion != null && head >= 0) {
+                recordPacked(q, head, start);
             }
             if (r == Virtqueue.POP_MALFORMED) {
                 // parse what there is, only to find the status byte to write IOERR into
@@ -436,6 +684,61 @@ final class ControllerAgent implements Runnable {
             submit(q, head);
         }
         return taken;
+    }
+
+    /** Copies the ring descriptors of the chain just popped into the packed inflight region (before processing). */
+    private void recordPacked(QueueRunner q, int id, int start) {
+        PackedVirtqueue ring = (PackedVirtqueue) q.vq;
+        int size = ring.size();
+        int offset = start & PackedRingDescriptor.VRING_BASE_OFFSET_MASK;
+        int n = chain.ringDescriptorCount();
+        int entry = -1;
+        for (int k = 0; k < n; k++) {
+            entry = q.packedRegion.descriptorFetched(
+                    ring.ringDescAddr(offset),
+                    ring.ringDescLen(offset),
+                    ring.ringDescId(offset),
+                    ring.ringDescFlags(offset),
+                    k == 0,
+                    k == n - 1);
+            offset = offset + 1 == size ? 0 : offset + 1;
+        }
+        q.packedEntry[id] = entry;
+    }
+
+    /**
+     * Resubmits the packed chains a dead daemon left in flight (the inflight region's descriptor copies), oldest fetch
+     * first; they stay in the region under their entries. Returns how many were resubmitted.
+     */
+    private int replayPacked(QueueRunner q) {
+        int n = 0;
+        while (q.replayChainNext < q.replayChains.length
+                && n < FETCH_BATCH
+                && q.freeCidCount >= MAX_COMMANDS_PER_REQUEST) {
+            InflightChain copy = q.replayChains[q.replayChainNext++];
+            n++;
+            requests.incrementAndGet();
+            int r = ((PackedVirtqueue) q.vq).popCopies(copy.descriptors(), chain);
+            int head = chain.head();
+            if (head < 0 || q.inflight[head] || q.packedEntry[head] >= 0) {
+                // no id to answer with, or an id twice: the chain stays in the region (a hostile region or guest)
+                errors.incrementAndGet();
+                continue;
+            }
+            q.packedEntry[head] = copy.headEntry();
+            if (r == Virtqueue.POP_MALFORMED) {
+                request.parse(chain, q.memory);
+                fail(q, head, copy.descriptors().size(), "resubmitted chain malformed: " + chain.errorName());
+                continue;
+            }
+            if (!request.parse(chain, q.memory)) {
+                fail(q, head, copy.descriptors().size(), "resubmitted request malformed: " + request.errorName());
+                continue;
+            }
+            q.ringDescriptors[head] = copy.descriptors().size();
+            submit(q, head);
+        }
+        return n;
     }
 
     /**
@@ -454,6 +757,9 @@ final class ControllerAgent implements Runnable {
             if (head < 0 || head >= q.inflight.length || q.inflight[head]) {
                 errors.incrementAndGet();
                 continue;
+            }
+            if (q.stats != null) {
+                statsFetched(q, head);
             }
             if (r == Virtqueue.POP_MALFORMED) {
                 request.parse(chain, q.memory);
@@ -502,6 +808,12 @@ final class ControllerAgent implements Runnable {
                 }
                 boolean in = type == VirtioBlk.VIRTIO_BLK_T_IN;
                 begin(q, head, in ? (int) length + 1 : 1, !in && writeThrough(q));
+                statsOp(
+                        q,
+                        head,
+                        in ? StatsDescriptor.OP_READ : StatsDescriptor.OP_WRITE,
+                        sector * VirtioBlk.SECTOR_SIZE,
+                        length);
                 submitCommand(
                         q,
                         head,
@@ -513,6 +825,7 @@ final class ControllerAgent implements Runnable {
             }
             case VirtioBlk.VIRTIO_BLK_T_FLUSH -> {
                 begin(q, head, 1, false);
+                statsOp(q, head, StatsDescriptor.OP_FLUSH, 0, 0);
                 submitCommand(q, head, VirtNvmeOpcodes.NVME_OPC_FLUSH, 0, 0, 0);
                 commandDone(q, head, true);
             }
@@ -521,6 +834,7 @@ final class ControllerAgent implements Runnable {
             case VirtioBlk.VIRTIO_BLK_T_GET_ID -> {
                 int written = request.writeData(q.memory, serial);
                 request.writeStatus(q.memory, VIRTIO_BLK_S_OK);
+                q.requestStatus[head] = VIRTIO_BLK_S_OK;
                 q.vq.pushUsed(head, written + 1, q.ringDescriptors[head]);
                 pushed(q, head);
             }
@@ -575,6 +889,18 @@ final class ControllerAgent implements Runnable {
             }
         }
         begin(q, head, 1, !discard && writeThrough(q));
+        if (q.stats != null) {
+            long bytes = 0;
+            for (int i = 0; i < count; i++) {
+                bytes += rangeSectors[i] * VirtioBlk.SECTOR_SIZE;
+            }
+            statsOp(
+                    q,
+                    head,
+                    discard ? StatsDescriptor.OP_UNMAP : StatsDescriptor.OP_WRITE_ZEROES,
+                    count > 0 ? rangeSector[0] * VirtioBlk.SECTOR_SIZE : 0,
+                    bytes);
+        }
         int opcode = discard ? VirtNvmeOpcodes.NVME_OPC_DATASET_MANAGEMENT : VirtNvmeOpcodes.NVME_OPC_WRITE_ZEROES;
         for (int i = 0; i < count; i++) {
             if (rangeSectors[i] != 0
@@ -714,7 +1040,10 @@ final class ControllerAgent implements Runnable {
     /** A used element for {@code head} was pushed: it joins the next completion batch. */
     private static void pushed(QueueRunner q, int head) {
         q.usedPending = true;
-        if (q.journaled) {
+        if (q.stats != null) {
+            q.doneHeads[q.doneCount++] = head;
+        }
+        if (q.journaled || q.inflightRegion != null || q.packedRegion != null) {
             q.usedBatch[q.usedBatchCount++] = head;
         }
     }
@@ -725,6 +1054,7 @@ final class ControllerAgent implements Runnable {
             errors.incrementAndGet();
         }
         request.writeStatus(q.memory, status);
+        q.requestStatus[head] = (byte) status;
         q.vq.pushUsed(head, 1, q.ringDescriptors[head]);
         pushed(q, head);
     }
@@ -743,8 +1073,118 @@ final class ControllerAgent implements Runnable {
         if (hasStatus) {
             request.writeStatus(q.memory, VIRTIO_BLK_S_IOERR);
         }
+        q.requestStatus[head] = VIRTIO_BLK_S_IOERR;
         q.vq.pushUsed(head, hasStatus ? 1 : 0, descriptors);
         pushed(q, head);
+    }
+
+    // ---- statistics (issue #5, virtnvme-shm/spec/stats.md "Writer"): a handful of plain stores per request ----
+
+    /** Histograms or trace on: per-request timestamps of every segment are kept. */
+    private static final int DETAILED_STATS_MASK =
+            StatsDescriptor.HISTOGRAM_ENABLED_MASK | StatsDescriptor.TRACE_ENABLED_MASK;
+
+    /** Request {@code head} was taken from the ring in this batch (one clock reading per batch). */
+    private static void statsFetched(QueueRunner q, int head) {
+        if (q.batchFetchNs == 0) {
+            q.batchFetchNs = System.nanoTime();
+        }
+        q.fetchNs[head] = q.batchFetchNs;
+        q.statsOp[head] = (byte) StatsDescriptor.OP_NONE;
+        q.statsBytes[head] = 0;
+        q.statsOffsetBytes[head] = 0;
+        // the segment timestamps are not cleared: one older than fetchNs is a previous request's (not taken)
+        q.fetchedHeads[q.fetchedCount++] = head;
+    }
+
+    /** Request {@code head} goes to the device as {@code op} (StatsDescriptor.OP_*). */
+    private static void statsOp(QueueRunner q, int head, int op, long offsetBytes, long bytes) {
+        if (q.stats != null) {
+            q.statsOp[head] = (byte) op;
+            q.statsBytes[head] = bytes;
+            q.statsOffsetBytes[head] = offsetBytes;
+        }
+    }
+
+    /** The batch's SQEs are published: its requests count in queue_depth; their submit time when detailed. */
+    private static void statsSubmitted(QueueRunner q) {
+        if ((q.statsFlags & DETAILED_STATS_MASK) != 0) {
+            long nowNs = System.nanoTime();
+            for (int i = 0; i < q.fetchedCount; i++) {
+                q.submitNs[q.fetchedHeads[i]] = nowNs;
+            }
+        }
+        q.stats.fetched(q.fetchedCount, q.batchFetchNs);
+        q.fetchedCount = 0;
+    }
+
+    /** A command of request {@code head} completed: its device times (virtnvme.md §3.1), first submit, last CQE. */
+    private static void statsDevice(QueueRunner q, int head, int cid) {
+        if (q.deviceSubmitNs[head] < q.fetchNs[head]) {
+            q.deviceSubmitNs[head] = q.qp.deviceSubmitNs(cid);
+        }
+        q.deviceCompleteNs[head] = q.qp.deviceCompleteNs(cid);
+    }
+
+    /** The used elements of {@link QueueRunner#doneHeads} were published at {@code usedNs}: counts them. */
+    private static void statsPublished(QueueRunner q, long usedNs) {
+        QueueStatsWriter stats = q.stats;
+        boolean histogram = (q.statsFlags & StatsDescriptor.HISTOGRAM_ENABLED_MASK) != 0;
+        boolean trace = (q.statsFlags & StatsDescriptor.TRACE_ENABLED_MASK) != 0;
+        long notifyNs = histogram || trace ? System.nanoTime() : 0;
+        for (int i = 0; i < q.doneCount; i++) {
+            int head = q.doneHeads[i];
+            int op = q.statsOp[head] & 0xFF;
+            int status = q.requestStatus[head];
+            stats.completed(op, q.statsBytes[head], usedNs - q.fetchNs[head], status != VIRTIO_BLK_S_OK);
+            if (histogram && op < StatsDescriptor.OP_COUNT) {
+                statsHistograms(q, head, op, usedNs, notifyNs);
+            }
+            if (trace) {
+                long fetch = q.fetchNs[head];
+                stats.trace(
+                        op,
+                        status,
+                        q.statsOffsetBytes[head],
+                        (int) Math.min(Integer.MAX_VALUE, q.statsBytes[head]),
+                        fetch,
+                        taken(q.submitNs[head], fetch),
+                        taken(q.deviceSubmitNs[head], fetch),
+                        taken(q.deviceCompleteNs[head], fetch),
+                        usedNs,
+                        notifyNs);
+            }
+        }
+        q.doneCount = 0;
+        stats.published(usedNs);
+    }
+
+    /** {@code ns} if it was taken for the request fetched at {@code fetchNs}, else 0 (a previous request's). */
+    private static long taken(long ns, long fetchNs) {
+        return ns >= fetchNs ? ns : 0;
+    }
+
+    /** One sample per segment whose two ends were taken for this request. */
+    private static void statsHistograms(QueueRunner q, int head, int op, long usedNs, long notifyNs) {
+        QueueStatsWriter stats = q.stats;
+        long fetch = q.fetchNs[head];
+        long submit = taken(q.submitNs[head], fetch);
+        long deviceSubmit = taken(q.deviceSubmitNs[head], fetch);
+        long deviceComplete = taken(q.deviceCompleteNs[head], fetch);
+        if (submit != 0) {
+            stats.recordLatency(StatsDescriptor.SEGMENT_FETCH_TO_SUBMIT, op, submit - fetch);
+            if (deviceSubmit != 0) {
+                stats.recordLatency(StatsDescriptor.SEGMENT_SUBMIT_TO_DEVICE, op, deviceSubmit - submit);
+            }
+        }
+        if (deviceSubmit != 0 && deviceComplete != 0) {
+            stats.recordLatency(StatsDescriptor.SEGMENT_DEVICE, op, deviceComplete - deviceSubmit);
+        }
+        if (deviceComplete != 0) {
+            stats.recordLatency(StatsDescriptor.SEGMENT_DEVICE_TO_USED, op, usedNs - deviceComplete);
+        }
+        stats.recordLatency(StatsDescriptor.SEGMENT_USED_TO_NOTIFY, op, notifyNs - usedNs);
+        stats.recordLatency(StatsDescriptor.SEGMENT_TOTAL, op, notifyNs - fetch);
     }
 
     private final class CompletionHandler implements VirtNvmeQueuePair.CompletionHandler {
@@ -763,6 +1203,9 @@ final class ControllerAgent implements Runnable {
                 return; // not ours: a peer bug; nothing to answer
             }
             q.cidRequest[cid] = -1;
+            if ((q.statsFlags & DETAILED_STATS_MASK) != 0) {
+                statsDevice(q, head, cid);
+            }
             // reusable once pollCompletions has stored the CQ head (before any submission of this process() call)
             q.freeCids[q.freeCidCount++] = cid;
             boolean ok = statusField == VirtNvmeStatus.SUCCESS;

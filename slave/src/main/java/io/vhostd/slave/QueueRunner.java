@@ -1,5 +1,9 @@
 package io.vhostd.slave;
 
+import io.vhostd.journal.inflight.InflightChain;
+import io.vhostd.journal.inflight.InflightRegionPacked;
+import io.vhostd.journal.inflight.InflightRegionSplit;
+import io.vhostd.shm.stats.QueueStatsWriter;
 import io.vhostd.shm.virtnvme.VirtNvmeQueuePair;
 import io.vhostd.vhost.virtio.GuestMemory;
 import io.vhostd.vhost.virtio.Virtqueue;
@@ -73,13 +77,68 @@ final class QueueRunner {
     final int[] usedBatch;
 
     int usedBatchCount;
+    /**
+     * The queue's vhost-user inflight region (INFLIGHT_SHMFD, split rings), or null: each fetched head is marked before
+     * it is processed, and each completion batch is cleared in two phases around the used-ring publication.
+     */
+    InflightRegionSplit inflightRegion;
+
+    /**
+     * The packed ring's inflight region, or null: each fetched chain's ring descriptors are copied into it, and each
+     * completion batch returns the chains by head entry.
+     */
+    InflightRegionPacked packedRegion;
+
+    /** Packed region: the head entry of the chain each id was fetched as, -1 when the id is not in the region. */
+    final int[] packedEntry;
+
+    /** Packed region: the head entries of {@link #usedBatch}. */
+    final int[] usedEntries;
+
+    /** Packed chains a reconnected session resubmits (descriptor copies) before fetching, in order. */
+    InflightChain[] replayChains = new InflightChain[0];
+
+    int replayChainNext;
+
     /** Requests a replacement slave re-reads by head and resubmits before fetching (journal.md §7.4), in order. */
     int[] replayHeads = new int[0];
 
     int replayNext;
 
+    /**
+     * Rolling upgrade (issue #4): requests the previous slave left with commands at the device, taken over when the
+     * data path takes this queue ({@link ControllerAgent#startQueue}); null otherwise.
+     */
+    io.vhostd.shm.control.ControlMessage.CarriedQueue carried;
+
     boolean stopping;
     CompletableFuture<Integer> stopped;
+
+    // ---- statistics (issue #5, virtnvme-shm/spec/stats.md): per request id, written only with a stats region ----
+    /** This queue's section of the controller's stats region, or null (no region: nothing is counted). */
+    QueueStatsWriter stats;
+    /** The region's flags word, read once per {@code process} call. */
+    int statsFlags;
+    /** The current poll batch's fetch time (one clock reading per batch), 0 until the batch took a request. */
+    long batchFetchNs;
+
+    final long[] fetchNs;
+    final long[] submitNs;
+    final long[] deviceSubmitNs;
+    final long[] deviceCompleteNs;
+    /** {@code StatsDescriptor.OP_*} of the request, or OP_NONE. */
+    final byte[] statsOp;
+
+    final long[] statsBytes;
+    final long[] statsOffsetBytes;
+    /** Requests taken in this {@code process} call (their submit time and the queue-depth change). */
+    final int[] fetchedHeads;
+
+    int fetchedCount;
+    /** Requests pushed to the used ring since the last publication (counted when it is published). */
+    final int[] doneHeads;
+
+    int doneCount;
 
     /**
      * @throws IllegalArgumentException if the queue pair cannot hold the commands of one request ({@link
@@ -119,6 +178,18 @@ final class QueueRunner {
         this.flushAfter = new boolean[size];
         this.flushQueue = new int[size];
         this.usedBatch = new int[size];
+        this.packedEntry = new int[size];
+        Arrays.fill(packedEntry, -1);
+        this.usedEntries = new int[size];
+        this.fetchNs = new long[size];
+        this.submitNs = new long[size];
+        this.deviceSubmitNs = new long[size];
+        this.deviceCompleteNs = new long[size];
+        this.statsOp = new byte[size];
+        this.statsBytes = new long[size];
+        this.statsOffsetBytes = new long[size];
+        this.fetchedHeads = new int[size];
+        this.doneHeads = new int[size];
         int depth = qp.depth();
         this.cidRequest = new int[depth];
         Arrays.fill(cidRequest, -1);

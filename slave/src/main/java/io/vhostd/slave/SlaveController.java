@@ -5,6 +5,7 @@ import io.vhostd.journal.JournalRecovery;
 import io.vhostd.journal.QueueConfig;
 import io.vhostd.journal.SessionJournal;
 import io.vhostd.shm.control.ControlMessage;
+import io.vhostd.shm.linux.Eventfd;
 import io.vhostd.shm.linux.Poll;
 import io.vhostd.shm.linux.Socket;
 import io.vhostd.shm.linux.Unistd;
@@ -17,6 +18,10 @@ import java.util.Arrays;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.TimeoutException;
 
 /**
  * One controller served by this slave (SPDK's split: the controller is long-lived, a session is one vhost-user
@@ -36,11 +41,24 @@ final class SlaveController {
     private final MasterLink master;
     private final Thread acceptor;
     private volatile BlkDevice session;
+    /** The connection of {@link #session} (open while session is non-null: the backend closes it after ending it). */
+    private volatile int sessionFd = -1;
+
     private volatile boolean closed;
     /** The session journal region (issue #4), mapped, or null (no journal: nothing recorded, nothing adoptable). */
     private final MemorySegment journalRegion;
 
     private SessionJournal journal;
+
+    /** How long {@link #release()} waits for the session thread to finish the message it is handling. */
+    static final long RELEASE_TIMEOUT_MS = 5_000;
+
+    /** Wakes the session thread's poll so that it sees {@link #stopSession} (issue #4 rolling upgrade). */
+    private final int sessionWakeFd = Eventfd.eventfd(0, Eventfd.EFD_CLOEXEC | Eventfd.EFD_NONBLOCK);
+
+    private volatile boolean stopSession;
+    /** Completes when the current session thread has returned; null before the first session. */
+    private volatile CompletableFuture<Void> sessionThreadDone;
 
     SlaveController(ControlMessage.AddController spec, int[] fds, MemorySegment arena, MasterLink master) {
         this(spec, fds, arena, master, null);
@@ -129,6 +147,17 @@ final class SlaveController {
      * @throws RuntimeException if the session cannot be continued (a packed ring, a journal that does not recover)
      */
     void adopt(ControlMessage.AdoptSession adopt, int[] fds) {
+        adopt(adopt, fds, List.of());
+    }
+
+    /**
+     * {@link #adopt(ControlMessage.AdoptSession, int[])} in a rolling upgrade (issue #4): the requests in {@code
+     * carried} still have commands at the device, submitted by the previous slave; they are taken over (their
+     * completions are published here) instead of resubmitted. Each must be in flight in the journal.
+     *
+     * @param carried what the previous slave left in flight, per queue ({@link ControlMessage.CarryOver}); peer input
+     */
+    void adopt(ControlMessage.AdoptSession adopt, int[] fds, List<ControlMessage.CarriedQueue> carried) {
         Map<String, Integer> byName = new HashMap<>();
         for (int i = 0; i < fds.length && i < adopt.fds().size(); i++) {
             ControlMessage.AdoptedFd f = adopt.fds().get(i);
@@ -168,31 +197,72 @@ final class SlaveController {
             }
             agent.journal(journal);
             BlkDevice device = new BlkDevice(this, master, journal);
-            int replayed = adoption.replayCount();
+            Map<Integer, ControlMessage.CarriedQueue> carriedByQueue = new HashMap<>();
+            Map<Integer, int[]> replay;
+            try {
+                replay = withoutCarried(adoption.replayHeads(), carried, carriedByQueue);
+            } catch (RuntimeException e) {
+                Unistd.close(connection);
+                adoption.closeSessionFds();
+                throw e;
+            }
+            int replayed = 0;
+            for (int[] heads : replay.values()) {
+                replayed += heads.length;
+            }
+            int carriedCount = adoption.replayCount() - replayed;
             String recoveredState = adoption.describe();
-            // the device consumes its copy queue by queue as the queues start
-            device.restoring(new HashMap<>(adoption.replayHeads()));
+            // the device consumes its copies queue by queue as the queues start
+            device.restoring(new HashMap<>(adoption.replayHeads()), carriedByQueue);
             session = device;
+            sessionFd = connection;
             // restore owns the connection and the session's fds from here, and closes them if it fails
             VhostUserBackend backend = VhostUserBackend.restore(connection, device, spec.name(), adoption.state());
             byName.clear();
             LOG.log(
                     System.Logger.Level.INFO,
-                    spec.name() + ": session adopted, " + replayed + " request(s) resubmitted (" + recoveredState
-                            + ")");
-            Thread.ofPlatform().name("vhost-" + spec.name()).daemon(true).start(() -> {
-                try {
-                    backend.run();
-                } catch (RuntimeException e) {
-                    LOG.log(System.Logger.Level.ERROR, spec.name() + ": session failed: " + e.getMessage(), e);
-                    device.disconnected();
-                }
-            });
+                    spec.name() + ": session adopted, " + replayed + " request(s) resubmitted, " + carriedCount
+                            + " taken over in flight (" + recoveredState + ")");
+            startSessionThread(backend, connection, device);
         } catch (RuntimeException e) {
             session = null;
             byName.values().forEach(Unistd::close);
             throw e;
         }
+    }
+
+    /**
+     * The journal's requests in flight per queue minus those {@code carried} over (still at the device), in fetch
+     * order; fills {@code carriedByQueue}.
+     *
+     * @throws IllegalStateException if a carried request is not in flight in the journal, or named twice
+     */
+    private static Map<Integer, int[]> withoutCarried(
+            Map<Integer, int[]> inflight,
+            List<ControlMessage.CarriedQueue> carried,
+            Map<Integer, ControlMessage.CarriedQueue> carriedByQueue) {
+        for (ControlMessage.CarriedQueue q : carried) {
+            if (carriedByQueue.put(q.index(), q) != null) {
+                throw new IllegalStateException("carry-over names queue " + q.index() + " twice");
+            }
+            if (!inflight.containsKey(q.index()) && !q.heads().isEmpty()) {
+                throw new IllegalStateException("carry-over for queue " + q.index() + ", which is not started");
+            }
+        }
+        Map<Integer, int[]> out = new HashMap<>();
+        for (Map.Entry<Integer, int[]> e : inflight.entrySet()) {
+            ControlMessage.CarriedQueue q = carriedByQueue.get(e.getKey());
+            java.util.Set<Integer> heads = new java.util.HashSet<>(q == null ? List.of() : q.heads());
+            int[] rest = java.util.Arrays.stream(e.getValue())
+                    .filter(h -> !heads.contains(h))
+                    .toArray();
+            if (q != null && (heads.size() != q.heads().size() || e.getValue().length - rest.length != heads.size())) {
+                throw new IllegalStateException("queue " + e.getKey() + ": carried requests " + q.heads()
+                        + " are not all in flight in the journal");
+            }
+            out.put(e.getKey(), rest);
+        }
+        return out;
     }
 
     private boolean agentStarted;
@@ -269,17 +339,151 @@ final class SlaveController {
         openJournal();
         BlkDevice device = new BlkDevice(this, master, journal);
         session = device;
+        sessionFd = fd;
         custody("connection", 0, fd);
         LOG.log(System.Logger.Level.INFO, spec.name() + ": front-end connected");
         reportState(device);
+        VhostUserBackend backend;
+        try {
+            backend = new VhostUserBackend(fd, device, spec.name());
+        } catch (RuntimeException e) {
+            LOG.log(System.Logger.Level.ERROR, spec.name() + ": session failed: " + e.getMessage(), e);
+            device.disconnected();
+            return;
+        }
+        startSessionThread(backend, fd, device);
+    }
+
+    private void startSessionThread(VhostUserBackend backend, int connectionFd, BlkDevice device) {
+        CompletableFuture<Void> done = new CompletableFuture<>();
+        sessionThreadDone = done;
         Thread.ofPlatform().name("vhost-" + spec.name()).daemon(true).start(() -> {
             try {
-                new VhostUserBackend(fd, device, spec.name()).run();
+                serve(backend, connectionFd);
             } catch (RuntimeException e) {
                 LOG.log(System.Logger.Level.ERROR, spec.name() + ": session failed: " + e.getMessage(), e);
                 device.disconnected();
+            } finally {
+                done.complete(null);
             }
         });
+    }
+
+    /**
+     * The session thread: handles the front-end's messages one at a time until the front-end leaves (then the
+     * back-end is closed, as {@link VhostUserBackend#run()} does) or a release asks it to stop (issue #4 rolling
+     * upgrade: then it returns between two messages and leaves the back-end as it is, not closed: the session
+     * continues in another slave, and whatever QEMU sends next waits in the socket for it).
+     */
+    private void serve(VhostUserBackend backend, int connectionFd) {
+        try (Poll.PollSet set = new Poll.PollSet(2)) {
+            set.set(0, connectionFd, Poll.POLLIN);
+            set.set(1, sessionWakeFd, Poll.POLLIN);
+            set.size(2);
+            while (true) {
+                if (stopSession) {
+                    return;
+                }
+                set.poll(-1);
+                if (stopSession) {
+                    return;
+                }
+                if (set.revents(0) == 0) {
+                    continue;
+                }
+                boolean open;
+                try {
+                    open = backend.handleOneMessage();
+                } catch (RuntimeException e) {
+                    LOG.log(System.Logger.Level.ERROR, spec.name() + ": connection failed", e);
+                    open = false;
+                }
+                if (!open) {
+                    LOG.log(System.Logger.Level.INFO, spec.name() + ": front-end closed the connection");
+                    backend.close();
+                    return;
+                }
+            }
+        }
+    }
+
+    /**
+     * What {@link #release()} reports: CLOCK_MONOTONIC times (System.nanoTime on Linux), the requests drained (0 unless
+     * there were too many to carry) and the requests left in flight for the next slave, per started queue.
+     */
+    record Released(
+            long stoppedFetchingNs, long releasedNs, int drainedRequests, List<ControlMessage.CarriedQueue> carried) {}
+
+    /**
+     * The most VirtNvme commands a release hands over in flight: their report (a few bytes of JSON each) must fit one
+     * control message ({@link io.vhostd.shm.control.ControlChannel#MAX_MESSAGE_BYTES}); beyond, the release drains.
+     */
+    static final int MAX_CARRIED_COMMANDS = 2048;
+
+    /**
+     * Why this controller cannot be handed to another slave without a disconnect now (issue #4 rolling upgrade), or
+     * null if it can: no session, or a session whose negotiated state and every started queue are in the journal.
+     */
+    String releaseRefusal() {
+        BlkDevice device = session;
+        return device == null ? null : device.handoverRefusal();
+    }
+
+    /**
+     * Gives the controller up (control-channel.md "Rolling upgrade", step 2): stops accepting, stops reading the
+     * vhost-user connection between two messages, stops fetching and consuming completions, reports the requests
+     * whose commands are still at the device (or, if there are too many, waits for them), then stops the data-path
+     * thread. Nothing is recorded in the journal and nothing is released to the master: the session continues in
+     * another slave from the journal, the master's fds and the reported requests.
+     * Control thread only; the controller is unusable afterwards.
+     *
+     * @throws IllegalStateException if the session thread does not stop within {@link #RELEASE_TIMEOUT_MS}
+     */
+    Released release() {
+        synchronized (this) {
+            closed = true;
+            notifyAll();
+        }
+        try {
+            // the acceptor sees closed within one poll period (it never accepts after that)
+            acceptor.join();
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new IllegalStateException("interrupted while stopping the acceptor");
+        }
+        CompletableFuture<Void> sessionDone = sessionThreadDone;
+        if (sessionDone != null) {
+            stopSession = true;
+            // wakes the session thread's poll; it returns before or after the message it is handling
+            Eventfd.eventfd_write(sessionWakeFd, 1);
+            try {
+                sessionDone.get(RELEASE_TIMEOUT_MS, TimeUnit.MILLISECONDS);
+            } catch (TimeoutException e) {
+                throw new IllegalStateException("the session thread did not stop within " + RELEASE_TIMEOUT_MS + " ms");
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                throw new IllegalStateException("interrupted while stopping the session");
+            } catch (ExecutionException e) {
+                throw new IllegalStateException(e.getCause());
+            }
+        }
+        long stoppedNs = System.nanoTime();
+        List<ControlMessage.CarriedQueue> carried = agent.handOverQueues(MAX_CARRIED_COMMANDS);
+        int drained = 0;
+        if (carried == null) {
+            // too many commands at the device to report in one control message: wait for them instead
+            drained = agent.releaseQueues();
+            carried = List.of();
+        }
+        long releasedNs = System.nanoTime();
+        agent.close();
+        Unistd.close(listenFd);
+        for (Qpair q : qpairs) {
+            // this process's copies; the master holds the eventfds and hands them to the next slave
+            Unistd.close(q.sqEventFd());
+            Unistd.close(q.cqEventFd());
+        }
+        return new Released(stoppedNs, releasedNs, drained, carried);
     }
 
     synchronized void sessionEnded(BlkDevice device) {
@@ -288,6 +492,7 @@ final class SlaveController {
             // release on the channel, or the master would close its copy of the new connection (issue #4)
             releaseCustody("connection", 0);
             session = null;
+            sessionFd = -1;
             notifyAll();
             LOG.log(System.Logger.Level.INFO, spec.name() + ": front-end disconnected");
             reportState(null);
@@ -330,6 +535,40 @@ final class SlaveController {
                     queues));
         } catch (RuntimeException e) {
             LOG.log(System.Logger.Level.DEBUG, spec.name() + ": state report: " + e.getMessage());
+        }
+    }
+
+    /**
+     * {@link ControlMessage.RemoveController}: stops accepting, ends the session if one runs (shuts its connection
+     * down, so the backend sees end of stream and ends the session as on a disconnect) and waits up to {@code
+     * timeoutMs} for it to end, then {@link #close()}s. Not on the control channel's reader thread: ending a session
+     * waits for the master's acks, which that thread delivers.
+     *
+     * @throws IllegalStateException if the session did not end in time (the controller is closed anyway)
+     */
+    void remove(long timeoutMs) {
+        boolean ended;
+        synchronized (this) {
+            closed = true;
+            notifyAll();
+            // the backend closes the connection only after sessionEnded (this lock) cleared session: the fd is ours
+            if (session != null && sessionFd >= 0) {
+                Socket.shutdown(sessionFd, Socket.SHUT_RDWR);
+            }
+            long deadlineNs = System.nanoTime() + timeoutMs * 1_000_000L;
+            while (session != null && System.nanoTime() < deadlineNs) {
+                try {
+                    wait(Math.max(1, (deadlineNs - System.nanoTime()) / 1_000_000L));
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                    break;
+                }
+            }
+            ended = session == null;
+        }
+        close();
+        if (!ended) {
+            throw new IllegalStateException(spec.name() + ": session did not end within " + timeoutMs + " ms");
         }
     }
 

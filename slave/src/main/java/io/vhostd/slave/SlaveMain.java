@@ -1,11 +1,14 @@
 package io.vhostd.slave;
 
+import io.vhostd.journal.JournalDescriptor;
 import io.vhostd.shm.arena.HugepageArena;
 import io.vhostd.shm.control.ControlChannel;
 import io.vhostd.shm.control.ControlMessage;
 import io.vhostd.shm.linux.Unistd;
+import io.vhostd.shm.virtnvme.VirtNvmeDescriptor;
 import java.util.HashMap;
 import java.util.LinkedHashMap;
+import java.util.List;
 import java.util.Map;
 import java.util.concurrent.Callable;
 import picocli.CommandLine;
@@ -28,8 +31,16 @@ public final class SlaveMain implements Callable<Integer> {
     private final Map<String, SlaveController> controllers = new LinkedHashMap<>();
     /** Journals that arrived for controllers not added yet: name → mapped region. */
     private final Map<String, HugepageArena> journals = new HashMap<>();
+    /** The journal mapping of each served controller, unmapped when the controller is removed (issue #5). */
+    private final Map<String, HugepageArena> servedJournals = new java.util.concurrent.ConcurrentHashMap<>();
+    /** Stats regions (issue #5, spec/stats.md) that arrived for controllers not added yet: name → mapped region. */
+    private final Map<String, HugepageArena> statsRegions = new HashMap<>();
+    /** The stats mapping of each served controller, unmapped when the controller is removed. */
+    private final Map<String, HugepageArena> servedStats = new java.util.concurrent.ConcurrentHashMap<>();
     /** Sessions to adopt when their controller is added (issue #4): name → message and its fds. */
     private final Map<String, ControlChannel.Incoming> adoptions = new HashMap<>();
+    /** Requests an upgraded-from slave left in flight, for the adoption of their controller (issue #4). */
+    private final Map<String, ControlMessage.CarryOver> carryOvers = new HashMap<>();
 
     public static void main(String[] args) {
         if (System.getProperty("java.util.logging.SimpleFormatter.format") == null) {
@@ -41,14 +52,11 @@ public final class SlaveMain implements Callable<Integer> {
 
     @Override
     public Integer call() {
+        // before the hello: the master counts a slave as ready (a standby) once it said hello (issue #4)
+        LOG.log(System.Logger.Level.INFO, "slave " + slaveId + ": " + SlaveWarmup.run());
         ControlChannel channel = ControlChannel.connect(controlPath);
         MasterLink master = new MasterLink(channel);
-        channel.send(new ControlMessage.Hello(
-                ControlMessage.PROTOCOL_VERSION,
-                (int) ProcessHandle.current().pid(),
-                SlaveMain.class.getPackage().getImplementationVersion() == null
-                        ? "dev"
-                        : SlaveMain.class.getPackage().getImplementationVersion()));
+        channel.send(hello(slaveId));
         ControlChannel.Incoming welcome = channel.receive();
         if (welcome == null || !(welcome.message() instanceof ControlMessage.Welcome w) || welcome.fds().length != 1) {
             LOG.log(
@@ -94,6 +102,11 @@ public final class SlaveMain implements Callable<Integer> {
                         Unistd.close(in.fds()[0]);
                     }
                 }
+                case ControlMessage.ControllerStats m -> controllerStats(m, in.fds());
+                case ControlMessage.CarryOver m -> {
+                    closeAll(in.fds());
+                    carryOvers.put(m.controller(), m);
+                }
                 case ControlMessage.AdoptSession m -> {
                     ControlChannel.Incoming previous = adoptions.put(m.controller(), in);
                     if (previous != null) {
@@ -103,19 +116,35 @@ public final class SlaveMain implements Callable<Integer> {
                 case ControlMessage.AddController m -> {
                     HugepageArena journal = journals.remove(m.name());
                     ControlChannel.Incoming adoption = adoptions.remove(m.name());
+                    ControlMessage.CarryOver carryOver = carryOvers.remove(m.name());
                     try {
                         SlaveController c = new SlaveController(
                                 m, in.fds(), arena.segment(), master, journal == null ? null : journal.segment());
                         controllers.put(m.name(), c);
+                        attachStats(m.name(), c);
+                        if (journal != null) {
+                            servedJournals.put(m.name(), journal);
+                        }
                         if (adoption != null) {
                             String error = null;
+                            long resumedNs = 0;
                             try {
-                                c.adopt((ControlMessage.AdoptSession) adoption.message(), adoption.fds());
+                                if (slaveId.equals(System.getProperty("vhostd.fault.adopt.slave"))) {
+                                    // fault injection (tests of the master's fallback, issue #4)
+                                    closeAll(adoption.fds());
+                                    throw new IllegalStateException("fault injection: adoption refused");
+                                }
+                                c.adopt(
+                                        (ControlMessage.AdoptSession) adoption.message(),
+                                        adoption.fds(),
+                                        carryOver == null ? List.of() : carryOver.queues());
+                                // the queues are on the data path: it fetches from here on
+                                resumedNs = System.nanoTime();
                             } catch (RuntimeException e) {
                                 error = e.toString();
                                 LOG.log(System.Logger.Level.ERROR, m.name() + ": cannot adopt the session: " + e, e);
                             }
-                            master.send(new ControlMessage.SessionAdopted(m.name(), error));
+                            master.send(new ControlMessage.SessionAdopted(m.name(), error, resumedNs));
                         }
                         c.start();
                         LOG.log(
@@ -127,11 +156,19 @@ public final class SlaveMain implements Callable<Integer> {
                         closeAll(in.fds());
                         if (adoption != null) {
                             closeAll(adoption.fds());
-                            master.send(new ControlMessage.SessionAdopted(m.name(), e.toString()));
+                            master.send(new ControlMessage.SessionAdopted(m.name(), e.toString(), 0));
                         }
                     }
                 }
+                case ControlMessage.ReleaseController m -> {
+                    closeAll(in.fds());
+                    master.send(release(m));
+                }
                 case ControlMessage.Ack m -> master.acked(m);
+                case ControlMessage.RemoveController m -> {
+                    closeAll(in.fds());
+                    removeController(m.name(), controllers.remove(m.name()), master);
+                }
                 case ControlMessage.Shutdown m -> {
                     LOG.log(System.Logger.Level.INFO, "slave " + slaveId + ": shutdown (" + m.reason() + ")");
                     controllers.values().forEach(SlaveController::close);
@@ -146,6 +183,146 @@ public final class SlaveMain implements Callable<Integer> {
             }
         }
     }
+
+    /**
+     * The hello: this build's control protocol, journal and VirtNvme versions. Fault injection (tests of the master's
+     * refusal, issue #4): {@code -Dvhostd.fault.hello.slave=ID} with {@code -Dvhostd.fault.hello.journal-version=N}
+     * and/or {@code -Dvhostd.fault.hello.virtnvme-version=N} make the slave named ID announce N instead.
+     */
+    static ControlMessage.Hello hello(String slaveId) {
+        String build = SlaveMain.class.getPackage().getImplementationVersion();
+        int journalVersion = JournalDescriptor.VERSION;
+        int virtNvmeVersion = VirtNvmeDescriptor.VERSION;
+        if (slaveId.equals(System.getProperty("vhostd.fault.hello.slave"))) {
+            journalVersion =
+                    Integer.decode(System.getProperty("vhostd.fault.hello.journal-version", "" + journalVersion));
+            virtNvmeVersion =
+                    Integer.decode(System.getProperty("vhostd.fault.hello.virtnvme-version", "" + virtNvmeVersion));
+            LOG.log(
+                    System.Logger.Level.WARNING,
+                    "fault injection: announcing journal version 0x" + Integer.toHexString(journalVersion)
+                            + ", VirtNvme version 0x" + Integer.toHexString(virtNvmeVersion));
+        }
+        return new ControlMessage.Hello(
+                ControlMessage.PROTOCOL_VERSION,
+                (int) ProcessHandle.current().pid(),
+                build == null ? "dev" : build,
+                journalVersion,
+                virtNvmeVersion);
+    }
+
+    /**
+     * {@code release_controller} (issue #4 rolling upgrade, control-channel.md "Rolling upgrade"): checks or releases
+     * the controller; a released controller is forgotten here (the master hands it to another slave).
+     */
+    private ControlMessage.ControllerReleased release(ControlMessage.ReleaseController m) {
+        SlaveController c = controllers.get(m.controller());
+        if (c == null) {
+            return new ControlMessage.ControllerReleased(
+                    m.controller(), "no controller " + m.controller(), 0, 0, 0, List.of());
+        }
+        String refusal = c.releaseRefusal();
+        if (refusal != null || m.checkOnly()) {
+            return new ControlMessage.ControllerReleased(m.controller(), refusal, 0, 0, 0, List.of());
+        }
+        try {
+            SlaveController.Released r = c.release();
+            controllers.remove(m.controller());
+            int carried = 0;
+            for (ControlMessage.CarriedQueue q : r.carried()) {
+                carried += q.heads().size();
+            }
+            LOG.log(
+                    System.Logger.Level.INFO,
+                    m.controller() + ": released in " + (r.releasedNs() - r.stoppedFetchingNs()) / 1_000 + " us ("
+                            + carried + " request(s) handed over in flight, " + r.drainedRequests()
+                            + " drained)");
+            return new ControlMessage.ControllerReleased(
+                    m.controller(), null, r.stoppedFetchingNs(), r.releasedNs(), r.drainedRequests(), r.carried());
+        } catch (RuntimeException e) {
+            LOG.log(System.Logger.Level.ERROR, m.controller() + ": release failed: " + e.getMessage(), e);
+            return new ControlMessage.ControllerReleased(m.controller(), e.toString(), 0, 0, 0, List.of());
+        }
+    }
+
+    /**
+     * {@code remove_controller} (control-channel.md "Removing a controller"): on its own thread, because ending the
+     * session waits for acks that this loop delivers; answers {@code controller_removed}.
+     */
+    private void removeController(String name, SlaveController c, MasterLink master) {
+        Thread.ofPlatform().name("remove-" + name).daemon(true).start(() -> {
+            String error = null;
+            if (c != null) {
+                try {
+                    c.remove(REMOVE_TIMEOUT_MS);
+                } catch (RuntimeException e) {
+                    error = e.getMessage();
+                    LOG.log(System.Logger.Level.WARNING, "remove " + name + ": " + error);
+                }
+            }
+            HugepageArena journal = servedJournals.remove(name);
+            if (journal != null) {
+                journal.close();
+            }
+            HugepageArena statsRegion = servedStats.remove(name);
+            if (statsRegion != null) {
+                statsRegion.close();
+            }
+            LOG.log(
+                    System.Logger.Level.INFO,
+                    "controller " + name + " removed" + (c == null ? " (was not served)" : ""));
+            master.send(new ControlMessage.ControllerRemoved(name, error));
+        });
+    }
+
+    /** {@code controller_stats} (control-channel.md): maps the region until the controller is added. */
+    private void controllerStats(ControlMessage.ControllerStats m, int[] fds) {
+        if (fds.length != 1 || m.lengthBytes() <= 0) {
+            LOG.log(System.Logger.Level.WARNING, "bad controller_stats " + m);
+            closeAll(fds);
+            return;
+        }
+        try {
+            HugepageArena previous = statsRegions.put(m.controller(), HugepageArena.attach(fds[0], m.lengthBytes()));
+            if (previous != null) {
+                previous.close();
+            }
+        } catch (RuntimeException e) {
+            LOG.log(System.Logger.Level.ERROR, m.controller() + ": cannot map the stats region: " + e.getMessage());
+            Unistd.close(fds[0]);
+        }
+    }
+
+    /**
+     * System property {@code vhostd.stats.count} (default true): false leaves the data path without its stats region,
+     * so nothing is counted. Only for measuring what counting costs (scripts/bench-libblkio.sh {@code @nostats}).
+     */
+    private static final boolean COUNT_STATS = Boolean.parseBoolean(System.getProperty("vhostd.stats.count", "true"));
+
+    /** Hands the controller's stats region to its data path (before it starts); without one nothing is counted. */
+    private void attachStats(String name, SlaveController c) {
+        HugepageArena region = statsRegions.remove(name);
+        if (region == null) {
+            return;
+        }
+        if (!COUNT_STATS) {
+            region.close();
+            return;
+        }
+        try {
+            c.agent().stats(region.segment());
+            HugepageArena previous = servedStats.put(name, region);
+            if (previous != null) {
+                previous.close();
+            }
+        } catch (RuntimeException e) {
+            LOG.log(System.Logger.Level.ERROR, name + ": stats region unusable: " + e.getMessage());
+            region.close();
+        }
+    }
+
+    /** How long {@code remove_controller} waits for the controller's session to end. */
+    private static final long REMOVE_TIMEOUT_MS = 10_000;
 
     private static void closeAll(int[] fds) {
         for (int fd : fds) {

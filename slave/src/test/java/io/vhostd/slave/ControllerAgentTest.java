@@ -16,6 +16,7 @@ import static io.vhostd.vhost.virtio.VirtioBlk.VIRTIO_BLK_T_WRITE_ZEROES;
 import static io.vhostd.vhost.virtio.VirtioBlk.VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assertions.fail;
 
@@ -25,20 +26,37 @@ import io.vhostd.journal.JournalRecovery;
 import io.vhostd.journal.RecoveredQueue;
 import io.vhostd.journal.RecoveredSession;
 import io.vhostd.journal.SessionJournal;
+import io.vhostd.journal.StoreObserver;
 import io.vhostd.journal.VringConfig;
+import io.vhostd.journal.inflight.InflightChain;
+import io.vhostd.journal.inflight.InflightHead;
+import io.vhostd.journal.inflight.InflightPackedRecovery;
+import io.vhostd.journal.inflight.InflightRegionDescriptor;
+import io.vhostd.journal.inflight.InflightRegionPacked;
+import io.vhostd.journal.inflight.InflightRegionSplit;
+import io.vhostd.journal.inflight.InflightSplitRecovery;
 import io.vhostd.master.bdev.Bdev;
 import io.vhostd.master.bdev.FileBdevs;
 import io.vhostd.master.engine.IoUringEngine;
 import io.vhostd.master.engine.QpairBinding;
 import io.vhostd.master.engine.RegionTable;
+import io.vhostd.shm.control.ControlMessage;
 import io.vhostd.shm.linux.Eventfd;
 import io.vhostd.shm.linux.Memfd;
 import io.vhostd.shm.linux.Mman;
 import io.vhostd.shm.linux.Poll;
 import io.vhostd.shm.linux.Unistd;
+import io.vhostd.shm.stats.HistogramAccumulator;
+import io.vhostd.shm.stats.IoCounters;
+import io.vhostd.shm.stats.StatsDescriptor;
+import io.vhostd.shm.stats.StatsReader;
+import io.vhostd.shm.stats.TraceEvent;
 import io.vhostd.shm.virtnvme.VirtNvmeDescriptor;
 import io.vhostd.shm.virtnvme.VirtNvmeQueuePair;
+import io.vhostd.shm.virtnvme.VirtNvmeStatus;
+import io.vhostd.vhost.virtio.DescriptorChain;
 import io.vhostd.vhost.virtio.PackedRingDescriptor;
+import io.vhostd.vhost.virtio.PackedVirtqueue;
 import io.vhostd.vhost.virtio.SplitVirtqueue;
 import io.vhostd.vhost.virtio.VirtioBlk;
 import io.vhostd.vhost.virtio.Virtqueue;
@@ -57,8 +75,10 @@ import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Random;
+import java.util.Set;
 import java.util.concurrent.TimeUnit;
 import java.util.function.BooleanSupplier;
+import java.util.stream.Collectors;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
@@ -100,6 +120,8 @@ class ControllerAgentTest {
     private ControllerAgent agent;
     /** The virtio features the queues run with (what the driver negotiated). */
     private long features = BlkDevice.FEATURES;
+    /** The controller's stats region (issue #5), handed to the agent by {@link #start} when set. */
+    private MemorySegment statsRegion;
 
     /** One request the guest made: its head and where its status byte and data are. */
     record Request(int head, long statusGpa, long dataGpa, int dataBytes) {}
@@ -255,6 +277,9 @@ class ControllerAgentTest {
         regions.register(REGION_ID, Unistd.dup(guest.fd()), guest.sizeBytes(), 0);
         engine = new IoUringEngine(bdev, MAX_SEGMENTS);
         agent = new ControllerAgent("vhost.test", NSID, CAPACITY_BYTES, readOnly, SERIAL, numQueues, MAX_SEGMENTS);
+        if (statsRegion != null) {
+            agent.stats(statsRegion);
+        }
         agent.start();
         for (int i = 0; i < numQueues; i++) {
             Queue q = new Queue(i, eventIdx, packedSize);
@@ -361,6 +386,416 @@ class ControllerAgentTest {
         assertEquals(0, journal.inflightCount(0));
     }
 
+    @Test
+    void shouldDrainAndLeaveJournalStartedWhenQueuesReleasedForUpgrade() throws IOException {
+        Queue q = startBare();
+        MemorySegment region = arena.allocate(JournalDescriptor.lengthBytes(1, QUEUE_SIZE, 0), 64);
+        JournalDescriptor.format(region, 1, QUEUE_SIZE, 0);
+        SessionJournal journal = SessionJournal.open(region, JournalRecovery.recover(region, (i, v, c, p) -> c));
+        agent.journal(journal);
+        SplitVirtqueue ring = q.ring.queue(true, MAX_SEGMENTS);
+        journal.recordVring(
+                0,
+                new VringConfig(
+                        QUEUE_SIZE,
+                        false,
+                        ring.descGpa(),
+                        ring.availGpa(),
+                        ring.usedRingGpa(),
+                        0,
+                        0,
+                        QUEUE_SIZE,
+                        false));
+        journal.recordQueueStarted(0, 0, 0);
+        QueueRunner runner = new QueueRunner(
+                0, ring, guest.memory(), q.kickFd, q.callFd, q.submitter, q.sqEventFd, q.cqEventFd, features);
+        runner.journaled = true;
+        agent.startQueue(runner);
+        byte[] dataA = pattern(4096, 11);
+        byte[] dataB = pattern(4096, 12);
+        Request a = out(q, 8, dataA);
+        Request b = out(q, 64, dataB);
+        q.kick();
+        // the old slave stops wherever it is: a and b are in flight, done, or not fetched yet
+        awaitTrue(() -> journal.lastAvailIdx(0) >= 1, "the first request fetched");
+        int drained = agent.releaseQueues();
+        int fetched = journal.lastAvailIdx(0);
+        assertTrue(drained >= 0 && drained <= fetched, "drained " + drained + " of " + fetched);
+        assertEquals(null, agent.queue(0), "the queue left the data path");
+        assertEquals(0, journal.inflightCount(0), "nothing the old slave submitted is in flight any more");
+        assertEquals(fetched, journal.usedIdx(0), "every fetched request is published");
+        assertEquals(fetched, q.ring.usedIdx(), "the guest sees them all");
+        int commands = q.commands();
+        agent.close();
+
+        // the new slave: recovers the still started queue with nothing to replay, attaches the queue pair at its
+        // published indexes and continues from the last avail index
+        ControllerAgent next = new ControllerAgent("vhost.test", NSID, CAPACITY_BYTES, false, SERIAL, 1, MAX_SEGMENTS);
+        agent = next;
+        next.start();
+        RecoveredSession recovered = JournalRecovery.recover(region, (i, v, c, p) -> c);
+        RecoveredQueue rq = recovered.queue(0);
+        assertEquals(fetched, rq.lastAvailIdx());
+        assertEquals(List.of(), rq.inflight());
+        SessionJournal continued = SessionJournal.open(region, recovered);
+        next.journal(continued);
+        long qpairBytes = VirtNvmeDescriptor.lengthBytes(QUEUE_SIZE, MAX_SEGMENTS);
+        VirtNvmeQueuePair submitter =
+                VirtNvmeQueuePair.attach(Mman.mmap(qpairBytes, RW, Mman.MAP_SHARED, q.qpairMemfd, 0, arena));
+        assertEquals(commands, submitter.sqTailIndex(), "the new slave submits after the old one's commands");
+        SplitVirtqueue ring2 = q.ring.queue(true, MAX_SEGMENTS);
+        ring2.lastAvailIdx(rq.lastAvailIdx());
+        ring2.usedIdx(rq.usedIdx());
+        QueueRunner runner2 = new QueueRunner(
+                0, ring2, guest.memory(), q.kickFd, q.callFd, submitter, q.sqEventFd, q.cqEventFd, features);
+        runner2.journaled = true;
+        next.startQueue(runner2);
+        byte[] dataC = pattern(4096, 13);
+        Request c = out(q, 128, dataC);
+        q.kick();
+        q.awaitUsed(3);
+        for (Request r : List.of(a, b, c)) {
+            assertEquals(VIRTIO_BLK_S_OK, statusOf(r), "head " + r.head());
+        }
+        assertEquals(3, submitter.sqTailIndex(), "each request submitted once, by one of the two slaves");
+        assertArrayEquals(dataA, readBdev(8, 4096));
+        assertArrayEquals(dataB, readBdev(64, 4096));
+        assertArrayEquals(dataC, readBdev(128, 4096));
+        assertEquals(0, continued.inflightCount(0));
+        assertEquals(3, continued.usedIdx(0));
+    }
+
+    @Test
+    void shouldCompleteCarriedRequestsOnceWhenQueueIsHandedOverInFlight() throws IOException {
+        Queue q = startBare();
+        // the test is the device: commands stay "at the device" until it completes them
+        engine.detach(0);
+        long qpairBytes = VirtNvmeDescriptor.lengthBytes(QUEUE_SIZE, MAX_SEGMENTS);
+        VirtNvmeQueuePair device =
+                VirtNvmeQueuePair.attach(Mman.mmap(qpairBytes, RW, Mman.MAP_SHARED, q.qpairMemfd, 0, arena));
+        MemorySegment region = arena.allocate(JournalDescriptor.lengthBytes(1, QUEUE_SIZE, 0), 64);
+        JournalDescriptor.format(region, 1, QUEUE_SIZE, 0);
+        SessionJournal journal = SessionJournal.open(region, JournalRecovery.recover(region, (i, v, c, p) -> c));
+        agent.journal(journal);
+        SplitVirtqueue ring = q.ring.queue(true, MAX_SEGMENTS);
+        journal.recordVring(
+                0,
+                new VringConfig(
+                        QUEUE_SIZE,
+                        false,
+                        ring.descGpa(),
+                        ring.availGpa(),
+                        ring.usedRingGpa(),
+                        0,
+                        0,
+                        QUEUE_SIZE,
+                        false));
+        journal.recordQueueStarted(0, 0, 0);
+        QueueRunner runner = new QueueRunner(
+                0, ring, guest.memory(), q.kickFd, q.callFd, q.submitter, q.sqEventFd, q.cqEventFd, features);
+        runner.journaled = true;
+        agent.startQueue(runner);
+        Request a = out(q, 8, pattern(4096, 21));
+        Request b = out(q, 64, pattern(4096, 22));
+        q.kick();
+        awaitTrue(() -> device.submissionsPending() == 2, "both commands at the device");
+        List<Integer> cids = new ArrayList<>();
+        device.pollSubmissions(command -> cids.add(command.cid()), 2);
+
+        // the old slave lets go with both requests at the device
+        List<ControlMessage.CarriedQueue> carried = agent.handOverQueues(SlaveController.MAX_CARRIED_COMMANDS);
+        assertEquals(1, carried.size());
+        ControlMessage.CarriedQueue c = carried.get(0);
+        assertEquals(List.of(a.head(), b.head()), c.heads().stream().sorted().toList());
+        assertEquals(cids.stream().sorted().toList(), c.cids().stream().sorted().toList());
+        assertEquals(null, agent.queue(0), "the queue left the old data path");
+        assertEquals(2, journal.inflightCount(0), "the journal still holds both in flight");
+        agent.close();
+        // one completes while no slave owns the queue
+        assertTrue(device.postCompletion(cids.get(0), VirtNvmeStatus.SUCCESS, 4096));
+        device.publishCompletions();
+
+        // the new slave: nothing to replay, both taken over
+        ControllerAgent next = new ControllerAgent("vhost.test", NSID, CAPACITY_BYTES, false, SERIAL, 1, MAX_SEGMENTS);
+        agent = next;
+        next.start();
+        RecoveredSession recovered = JournalRecovery.recover(region, (i, v, cc, p) -> cc);
+        assertEquals(2, recovered.queue(0).inflight().size());
+        SessionJournal continued = SessionJournal.open(region, recovered);
+        next.journal(continued);
+        VirtNvmeQueuePair submitter =
+                VirtNvmeQueuePair.attach(Mman.mmap(qpairBytes, RW, Mman.MAP_SHARED, q.qpairMemfd, 0, arena));
+        SplitVirtqueue ring2 = q.ring.queue(true, MAX_SEGMENTS);
+        ring2.lastAvailIdx(recovered.queue(0).lastAvailIdx());
+        ring2.usedIdx(recovered.queue(0).usedIdx());
+        QueueRunner runner2 = new QueueRunner(
+                0, ring2, guest.memory(), q.kickFd, q.callFd, submitter, q.sqEventFd, q.cqEventFd, features);
+        runner2.journaled = true;
+        runner2.carried = c;
+        next.startQueue(runner2);
+        assertTrue(device.postCompletion(cids.get(1), VirtNvmeStatus.SUCCESS, 4096));
+        if (device.publishCompletions()) {
+            Eventfd.eventfd_write(q.cqEventFd, 1);
+        }
+        Eventfd.eventfd_write(q.cqEventFd, 1);
+        q.awaitUsed(2);
+        assertEquals(VIRTIO_BLK_S_OK, statusOf(a));
+        assertEquals(VIRTIO_BLK_S_OK, statusOf(b));
+        assertEquals(Map.of(a.head(), 1, b.head(), 1), q.usedLens(0, 2));
+        assertEquals(2, submitter.sqTailIndex(), "nothing submitted again");
+        awaitTrue(() -> continued.inflightCount(0) == 0, "completed in the journal");
+        assertEquals(2, continued.usedIdx(0));
+
+        // the new slave's own requests get CIDs that are free again
+        Request d = out(q, 128, pattern(512, 23));
+        q.kick();
+        awaitTrue(() -> device.submissionsPending() == 1, "the new request at the device");
+        device.pollSubmissions(
+                command -> {
+                    assertTrue(device.postCompletion(command.cid(), VirtNvmeStatus.SUCCESS, 512));
+                },
+                1);
+        device.publishCompletions();
+        Eventfd.eventfd_write(q.cqEventFd, 1);
+        q.awaitUsed(3);
+        assertEquals(VIRTIO_BLK_S_OK, statusOf(d));
+    }
+
+    @Test
+    void shouldRefuseCarryOverWhenCidOrHeadIsInvalid() throws IOException {
+        Queue q = startBare();
+        engine.detach(0);
+        Request a = out(q, 8, pattern(4096, 31));
+        QueueRunner runner = q.runner(0, 1);
+        runner.carried = new ControlMessage.CarriedQueue(
+                0, List.of(a.head()), List.of(0), List.of(QUEUE_SIZE), List.of(a.head()));
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> startQueueUnwrapped(runner));
+        assertTrue(e.getMessage().contains("CID " + QUEUE_SIZE), e.getMessage());
+        QueueRunner noCommand = q.runner(0, 1);
+        noCommand.carried = new ControlMessage.CarriedQueue(0, List.of(a.head()), List.of(0), List.of(), List.of());
+        e = assertThrows(IllegalArgumentException.class, () -> startQueueUnwrapped(noCommand));
+        assertTrue(e.getMessage().contains("has no command"), e.getMessage());
+        assertEquals(null, agent.queue(0), "a refused carry-over starts nothing");
+    }
+
+    private void startQueueUnwrapped(QueueRunner runner) {
+        try {
+            agent.startQueue(runner);
+        } catch (java.util.concurrent.CompletionException e) {
+            throw (RuntimeException) e.getCause();
+        }
+    }
+
+    // ---------------------------------------------------------------- issue #4: vhost-user inflight region
+
+    /** Agent, bdev, engine and one split queue, not started. */
+    private Queue startBare() throws IOException {
+        return startBare(0);
+    }
+
+    /** Agent, bdev, engine and one queue (packed of {@code packedSize} if &gt; 0, else split), not started. */
+    private Queue startBare(int packedSize) throws IOException {
+        guest = new TestGuest(REGION_ID, GUEST_BYTES);
+        bdev = FileBdevs.open("agent-test", dir.resolve("bdev.img").toString(), CAPACITY_BYTES, 512, false, false);
+        regions = new RegionTable();
+        regions.register(REGION_ID, Unistd.dup(guest.fd()), guest.sizeBytes(), 0);
+        engine = new IoUringEngine(bdev, MAX_SEGMENTS);
+        agent = new ControllerAgent("vhost.test", NSID, CAPACITY_BYTES, false, SERIAL, 1, MAX_SEGMENTS);
+        agent.start();
+        Queue q = new Queue(0, true, packedSize);
+        queues.add(q);
+        return q;
+    }
+
+    private MemorySegment inflightQueueRegion() {
+        long length = InflightRegionDescriptor.queueRegionSplitLengthBytes(QUEUE_SIZE);
+        return arena.allocate(length, InflightRegionDescriptor.INFLIGHT_ALIGNMENT);
+    }
+
+    @Test
+    void shouldMarkFetchedHeadsAndClearThemInTwoPhasesWhenInflightRegionTracksTheQueue() throws IOException {
+        Queue q = startBare();
+        MemorySegment region = inflightQueueRegion();
+        InflightRegionSplit inflight = new InflightRegionSplit(region, 0, QUEUE_SIZE, StoreObserver.NONE);
+        assertTrue(inflight.start(0).fresh());
+        QueueRunner runner = q.runner(0, 0);
+        runner.inflightRegion = inflight;
+        Request a = out(q, 8, pattern(4096, 1));
+        Request b = out(q, 16, pattern(4096, 2));
+        agent.startQueue(runner);
+        q.kick();
+        q.awaitUsed(2);
+        assertEquals(VIRTIO_BLK_S_OK, statusOf(a));
+        assertEquals(VIRTIO_BLK_S_OK, statusOf(b));
+        // used_idx is stored last in a batch; the data path's thread may still be between used->idx and it
+        awaitTrue(() -> inflight.usedIdx() == 2 && inflight.inflightCount() == 0, "batch committed in the region");
+        awaitTrue(
+                () -> region.get(ValueLayout.JAVA_SHORT, InflightRegionDescriptor.QUEUE_REGION_SPLIT_USED_IDX_OFFSET)
+                        == 2,
+                "used_idx in shared memory");
+        for (Request r : List.of(a, b)) {
+            long desc = InflightRegionDescriptor.QUEUE_REGION_SPLIT_DESC_OFFSET
+                    + (long) InflightRegionDescriptor.DESC_STATE_SPLIT_LENGTH * r.head();
+            assertEquals(0, region.get(ValueLayout.JAVA_BYTE, desc), "head " + r.head() + " cleared");
+        }
+        assertEquals(2, inflight.counter(), "one counter per fetched head");
+    }
+
+    @Test
+    void shouldResubmitRegionHeadsOnceInCounterOrderWhenFrontEndReconnected() throws IOException {
+        Queue q = startBare();
+        byte[] dataA = pattern(4096, 3);
+        byte[] dataB = pattern(4096, 4);
+        Request a = out(q, 8, dataA);
+        Request b = out(q, 64, dataB);
+        MemorySegment region = inflightQueueRegion();
+        // the dead daemon fetched a, then b, and died before either reached the device
+        InflightRegionSplit dead = new InflightRegionSplit(region, 0, QUEUE_SIZE, StoreObserver.NONE);
+        dead.start(0);
+        dead.fetched(a.head());
+        dead.fetched(b.head());
+        // the new daemon: QEMU handed the region back (SET_INFLIGHT_FD); recovery when the ring starts
+        InflightRegionSplit inflight = new InflightRegionSplit(region, 0, QUEUE_SIZE, StoreObserver.NONE);
+        InflightSplitRecovery recovery = inflight.start(0);
+        assertEquals(2, recovery.lastAvailIdx());
+        QueueRunner runner = q.runner(0, recovery.lastAvailIdx());
+        runner.vq.usedIdx(recovery.usedIdx());
+        runner.inflightRegion = inflight;
+        runner.replayHeads =
+                recovery.resubmit().stream().mapToInt(InflightHead::head).toArray();
+        agent.startQueue(runner);
+        q.awaitUsed(2);
+        assertEquals(VIRTIO_BLK_S_OK, statusOf(a));
+        assertEquals(VIRTIO_BLK_S_OK, statusOf(b));
+        assertEquals(2, q.commands(), "each request resubmitted once, nothing fetched twice");
+        assertArrayEquals(dataA, readBdev(8, 4096));
+        assertArrayEquals(dataB, readBdev(64, 4096));
+        Request c = out(q, 128, pattern(512, 5));
+        q.kick();
+        q.awaitUsed(3);
+        assertEquals(VIRTIO_BLK_S_OK, statusOf(c));
+        awaitTrue(() -> inflight.usedIdx() == 3 && inflight.inflightCount() == 0, "all committed in the region");
+        assertEquals(3, q.commands());
+    }
+
+    private static final int PACKED_SIZE = 6;
+
+    private MemorySegment packedQueueRegion() {
+        long length = InflightRegionDescriptor.queueRegionPackedLengthBytes(PACKED_SIZE);
+        return arena.allocate(length, InflightRegionDescriptor.INFLIGHT_ALIGNMENT);
+    }
+
+    @Test
+    void shouldCopyPackedChainsAndReturnThemInTwoPhasesWhenInflightRegionTracksThePackedQueue() throws IOException {
+        Queue q = startBare(PACKED_SIZE);
+        InflightRegionPacked inflight =
+                new InflightRegionPacked(packedQueueRegion(), 0, PACKED_SIZE, StoreObserver.NONE);
+        assertTrue(inflight.start(0, true, off -> 0).fresh());
+        QueueRunner runner = q.runner(0, PackedRingDescriptor.VRING_BASE_INITIAL);
+        runner.packedRegion = inflight;
+        agent.startQueue(runner);
+        // three OUTs of three descriptors each: the second lap of the six-entry ring flips the wrap counters
+        for (int i = 0; i < 3; i++) {
+            Request r = out(q, 8 * (i + 1), pattern(512, 10 + i));
+            q.kick();
+            q.awaitPackedUsed(i + 1);
+            assertEquals(VIRTIO_BLK_S_OK, statusOf(r));
+        }
+        awaitTrue(() -> inflight.inflightCount() == 0 && inflight.usedIdx() == 3, "all chains returned");
+        assertEquals(false, inflight.usedWrapCounter(), "9 descriptors on a ring of 6: second lap");
+        assertEquals(3, inflight.counter());
+    }
+
+    @Test
+    void shouldLeavePackedChainsInFlightInTheRegionWhileAtTheDevice() throws IOException {
+        Queue q = startBare(PACKED_SIZE);
+        MemorySegment region = packedQueueRegion();
+        InflightRegionPacked inflight = new InflightRegionPacked(region, 0, PACKED_SIZE, StoreObserver.NONE);
+        inflight.start(0, true, off -> 0);
+        QueueRunner runner = q.runner(0, PackedRingDescriptor.VRING_BASE_INITIAL);
+        runner.packedRegion = inflight;
+        agent.startQueue(runner);
+        // first a few completed requests (the free list reordered, the ring past its end), then the device stops
+        for (int i = 0; i < 3; i++) {
+            out(q, 8 * (i + 1), pattern(512, 40 + i));
+            q.kick();
+            q.awaitPackedUsed(i + 1);
+        }
+        engine.close();
+        engine = null;
+        out(q, 8, pattern(512, 1));
+        // an indirect chain: one ring descriptor, as the Linux packed-ring driver makes them
+        long hdr = header(VIRTIO_BLK_T_OUT, 16);
+        long buf = guest.alloc(512, 512);
+        long st = status();
+        q.packedRing.addIndirectChain(r(hdr, 16), r(buf, 512), w(st, 1));
+        q.kick();
+        awaitTrue(() -> q.commands() == 5, "both submitted, no engine to complete them");
+        PackedVirtqueue ring = (PackedVirtqueue) runner.vq;
+        InflightPackedRecovery recovery = new InflightRegionPacked(region, 0, PACKED_SIZE, StoreObserver.NONE)
+                .start(0, true, ring::ringDescFlags);
+        assertEquals(2, recovery.resubmit().size(), "in flight in the region: " + recovery);
+        // 3 x 3 descriptors used, then 3 + 1 in flight: 13 descriptors on a ring of 6
+        assertEquals(13 % PACKED_SIZE, recovery.lastAvailIdx());
+        assertEquals(9 % PACKED_SIZE, recovery.usedIdx());
+    }
+
+    @Test
+    void shouldResubmitPackedChainsFromCopiesWhenFrontEndReconnected() throws IOException {
+        Queue q = startBare(PACKED_SIZE);
+        byte[] dataA = pattern(4096, 31);
+        byte[] dataB = pattern(4096, 32);
+        Request a = out(q, 8, dataA);
+        Request b = out(q, 64, dataB);
+        MemorySegment region = packedQueueRegion();
+        // the dead daemon took both chains from the ring and copied them into its region, then died
+        InflightRegionPacked dead = new InflightRegionPacked(region, 0, PACKED_SIZE, StoreObserver.NONE);
+        dead.start(0, true, off -> 0);
+        PackedVirtqueue deadRing = q.packedRing.queue(true, MAX_SEGMENTS);
+        DescriptorChain popped = new DescriptorChain(MAX_SEGMENTS);
+        for (int c = 0; c < 2; c++) {
+            int start = deadRing.lastAvailIdx() & PackedRingDescriptor.VRING_BASE_OFFSET_MASK;
+            assertEquals(Virtqueue.POP_OK, deadRing.pop(popped));
+            int n = popped.ringDescriptorCount();
+            for (int k = 0; k < n; k++) {
+                int off = (start + k) % PACKED_SIZE;
+                dead.descriptorFetched(
+                        deadRing.ringDescAddr(off),
+                        deadRing.ringDescLen(off),
+                        deadRing.ringDescId(off),
+                        deadRing.ringDescFlags(off),
+                        k == 0,
+                        k == n - 1);
+            }
+        }
+        // the new daemon: QEMU handed the region back; the ring positions come from it
+        InflightRegionPacked inflight = new InflightRegionPacked(region, 0, PACKED_SIZE, StoreObserver.NONE);
+        InflightPackedRecovery recovery = inflight.start(0, true, off -> 0);
+        assertEquals(2, recovery.resubmit().size());
+        QueueRunner runner = q.runner(0, PackedRingDescriptor.VRING_BASE_INITIAL);
+        runner.vq.lastAvailIdx(
+                PackedRingDescriptor.encodeIndex(recovery.lastAvailIdx(), recovery.lastAvailWrapCounter()));
+        runner.vq.usedIdx(PackedRingDescriptor.encodeIndex(recovery.usedIdx(), recovery.usedWrapCounter()));
+        runner.packedRegion = inflight;
+        runner.replayChains = recovery.resubmit().toArray(new InflightChain[0]);
+        agent.startQueue(runner);
+        q.awaitPackedUsed(2);
+        assertEquals(VIRTIO_BLK_S_OK, statusOf(a));
+        assertEquals(VIRTIO_BLK_S_OK, statusOf(b));
+        assertEquals(
+                Set.of(a.head(), b.head()),
+                q.used.stream().map(TestGuest.PackedRing.Used::id).collect(Collectors.toSet()));
+        assertEquals(2, q.commands(), "each chain resubmitted once");
+        assertArrayEquals(dataA, readBdev(8, 4096));
+        assertArrayEquals(dataB, readBdev(64, 4096));
+        Request c = out(q, 128, pattern(512, 33));
+        q.kick();
+        q.awaitPackedUsed(3);
+        assertEquals(VIRTIO_BLK_S_OK, statusOf(c));
+        awaitTrue(() -> inflight.inflightCount() == 0, "all returned to the region's free list");
+        assertEquals(3, q.commands());
+    }
+
     private byte[] readBdev(long sector, int length) throws IOException {
         try (RandomAccessFile file =
                 new RandomAccessFile(dir.resolve("bdev.img").toFile(), "r")) {
@@ -458,6 +893,96 @@ class ControllerAgentTest {
             }
             Thread.onSpinWait();
         }
+    }
+
+    // ---------------------------------------------------------------- issue #5: statistics
+
+    @Test
+    void shouldCountEveryCompletedRequestWithSegmentTimesWhenHistogramAndTraceOn() throws IOException {
+        statsRegion = arena.allocate(StatsDescriptor.lengthBytes(1, 64), 64);
+        StatsDescriptor.format(statsRegion, 1, 64);
+        StatsReader reader = new StatsReader(statsRegion);
+        reader.flag(StatsDescriptor.HISTOGRAM_ENABLED_MASK | StatsDescriptor.TRACE_ENABLED_MASK, true);
+        start(1, false, true);
+        Queue q = queues.get(0);
+
+        out(q, 16, pattern(8192, 1));
+        q.kick();
+        q.awaitUsed(1);
+        in(q, 16, 4096);
+        flush(q);
+        discardOrWriteZeroes(q, VIRTIO_BLK_T_DISCARD, new long[][] {{64, 8, 0}, {128, 16, 0}});
+        q.ring.addChain(r(header(0x7F, 0), 16), w(status(), 1));
+        q.kick();
+        q.awaitUsed(5);
+
+        awaitTrue(() -> reader.traceLastSeq(0) == 5, "5 trace records");
+        IoCounters c = reader.counters(0, System.nanoTime());
+        assertEquals(1, c.numWriteOps());
+        assertEquals(8192, c.bytesWritten());
+        assertEquals(1, c.numReadOps());
+        assertEquals(4096, c.bytesRead());
+        assertEquals(1, c.numFlushOps());
+        assertEquals(1, c.numUnmapOps());
+        assertEquals(24 * 512, c.bytesUnmapped());
+        assertEquals(1, c.ioErrors(), "the unsupported request");
+        assertEquals(0, c.queueDepth());
+        assertTrue(c.readLatencyTicks() > 0 && c.writeLatencyTicks() > 0, c.toString());
+        assertTrue(c.ioTimeTicks() > 0 && c.weightedIoTimeTicks() >= c.ioTimeTicks(), c.toString());
+
+        for (int segment = 0; segment < StatsDescriptor.SEGMENT_COUNT; segment++) {
+            HistogramAccumulator h = new HistogramAccumulator();
+            reader.addHistogram(0, segment, StatsDescriptor.OP_WRITE, h);
+            assertEquals(1, h.count(), StatsDescriptor.SEGMENT_NAMES.get(segment));
+        }
+        TraceEvent write = reader.traceEvent(0, 1);
+        assertEquals(StatsDescriptor.OP_WRITE, write.op());
+        assertEquals(16 * 512, write.offsetBytes());
+        assertEquals(8192, write.lengthBytes());
+        assertEquals(VIRTIO_BLK_S_OK, write.status());
+        long[] times = {
+            write.fetchNs(),
+            write.submitNs(),
+            write.deviceSubmitNs(),
+            write.deviceCompleteNs(),
+            write.usedNs(),
+            write.notifyNs()
+        };
+        for (int i = 0; i < times.length; i++) {
+            assertTrue(times[i] > 0 && (i == 0 || times[i] >= times[i - 1]), Arrays.toString(times));
+        }
+        // the rest in publish order, which the device decides
+        Map<Integer, TraceEvent> byOp = new HashMap<>();
+        for (long seq = 2; seq <= 5; seq++) {
+            TraceEvent e = reader.traceEvent(0, seq);
+            byOp.put(e.op(), e);
+        }
+        assertEquals(64 * 512, byOp.get(StatsDescriptor.OP_UNMAP).offsetBytes());
+        assertEquals(24 * 512, byOp.get(StatsDescriptor.OP_UNMAP).lengthBytes());
+        assertEquals(4096, byOp.get(StatsDescriptor.OP_READ).lengthBytes());
+        assertEquals(VIRTIO_BLK_S_OK, byOp.get(StatsDescriptor.OP_FLUSH).status());
+        assertEquals(VIRTIO_BLK_S_UNSUPP, byOp.get(StatsDescriptor.OP_NONE).status());
+    }
+
+    @Test
+    void shouldCountWithoutHistogramsOrTraceWhenTheyAreOff() {
+        statsRegion = arena.allocate(StatsDescriptor.lengthBytes(1, 64), 64);
+        StatsDescriptor.format(statsRegion, 1, 64);
+        StatsReader reader = new StatsReader(statsRegion);
+        start(1, false, true);
+        Queue q = queues.get(0);
+        for (int i = 0; i < 3; i++) {
+            in(q, 8L * i, 4096);
+        }
+        q.kick();
+        q.awaitUsed(3);
+
+        awaitTrue(() -> reader.counters(0, System.nanoTime()).numReadOps() == 3, "3 reads counted");
+        assertEquals(3 * 4096, reader.counters(0, System.nanoTime()).bytesRead());
+        assertEquals(0, reader.traceLastSeq(0));
+        HistogramAccumulator h = new HistogramAccumulator();
+        reader.addHistogram(0, StatsDescriptor.SEGMENT_TOTAL, StatsDescriptor.OP_READ, h);
+        assertEquals(0, h.count());
     }
 
     // ---------------------------------------------------------------- tests

@@ -83,6 +83,11 @@ final class ConfigNode {
         return items;
     }
 
+    /** The raw value under {@code key}, or null when absent (for keys that take more than one type). */
+    JsonNode value(String key) {
+        return has(key) ? node.get(key) : null;
+    }
+
     /** The string under {@code key}, or {@code fallback} when absent. */
     String string(String key, String fallback) throws ConfigException {
         if (!has(key)) {

@@ -17,6 +17,7 @@ import java.util.HashMap;
 import java.util.HashSet;
 import java.util.List;
 import java.util.Map;
+import java.util.Objects;
 import java.util.Optional;
 import java.util.Set;
 import java.util.TreeSet;
@@ -29,6 +30,8 @@ import org.yaml.snakeyaml.error.MarkedYAMLException;
  * <pre>
  * run_dir: /run/vhostd                 # default /run/vhostd; absolute
  * rpc_socket: rpc.sock                 # default &lt;run_dir&gt;/rpc.sock; relative = under run_dir
+ * rpc_socket_mode: "0660"              # "0660" (default) or "0600"; quoted
+ * rpc_socket_group: vhostd             # a group name or gid; default the master's primary group
  * registry_path: registry.dat          # default &lt;run_dir&gt;/registry.dat; relative = under run_dir
  * hugepages: {enabled: true, arena_size_bytes: 67108864, reserve: 32, node: 0}
  * bdevs:
@@ -42,6 +45,7 @@ import org.yaml.snakeyaml.error.MarkedYAMLException;
  *   - {name: vhost-blk0, type: vhost-user-blk, bdev: disk0, socket: vhost-blk0.sock,
  *      num_queues: 2, queue_size_max: 1024, serial: vhost-blk0, read_only: false}
  * slave: {java_opts: [], max_segments: 128}
+ * prometheus: {listen: "127.0.0.1:9465"}   # GET /metrics; absent = off (docs/observability.md)
  * </pre>
  *
  * <p>Unknown keys are errors; an empty value counts as absent. The records hold resolved values: defaults applied,
@@ -57,6 +61,8 @@ import org.yaml.snakeyaml.error.MarkedYAMLException;
  * @param bdevs key {@code bdevs}, default none; names unique
  * @param controllers key {@code controllers}, default none; names and sockets unique
  * @param slave key {@code slave}
+ * @param rpcSocketAccess keys {@code rpc_socket_mode} and {@code rpc_socket_group}
+ * @param prometheus key {@code prometheus}: the metrics endpoint, {@link PrometheusConfig#DISABLED} when absent
  */
 public record VhostdConfig(
         String runDir,
@@ -65,7 +71,9 @@ public record VhostdConfig(
         HugepagesConfig hugepages,
         List<BdevConfig> bdevs,
         List<ControllerConfig> controllers,
-        SlaveConfig slave) {
+        SlaveConfig slave,
+        RpcSocketConfig rpcSocketAccess,
+        PrometheusConfig prometheus) {
     /** Default {@code run_dir}. */
     public static final String DEFAULT_RUN_DIR = "/run/vhostd";
 
@@ -75,8 +83,17 @@ public record VhostdConfig(
     /** File name of the registry under {@code run_dir} when {@code registry_path} is not given. */
     public static final String DEFAULT_REGISTRY_NAME = "registry.dat";
 
-    private static final Set<String> TOP_KEYS =
-            Set.of("run_dir", "rpc_socket", "registry_path", "hugepages", "bdevs", "controllers", "slave");
+    private static final Set<String> TOP_KEYS = Set.of(
+            "run_dir",
+            "rpc_socket",
+            "rpc_socket_mode",
+            "rpc_socket_group",
+            "registry_path",
+            "hugepages",
+            "bdevs",
+            "controllers",
+            "slave",
+            "prometheus");
     private static final Set<String> HUGEPAGES_KEYS = Set.of("enabled", "arena_size_bytes", "reserve", "node");
     private static final Set<String> BDEV_KEYS = Set.of(
             "name",
@@ -125,6 +142,42 @@ public record VhostdConfig(
     public VhostdConfig {
         bdevs = List.copyOf(bdevs);
         controllers = List.copyOf(controllers);
+        Objects.requireNonNull(rpcSocketAccess, "rpcSocketAccess");
+        Objects.requireNonNull(prometheus, "prometheus");
+    }
+
+    /** A configuration without the Prometheus endpoint ({@link PrometheusConfig#DISABLED}). */
+    public VhostdConfig(
+            String runDir,
+            String rpcSocket,
+            String registryPath,
+            HugepagesConfig hugepages,
+            List<BdevConfig> bdevs,
+            List<ControllerConfig> controllers,
+            SlaveConfig slave,
+            RpcSocketConfig rpcSocketAccess) {
+        this(
+                runDir,
+                rpcSocket,
+                registryPath,
+                hugepages,
+                bdevs,
+                controllers,
+                slave,
+                rpcSocketAccess,
+                PrometheusConfig.DISABLED);
+    }
+
+    /** A configuration whose RPC socket has the default mode and group ({@link RpcSocketConfig#defaults()}). */
+    public VhostdConfig(
+            String runDir,
+            String rpcSocket,
+            String registryPath,
+            HugepagesConfig hugepages,
+            List<BdevConfig> bdevs,
+            List<ControllerConfig> controllers,
+            SlaveConfig slave) {
+        this(runDir, rpcSocket, registryPath, hugepages, bdevs, controllers, slave, RpcSocketConfig.defaults());
     }
 
     /** A configuration with the registry at its default place, {@code <run_dir>/registry.dat}. */
@@ -238,6 +291,10 @@ public record VhostdConfig(
         ObjectNode root = YAML.createObjectNode();
         root.put("run_dir", runDir);
         root.put("rpc_socket", rpcSocket);
+        root.put("rpc_socket_mode", rpcSocketAccess.modeText());
+        if (rpcSocketAccess.group() != null) {
+            root.put("rpc_socket_group", rpcSocketAccess.group());
+        }
         root.put("registry_path", registryPath);
         ObjectNode huge = root.putObject("hugepages");
         huge.put("enabled", hugepages.enabled());
@@ -266,6 +323,9 @@ public record VhostdConfig(
         ArrayNode opts = slaveNode.putArray("java_opts");
         slave.javaOpts().forEach(opts::add);
         slaveNode.put("max_segments", slave.maxSegments());
+        if (prometheus.enabled()) {
+            root.putObject("prometheus").put("listen", prometheus.listenText());
+        }
         try {
             return YAML.writeValueAsString(root);
         } catch (JsonProcessingException e) {
@@ -382,7 +442,59 @@ public record VhostdConfig(
             controllers.add(controller);
         }
         return new VhostdConfig(
-                runDir, rpcSocket, registryPath, hugepages, bdevs, controllers, slave(root.child("slave")));
+                runDir,
+                rpcSocket,
+                registryPath,
+                hugepages,
+                bdevs,
+                controllers,
+                slave(root.child("slave")),
+                rpcSocketAccess(root),
+                PrometheusConfig.parse(root.child("prometheus")));
+    }
+
+    /** Keys {@code rpc_socket_mode} and {@code rpc_socket_group}; the group must exist (name or gid). */
+    private static RpcSocketConfig rpcSocketAccess(ConfigNode root) throws ConfigException {
+        int mode = RpcSocketConfig.MODE_0660;
+        if (root.has("rpc_socket_mode")) {
+            String text;
+            try {
+                text = root.string("rpc_socket_mode", null);
+            } catch (ConfigException e) {
+                // YAML 1.1 reads an unquoted 0660 as the octal number 432: refuse rather than guess
+                throw root.error("rpc_socket_mode", "must be a quoted octal string, \"0660\" or \"0600\"");
+            }
+            mode = switch (text) {
+                case RpcSocketConfig.MODE_0660_TEXT, "660" -> RpcSocketConfig.MODE_0660;
+                case RpcSocketConfig.MODE_0600_TEXT, "600" -> RpcSocketConfig.MODE_0600;
+                default ->
+                    throw root.error(
+                            "rpc_socket_mode",
+                            "'" + text + "' is not allowed: \"0660\" (owner and group) or \"0600\" (owner only)");
+            };
+        }
+        String group = null;
+        if (root.has("rpc_socket_group")) {
+            JsonNode value = root.value("rpc_socket_group");
+            if (value.isIntegralNumber() && value.canConvertToInt() && value.intValue() >= 0) {
+                group = Integer.toString(value.intValue());
+            } else if (value.isTextual() && !value.asText().isEmpty()) {
+                group = value.asText();
+            } else {
+                throw root.error("rpc_socket_group", "must be a group name or a gid (a non-negative integer)");
+            }
+            try {
+                // the JDK's lookup takes a name, or a number when no group has that name (getgrnam, then the gid)
+                java.nio.file.FileSystems.getDefault()
+                        .getUserPrincipalLookupService()
+                        .lookupPrincipalByGroupName(group);
+            } catch (java.nio.file.attribute.UserPrincipalNotFoundException e) {
+                throw root.error("rpc_socket_group", "no group named '" + group + "'");
+            } catch (IOException | UnsupportedOperationException e) {
+                throw root.error("rpc_socket_group", "cannot look up group '" + group + "': " + e.getMessage());
+            }
+        }
+        return new RpcSocketConfig(mode, group);
     }
 
     private static HugepagesConfig hugepages(ConfigNode node) throws ConfigException {

@@ -268,6 +268,26 @@ abstract class PollingEngine<S extends PollingEngine.QueueSlot> implements Devic
         return (S) slots[index];
     }
 
+    /** This loop iteration's device-submit time (virtnvme.md §3.1), 0 until its first submission. */
+    private long submitClockNs;
+
+    /** This loop iteration's device-complete time, 0 until its first completion. */
+    private long completeClockNs;
+
+    private long submitClockNs() {
+        if (submitClockNs == 0) {
+            submitClockNs = System.nanoTime();
+        }
+        return submitClockNs;
+    }
+
+    private long completeClockNs() {
+        if (completeClockNs == 0) {
+            completeClockNs = System.nanoTime();
+        }
+        return completeClockNs;
+    }
+
     /** {@link #execute} handed the command to the device. */
     final void commandStarted(S slot) {
         slot.inflight++;
@@ -290,6 +310,8 @@ abstract class PollingEngine<S extends PollingEngine.QueueSlot> implements Devic
         if (slot.failed) {
             return;
         }
+        // virtnvme.md §3.1: published with the CQE below (stats segments device / device_to_used)
+        slot.qp.deviceCompleteNs(cid, completeClockNs());
         try {
             if (!slot.qp.postCompletion(cid, status, result) && !postWhenCqFull(slot, cid, status, result)) {
                 return;
@@ -463,6 +485,9 @@ abstract class PollingEngine<S extends PollingEngine.QueueSlot> implements Devic
             onStart();
             long idleSinceNs = 0;
             while (running || inflightTotal > 0) {
+                // virtnvme.md §3.1: one clock reading per iteration for submissions, one for completions
+                submitClockNs = 0;
+                completeClockNs = 0;
                 int work = runControlOps();
                 if (running) {
                     work += pollQueuePairs();
@@ -687,6 +712,8 @@ abstract class PollingEngine<S extends PollingEngine.QueueSlot> implements Devic
                 return;
             }
             s.cidInFlight[cid] = true;
+            // virtnvme.md §3.1: this iteration submits it to the device (stats segment submit_to_device)
+            s.qp.deviceSubmitNs(cid, submitClockNs());
             QpairBinding b = s.binding;
             int status = CommandCheck.check(command, bdev, b.nsid(), b.regions(), addresses, lengths);
             if (status != VirtNvmeStatus.SUCCESS) {

@@ -9,14 +9,17 @@ import com.fasterxml.jackson.databind.json.JsonMapper;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.JsonNodeFactory;
 import com.fasterxml.jackson.databind.node.NullNode;
+import io.netty.channel.socket.nio.NioChannelOption;
 import io.vertx.core.Context;
 import io.vertx.core.Future;
 import io.vertx.core.Vertx;
 import io.vertx.core.buffer.Buffer;
+import io.vertx.core.internal.net.NetSocketInternal;
 import io.vertx.core.net.NetServer;
 import io.vertx.core.net.NetServerOptions;
 import io.vertx.core.net.NetSocket;
 import io.vertx.core.net.SocketAddress;
+import io.vhostd.rpc.RpcErrorCode;
 import io.vhostd.rpc.RpcSpec;
 import java.io.IOException;
 import java.net.ConnectException;
@@ -26,6 +29,9 @@ import java.nio.channels.SocketChannel;
 import java.nio.file.Files;
 import java.nio.file.LinkOption;
 import java.nio.file.Path;
+import java.nio.file.attribute.GroupPrincipal;
+import java.nio.file.attribute.PosixFileAttributeView;
+import java.nio.file.attribute.PosixFilePermission;
 import java.nio.file.attribute.PosixFilePermissions;
 import java.util.ArrayDeque;
 import java.util.ArrayList;
@@ -37,6 +43,8 @@ import java.util.Objects;
 import java.util.Set;
 import java.util.TreeSet;
 import java.util.concurrent.ConcurrentHashMap;
+import jdk.net.ExtendedSocketOptions;
+import jdk.net.UnixDomainPrincipal;
 
 /**
  * The master's JSON-RPC 2.0 server on a unix socket (wire format: {@code rpc-spec/spec/rpc-wire.md}).
@@ -51,8 +59,12 @@ import java.util.concurrent.ConcurrentHashMap;
  * #MAX_BATCH_REQUESTS} requests; malformed JSON is answered {@code parse_error} and the connection closes (a stream
  * has no resync point). At most {@value #MAX_CONNECTIONS} connections are served at once.
  *
- * <p>The socket is mode 0600 (set right after listening; its parent directory is created 0700 if missing). A socket
- * file left by a dead master is removed before listening; if a master answers on it, {@link #start()} fails.
+ * <p>The socket gets its mode ({@code rpc_socket_mode}, 0660 by default, 0600 with the short constructor) and group
+ * ({@code rpc_socket_group}) right after listening; a missing parent directory is created 0710 (0700 for mode 0600)
+ * with that group. Every accepted connection's peer credentials (SO_PEERCRED) are checked by {@link RpcPeerPolicy}
+ * before a byte is read: a refused peer gets one {@code permission_denied} answer (id null), is disconnected and
+ * logged. A socket file left by a dead master is removed before listening; if a master answers on it, {@link
+ * #start()} fails.
  */
 public final class RpcServer {
     /** Largest request in bytes, counting the whitespace before it. */
@@ -81,6 +93,9 @@ public final class RpcServer {
     private final ObjectMapper mapper;
     private final Map<String, RpcMethod> methods = new LinkedHashMap<>();
     private final Set<Connection> connections = ConcurrentHashMap.newKeySet();
+    private final Set<PosixFilePermission> socketMode;
+    private final String socketGroup;
+    private final Path etcGroup;
     private NetServer server;
     private boolean started;
 
@@ -90,6 +105,27 @@ public final class RpcServer {
      * @param spec the description of the methods to serve
      */
     public RpcServer(Vertx vertx, Path socketPath, RpcSpec spec) {
+        this(vertx, socketPath, spec, PosixFilePermissions.fromString("rw-------"), null, RpcPeerPolicy.ETC_GROUP);
+    }
+
+    /**
+     * @param vertx the Vert.x instance whose event loop and worker pool serve the socket
+     * @param socketPath where to listen
+     * @param spec the description of the methods to serve
+     * @param socketMode the socket file's permissions (owner rw at least)
+     * @param socketGroup the socket's group (a name or a numeric gid), or null to keep the creator's
+     * @param etcGroup the group file whose member lists {@link RpcPeerPolicy} reads ({@code /etc/group} normally)
+     */
+    public RpcServer(
+            Vertx vertx,
+            Path socketPath,
+            RpcSpec spec,
+            Set<PosixFilePermission> socketMode,
+            String socketGroup,
+            Path etcGroup) {
+        this.socketMode = Set.copyOf(socketMode);
+        this.socketGroup = socketGroup;
+        this.etcGroup = Objects.requireNonNull(etcGroup, "etcGroup");
         this.vertx = Objects.requireNonNull(vertx, "vertx");
         this.socketPath = Objects.requireNonNull(socketPath, "socketPath");
         this.spec = Objects.requireNonNull(spec, "spec");
@@ -165,7 +201,10 @@ public final class RpcServer {
         return created.listen(SocketAddress.domainSocketAddress(socketPath.toString()))
                 .compose(listening -> {
                     try {
-                        Files.setPosixFilePermissions(socketPath, PosixFilePermissions.fromString("rw-------"));
+                        Files.setPosixFilePermissions(socketPath, socketMode);
+                        if (socketGroup != null) {
+                            setGroup(socketPath);
+                        }
                     } catch (IOException e) {
                         return created.close().transform(ignored -> {
                             deleteSocketFile();
@@ -207,11 +246,31 @@ public final class RpcServer {
         }
     }
 
+    /** Gives {@code path} the configured group; the error names the config key. */
+    private void setGroup(Path path) throws IOException {
+        try {
+            GroupPrincipal group =
+                    path.getFileSystem().getUserPrincipalLookupService().lookupPrincipalByGroupName(socketGroup);
+            Files.getFileAttributeView(path, PosixFileAttributeView.class, LinkOption.NOFOLLOW_LINKS)
+                    .setGroup(group);
+        } catch (IOException e) {
+            throw new IOException(
+                    "rpc_socket_group: cannot give " + path + " the group '" + socketGroup + "': " + e, e);
+        }
+    }
+
     private void prepareSocketPath() throws IOException {
         Path parent = socketPath.toAbsolutePath().getParent();
         if (parent != null && !Files.isDirectory(parent)) {
+            // group members need to traverse (not list) the directory to reach a group-accessible socket
+            boolean groupAccess = socketMode.contains(PosixFilePermission.GROUP_WRITE);
             Files.createDirectories(
-                    parent, PosixFilePermissions.asFileAttribute(PosixFilePermissions.fromString("rwx------")));
+                    parent,
+                    PosixFilePermissions.asFileAttribute(
+                            PosixFilePermissions.fromString(groupAccess ? "rwx--x---" : "rwx------")));
+            if (groupAccess && socketGroup != null) {
+                setGroup(parent);
+            }
         }
         if (!Files.exists(socketPath, LinkOption.NOFOLLOW_LINKS)) {
             return;
@@ -239,12 +298,63 @@ public final class RpcServer {
             socket.close();
             return;
         }
-        Connection connection = new Connection(socket, vertx.getOrCreateContext(), dispatcher);
-        connections.add(connection);
-        socket.closeHandler(ignored -> connections.remove(connection));
-        socket.handler(connection::onData);
-        socket.drainHandler(ignored -> connection.updateFlow());
-        socket.exceptionHandler(e -> LOG.log(System.Logger.Level.DEBUG, "RPC connection: " + e));
+        // nothing is read before the peer is checked
+        socket.pause();
+        UnixDomainPrincipal peer = peerCredentials(socket);
+        Context context = vertx.getOrCreateContext();
+        // reads the socket's owner and group and /etc/group: file I/O, off the event loop
+        context.executeBlocking(
+                        () -> RpcPeerPolicy.forSocket(socketPath, etcGroup).check(peer), false)
+                .onComplete(checked -> {
+                    RpcPeerPolicy.Decision decision = checked.succeeded()
+                            ? checked.result()
+                            : new RpcPeerPolicy.Decision(false, "cannot check the peer: " + checked.cause());
+                    if (!decision.allowed()) {
+                        refuse(socket, decision.reason());
+                        return;
+                    }
+                    LOG.log(
+                            System.Logger.Level.DEBUG,
+                            "RPC: serving " + (peer == null ? "?" : peer.user().getName()) + " (" + decision.reason()
+                                    + ")");
+                    Connection connection = new Connection(socket, context, dispatcher);
+                    connections.add(connection);
+                    socket.closeHandler(ignored -> connections.remove(connection));
+                    socket.handler(connection::onData);
+                    socket.drainHandler(ignored -> connection.updateFlow());
+                    socket.exceptionHandler(e -> LOG.log(System.Logger.Level.DEBUG, "RPC connection: " + e));
+                    connection.updateFlow();
+                });
+    }
+
+    /**
+     * The peer's SO_PEERCRED credentials: Vert.x serves unix sockets over JDK NIO here (no native transport), whose
+     * channel answers the JDK's {@link ExtendedSocketOptions#SO_PEERCRED}. Null when they cannot be read (the peer
+     * is then refused).
+     */
+    private static UnixDomainPrincipal peerCredentials(NetSocket socket) {
+        try {
+            io.netty.channel.Channel channel =
+                    ((NetSocketInternal) socket).channelHandlerContext().channel();
+            return channel.config().getOption(NioChannelOption.of(ExtendedSocketOptions.SO_PEERCRED));
+        } catch (RuntimeException e) {
+            LOG.log(System.Logger.Level.WARNING, "RPC: cannot read the peer's credentials: " + e);
+            return null;
+        }
+    }
+
+    /** Answers {@code permission_denied} once and closes; logged (a refused peer is worth knowing about). */
+    private void refuse(NetSocket socket, String reason) {
+        LOG.log(System.Logger.Level.WARNING, "RPC: refused a connection on " + socketPath + ": " + reason);
+        try {
+            byte[] json = mapper.writeValueAsBytes(RpcDispatcher.error(
+                    NullNode.getInstance(), RpcErrorCode.PERMISSION_DENIED, "permission denied: " + reason));
+            byte[] framed = Arrays.copyOf(json, json.length + 1);
+            framed[json.length] = '\n';
+            socket.write(Buffer.buffer(framed)).onComplete(ignored -> socket.close());
+        } catch (JsonProcessingException e) {
+            socket.close();
+        }
     }
 
     /** One client connection; all fields are touched only on its event loop. */

@@ -190,7 +190,7 @@ class VhostdConfigTest {
         return Stream.of(
                 Arguments.of(
                         "bogus: 1\n",
-                        "bogus: unknown key (expected one of: bdevs, controllers, hugepages, registry_path, rpc_socket, run_dir, slave)"),
+                        "bogus: unknown key (expected one of: bdevs, controllers, hugepages, prometheus, registry_path, rpc_socket, rpc_socket_group, rpc_socket_mode, run_dir, slave)"),
                 Arguments.of("- a\n- b\n", "(top level): must be a mapping, not a list"),
                 Arguments.of("run_dir: relative/dir\n", "run_dir: must be an absolute path, not 'relative/dir'"),
                 Arguments.of("run_dir: 5\n", "run_dir: must be a string, not 5"),

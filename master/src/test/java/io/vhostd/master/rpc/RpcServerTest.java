@@ -252,6 +252,22 @@ class RpcServerTest {
     }
 
     @Test
+    void shouldAnswerEveryPipelinedRequestInOrderWhenMoreArriveThanItQueues() throws Exception {
+        // far more than MAX_QUEUED_REQUESTS in one write: the server stops reading, answers, and reads on
+        int n = 200;
+        StringBuilder burst = new StringBuilder();
+        for (int i = 0; i < n; i++) {
+            burst.append(GOOD.replace("\"id\":1", "\"id\":" + i)).append('\n');
+        }
+        try (RawConnection conn = new RawConnection(socket)) {
+            conn.write(burst.toString());
+            for (int i = 0; i < n; i++) {
+                assertEquals(MAPPER.readTree(GOOD_ANSWER.replace("\"id\":1", "\"id\":" + i)), conn.read());
+            }
+        }
+    }
+
+    @Test
     void shouldAnswerRpcClientWhenCalledThroughTheClient() throws Exception {
         try (RpcClient client = RpcClient.connect(socket)) {
             JsonNode methods = client.call("rpc_get_methods", null);

@@ -2,14 +2,25 @@ package io.vhostd.vhost.backend;
 
 import static io.vhostd.vhost.proto.VhostUserProtocolFeature.NO_FEATURE;
 
+import io.vhostd.journal.JournalException;
+import io.vhostd.journal.StoreObserver;
+import io.vhostd.journal.inflight.InflightPackedRecovery;
+import io.vhostd.journal.inflight.InflightRegionDescriptor;
+import io.vhostd.journal.inflight.InflightRegionPacked;
+import io.vhostd.journal.inflight.InflightRegionSplit;
+import io.vhostd.journal.inflight.InflightSplitRecovery;
 import io.vhostd.shm.linux.ErrnoException;
 import io.vhostd.shm.linux.Eventfd;
+import io.vhostd.shm.linux.Fcntl;
+import io.vhostd.shm.linux.Memfd;
 import io.vhostd.shm.linux.Mman;
 import io.vhostd.shm.linux.Stat;
+import io.vhostd.shm.linux.Unistd;
 import io.vhostd.vhost.proto.VhostUserCodec;
 import io.vhostd.vhost.proto.VhostUserConfig;
 import io.vhostd.vhost.proto.VhostUserFeature;
 import io.vhostd.vhost.proto.VhostUserHeader;
+import io.vhostd.vhost.proto.VhostUserInflight;
 import io.vhostd.vhost.proto.VhostUserMemRegMsg;
 import io.vhostd.vhost.proto.VhostUserMemory;
 import io.vhostd.vhost.proto.VhostUserMemoryRegion;
@@ -75,7 +86,8 @@ public final class VhostUserBackend implements Runnable, AutoCloseable {
             | VhostUserProtocolFeature.VHOST_USER_PROTOCOL_F_BACKEND_SEND_FD_MASK
             | VhostUserProtocolFeature.VHOST_USER_PROTOCOL_F_RESET_DEVICE_MASK
             | VhostUserProtocolFeature.VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS_MASK
-            | VhostUserProtocolFeature.VHOST_USER_PROTOCOL_F_STATUS_MASK;
+            | VhostUserProtocolFeature.VHOST_USER_PROTOCOL_F_STATUS_MASK
+            | VhostUserProtocolFeature.VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD_MASK;
 
     /**
      * Virtio features this back-end cannot serve, removed from the device's offer: the dirty log ({@code
@@ -117,6 +129,11 @@ public final class VhostUserBackend implements Runnable, AutoCloseable {
     private long negotiatedProtocolFeatures;
     private int deviceStatus;
     private int backendReqFd = -1;
+    /** The inflight buffer (INFLIGHT_SHMFD) from GET_INFLIGHT_FD or SET_INFLIGHT_FD, or null. */
+    private InflightBuffer inflight;
+    /** An fd sent with the reply of the message being handled (GET_INFLIGHT_FD), or -1; the back-end keeps it. */
+    private int replyFd = -1;
+
     private volatile long protocolErrors;
     private boolean closed;
 
@@ -194,12 +211,24 @@ public final class VhostUserBackend implements Runnable, AutoCloseable {
      * @param protocolFeatures negotiated protocol features
      * @param regions the memory table in table order
      * @param vrings the started vrings
+     * @param inflightFd the inflight buffer's fd ({@code VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD}, custody kind {@code
+     *     "inflight"}), mapped from offset 0 over its whole size, or -1; the queue size is the first vring's
      */
     public record RestoredSession(
-            long features, long protocolFeatures, List<RestoredRegion> regions, List<RestoredVring> vrings) {
+            long features,
+            long protocolFeatures,
+            List<RestoredRegion> regions,
+            List<RestoredVring> vrings,
+            int inflightFd) {
         public RestoredSession {
             regions = List.copyOf(regions);
             vrings = List.copyOf(vrings);
+        }
+
+        /** Without an inflight buffer. */
+        public RestoredSession(
+                long features, long protocolFeatures, List<RestoredRegion> regions, List<RestoredVring> vrings) {
+            this(features, protocolFeatures, regions, vrings, -1);
         }
     }
 
@@ -240,6 +269,7 @@ public final class VhostUserBackend implements Runnable, AutoCloseable {
         for (RestoredVring r : state.vrings()) {
             pendingFds.addAll(List.of(r.kickFd(), r.callFd(), r.errFd()));
         }
+        pendingFds.add(state.inflightFd());
         try {
             // restored state is untrusted: re-validate it as the messages would have been
             long notOffered = state.features() & ~offeredFeatures;
@@ -272,6 +302,10 @@ public final class VhostUserBackend implements Runnable, AutoCloseable {
             memory = restoredMemory;
             regions.addAll(mapped);
             mapped.clear();
+            if (state.inflightFd() >= 0) {
+                pendingFds.remove((Integer) state.inflightFd());
+                restoreInflight(id, state);
+            }
             for (RestoredVring r : state.vrings()) {
                 Vring v = vring(id, r.index());
                 if (!isValidQueueSize(r.num()) || v.started) {
@@ -400,6 +434,7 @@ public final class VhostUserBackend implements Runnable, AutoCloseable {
             v.errFd = replaceFd("err", v.index, v.errFd, -1);
         }
         backendReqFd = replaceFd("backend_req", 0, backendReqFd, -1);
+        releaseInflight();
         for (MappedRegion m : regions) {
             release(m);
         }
@@ -418,6 +453,7 @@ public final class VhostUserBackend implements Runnable, AutoCloseable {
         // decided before the handler runs: SET_PROTOCOL_FEATURES must not change how its own answer looks
         boolean ownReply = request != null && request.repliesWith(negotiatedProtocolFeatures);
         ReceivedFds fds = new ReceivedFds(msg.fds());
+        replyFd = -1;
         VhostUserPayload reply = null;
         VhostUserProtocolException failure = null;
         try {
@@ -440,6 +476,8 @@ public final class VhostUserBackend implements Runnable, AutoCloseable {
             } else if (header.needReply()) {
                 sendAck(id, VhostUserU64.ACK_FAILURE);
             }
+        } else if (ownReply && replyFd >= 0) {
+            connection.send(VhostUserHeader.reply(id, reply.sizeBytes()), reply, replyFd);
         } else if (ownReply) {
             connection.send(VhostUserHeader.reply(id, reply.sizeBytes()), reply);
         } else if (header.needReply()) {
@@ -519,8 +557,8 @@ public final class VhostUserBackend implements Runnable, AutoCloseable {
             case VHOST_USER_SET_BACKEND_REQ_FD -> handleSetBackendReqFd(fds);
             case VHOST_USER_GET_CONFIG -> handleGetConfig(payload);
             case VHOST_USER_SET_CONFIG -> handleSetConfig(payload);
-            case VHOST_USER_GET_INFLIGHT_FD -> handleGetInflightFd();
-            case VHOST_USER_SET_INFLIGHT_FD -> handleSetInflightFd();
+            case VHOST_USER_GET_INFLIGHT_FD -> handleGetInflightFd(payload);
+            case VHOST_USER_SET_INFLIGHT_FD -> handleSetInflightFd(payload, fds);
             case VHOST_USER_RESET_DEVICE -> handleResetDevice();
             case VHOST_USER_GET_MAX_MEM_SLOTS -> handleGetMaxMemSlots();
             case VHOST_USER_ADD_MEM_REG -> handleAddMemReg(payload, fds);
@@ -720,16 +758,288 @@ public final class VhostUserBackend implements Runnable, AutoCloseable {
                 VhostUserRequest.VHOST_USER_SET_LOG_FD.id(), "dirty log not implemented (fd closed)");
     }
 
-    private VhostUserPayload handleGetInflightFd() {
-        // TODO #4: allocate the inflight region (INFLIGHT_SHMFD); not offered until then
-        throw new VhostUserProtocolException(
-                VhostUserRequest.VHOST_USER_GET_INFLIGHT_FD.id(), "inflight tracking not implemented");
+    // ---- inflight I/O tracking (VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD) ----
+
+    /**
+     * vhost-user.rst {@code VHOST_USER_GET_INFLIGHT_FD}: allocates a zeroed buffer of {@code num_queues} queue regions
+     * of {@code queue_size} entries ("Inflight I/O tracking") in the layout of the negotiated ring format (QEMU sends
+     * {@code SET_FEATURES} first, {@code vhost_dev_prepare_inflight}), and answers its size and offset with its fd. A
+     * previous buffer is replaced (the front-end asks for a new one after a VM reset).
+     */
+    private VhostUserPayload handleGetInflightFd(MemorySegment payload) {
+        int id = VhostUserRequest.VHOST_USER_GET_INFLIGHT_FD.id();
+        VhostUserInflight request = VhostUserInflight.decode(id, payload);
+        boolean packed = packed();
+        checkInflightShape(id, request.numQueues(), request.queueSize(), packed);
+        long sizeBytes = InflightRegionDescriptor.mmapSizeBytes(request.numQueues(), request.queueSize(), packed);
+        int fd;
+        try {
+            fd = Memfd.memfd_create("vhost-inflight", Memfd.MFD_CLOEXEC | Memfd.MFD_ALLOW_SEALING);
+        } catch (ErrnoException e) {
+            throw new VhostUserProtocolException(id, "memfd_create: " + e.getMessage(), e);
+        }
+        try {
+            Unistd.ftruncate(fd, sizeBytes);
+            // libvhost-user vu_get_inflight_fd: the size is fixed for the buffer's life (a shrink would SIGBUS us)
+            Fcntl.fcntl(fd, Fcntl.F_ADD_SEALS, Fcntl.F_SEAL_GROW | Fcntl.F_SEAL_SHRINK | Fcntl.F_SEAL_SEAL);
+        } catch (ErrnoException e) {
+            VhostUserConnection.closeQuietly(fd);
+            throw new VhostUserProtocolException(
+                    id, "inflight buffer of " + sizeBytes + " bytes: " + e.getMessage(), e);
+        }
+        // a new memfd reads as zeroes: every queue region has version 0 (uninitialised)
+        installInflight(id, fd, 0, sizeBytes, request.numQueues(), request.queueSize(), packed, false, "new");
+        replyFd = fd;
+        return new VhostUserInflight(sizeBytes, 0, request.numQueues(), request.queueSize());
     }
 
-    private VhostUserPayload handleSetInflightFd() {
-        // TODO #4: map and replay the inflight region; not offered until then
-        throw new VhostUserProtocolException(
-                VhostUserRequest.VHOST_USER_SET_INFLIGHT_FD.id(), "inflight tracking not implemented");
+    /**
+     * vhost-user.rst {@code VHOST_USER_SET_INFLIGHT_FD}: the front-end hands back the buffer (after the back-end
+     * restarted, or on every device start). The description is checked against this device and the fd's size before
+     * anything is mapped; the queues' regions are recovered when each ring starts.
+     */
+    private VhostUserPayload handleSetInflightFd(MemorySegment payload, ReceivedFds fds) {
+        int id = VhostUserRequest.VHOST_USER_SET_INFLIGHT_FD.id();
+        VhostUserInflight desc = VhostUserInflight.decode(id, payload);
+        int fd = fds.take(0);
+        boolean packed = packed();
+        long neededBytes;
+        try {
+            checkInflightShape(id, desc.numQueues(), desc.queueSize(), packed);
+            neededBytes = InflightRegionDescriptor.mmapSizeBytes(desc.numQueues(), desc.queueSize(), packed);
+            if (Long.compareUnsigned(desc.mmapSize(), neededBytes) < 0 || desc.mmapSize() > Long.MAX_VALUE / 2) {
+                throw new VhostUserProtocolException(
+                        id,
+                        "mmap_size " + Long.toUnsignedString(desc.mmapSize()) + " does not hold the " + neededBytes
+                                + " bytes of " + desc.numQueues() + " x " + desc.queueSize() + " "
+                                + (packed ? "packed" : "split") + " queue regions");
+            }
+            if (desc.mmapOffset() < 0
+                    || desc.mmapOffset() > Long.MAX_VALUE / 2
+                    || desc.mmapOffset() % InflightRegionDescriptor.INFLIGHT_ALIGNMENT != 0) {
+                throw new VhostUserProtocolException(
+                        id,
+                        "mmap_offset " + Long.toUnsignedString(desc.mmapOffset()) + " is not a multiple of "
+                                + InflightRegionDescriptor.INFLIGHT_ALIGNMENT);
+            }
+            long fileBytes = Stat.fstat(fd).sizeBytes();
+            if (fileBytes < desc.mmapOffset() + desc.mmapSize()) {
+                // touching a mapping past the end of the file raises SIGBUS, which would take the process down
+                throw new VhostUserProtocolException(
+                        id,
+                        "inflight fd holds " + fileBytes + " bytes, mmap_offset + mmap_size is "
+                                + (desc.mmapOffset() + desc.mmapSize()));
+            }
+        } catch (RuntimeException e) {
+            VhostUserConnection.closeQuietly(fd);
+            if (e instanceof VhostUserProtocolException p) {
+                throw p;
+            }
+            throw new VhostUserProtocolException(id, "inflight fd: " + e.getMessage(), e);
+        }
+        installInflight(
+                id,
+                fd,
+                desc.mmapOffset(),
+                neededBytes,
+                desc.numQueues(),
+                desc.queueSize(),
+                packed,
+                true,
+                "from the front-end");
+        return null;
+    }
+
+    /** A restored session continues the dead slave's buffer (its own queue regions, live: not a reconnect). */
+    private void restoreInflight(int id, RestoredSession state) {
+        int fd = state.inflightFd();
+        boolean packed = packed();
+        long fileBytes;
+        try {
+            fileBytes = Stat.fstat(fd).sizeBytes();
+        } catch (RuntimeException e) {
+            VhostUserConnection.closeQuietly(fd);
+            throw new VhostUserProtocolException(id, "restored inflight fd: " + e.getMessage(), e);
+        }
+        if (state.vrings().isEmpty()) {
+            installInflightOrClose(id, fd, fileBytes, 1, 1, packed);
+            return;
+        }
+        int queueSize = state.vrings().getFirst().num();
+        long perQueue;
+        try {
+            perQueue = InflightRegionDescriptor.queueRegionLengthBytes(queueSize, packed);
+        } catch (IllegalArgumentException e) {
+            VhostUserConnection.closeQuietly(fd);
+            throw new VhostUserProtocolException(id, "restored inflight buffer: " + e.getMessage(), e);
+        }
+        int numQueues = (int) Math.min(maxQueues, fileBytes / perQueue);
+        installInflightOrClose(id, fd, numQueues * perQueue, numQueues, queueSize, packed);
+    }
+
+    private void installInflightOrClose(int id, int fd, long sizeBytes, int numQueues, int queueSize, boolean packed) {
+        if (numQueues < 1 || sizeBytes < 1) {
+            VhostUserConnection.closeQuietly(fd);
+            throw new VhostUserProtocolException(id, "restored inflight buffer of " + sizeBytes + " bytes is empty");
+        }
+        installInflight(id, fd, 0, sizeBytes, numQueues, queueSize, packed, false, "restored session");
+    }
+
+    /** {@code num_queues} 1..device queues, {@code queue_size} a valid size for the ring format. */
+    private void checkInflightShape(int id, int numQueues, int queueSize, boolean packed) {
+        if (numQueues > maxQueues) {
+            throw new VhostUserProtocolException(
+                    id, "num_queues " + numQueues + " exceeds the " + maxQueues + " queues of this device");
+        }
+        boolean valid = packed
+                ? PackedRingDescriptor.isValidQueueSize(queueSize)
+                : SplitRingDescriptor.isValidQueueSize(queueSize);
+        if (!valid || queueSize > InflightRegionDescriptor.MAX_QUEUE_SIZE) {
+            throw new VhostUserProtocolException(
+                    id, "queue_size " + queueSize + " is not a valid " + (packed ? "packed" : "split") + " ring size");
+        }
+    }
+
+    /**
+     * Maps {@code [offset, offset + sizeBytes)} of {@code fd} (taken: closed on failure) and makes it the session's
+     * inflight buffer: the running rings are stopped (drained), the old buffer unmapped, and the rings restarted over
+     * the new one.
+     */
+    private void installInflight(
+            int id,
+            int fd,
+            long offsetBytes,
+            long sizeBytes,
+            int numQueues,
+            int queueSize,
+            boolean packed,
+            boolean fromFrontEnd,
+            String origin) {
+        Arena arena = Arena.ofShared();
+        MemorySegment buffer;
+        try {
+            MemorySegment whole =
+                    Mman.mmap(offsetBytes + sizeBytes, Mman.PROT_READ | Mman.PROT_WRITE, Mman.MAP_SHARED, fd, 0, arena);
+            buffer = whole.asSlice(offsetBytes, sizeBytes);
+        } catch (RuntimeException e) {
+            arena.close();
+            VhostUserConnection.closeQuietly(fd);
+            throw new VhostUserProtocolException(id, "cannot map the inflight buffer: " + e.getMessage(), e);
+        }
+        List<Vring> stopped = stopAllRunning(id);
+        releaseInflight();
+        inflight = new InflightBuffer(fd, arena, buffer, numQueues, queueSize, packed, fromFrontEnd);
+        device.fdReceived("inflight", 0, fd);
+        LOG.log(
+                Level.INFO,
+                name + ": inflight buffer of " + sizeBytes + " bytes, " + numQueues + " queues of " + queueSize + ", "
+                        + (packed ? "packed" : "split") + " layout (" + origin + ")");
+        restartAll(id, stopped);
+    }
+
+    /** Unmaps the inflight buffer and closes its fd (the front-end keeps its own copy). */
+    private void releaseInflight() {
+        if (inflight == null) {
+            return;
+        }
+        try {
+            inflight.arena().close();
+        } catch (IllegalStateException e) {
+            LOG.log(Level.ERROR, name + ": inflight buffer still in use, not unmapped", e);
+        }
+        replaceFd("inflight", 0, inflight.fd(), -1);
+        inflight = null;
+    }
+
+    /**
+     * The queue's inflight region when the ring starts (vhost-user.rst "Inflight I/O tracking", libvhost-user {@code
+     * vu_check_queue_inflights}): initialised if new, else recovered. After a reconnect (the buffer came with {@code
+     * SET_INFLIGHT_FD}) the ring resumes at {@code used_idx + inflight count}, and the device resubmits the heads in
+     * flight in counter order; a restored session keeps the base it was given.
+     *
+     * @return what the device writes and resubmits, or null if the buffer does not cover the queue
+     */
+    private VringInflight startInflight(int id, Vring v, Virtqueue vq) {
+        InflightBuffer b = inflight;
+        if (b == null || v.index >= b.numQueues()) {
+            return null;
+        }
+        if (b.packed() != vq.packed()) {
+            throw new VhostUserProtocolException(
+                    id,
+                    "queue " + v.index + ": the inflight buffer is laid out for " + (b.packed() ? "packed" : "split")
+                            + " rings, the ring is " + (vq.packed() ? "packed" : "split"));
+        }
+        if (b.queueSize() != v.num) {
+            throw new VhostUserProtocolException(
+                    id,
+                    "queue " + v.index + ": size " + v.num + " differs from the inflight buffer's queue_size "
+                            + b.queueSize());
+        }
+        if (vq.packed()) {
+            return startPackedInflight(id, v, (PackedVirtqueue) vq, b);
+        }
+        SplitVirtqueue split = (SplitVirtqueue) vq;
+        InflightRegionSplit region;
+        InflightSplitRecovery recovery;
+        try {
+            region = new InflightRegionSplit(
+                    InflightRegionDescriptor.queueRegion(b.buffer(), v.index, b.queueSize(), false),
+                    v.index,
+                    b.queueSize(),
+                    StoreObserver.NONE);
+            recovery = region.start(split.usedIdxInRingAcquire());
+        } catch (JournalException | IllegalArgumentException e) {
+            throw new VhostUserProtocolException(id, "queue " + v.index + ": " + e.getMessage(), e);
+        }
+        if (!recovery.fresh() && b.fromFrontEnd()) {
+            // libvhost-user: last_avail_idx = shadow_avail_idx = used_idx + inuse
+            split.lastAvailIdx(recovery.lastAvailIdx());
+        }
+        if (!recovery.resubmit().isEmpty() || recovery.clearedBatchSize() != 0) {
+            LOG.log(
+                    Level.INFO,
+                    name + ": queue " + v.index + ": inflight region recovered: used_idx " + recovery.usedIdx() + ", "
+                            + recovery.resubmit().size() + " in flight, torn batch of " + recovery.clearedBatchSize()
+                            + " cleared");
+        }
+        return VringInflight.ofSplit(region, recovery, b.fromFrontEnd());
+    }
+
+    /**
+     * {@link #startInflight} for a packed ring: a new region starts at the ring's used position; a recovered one wins
+     * over {@code SET_VRING_BASE} after a reconnect, for both positions and wrap counters (QEMU does not restore a
+     * packed ring's indexes after a back-end crash, SPDK issue #3070).
+     */
+    private VringInflight startPackedInflight(int id, Vring v, PackedVirtqueue vq, InflightBuffer b) {
+        InflightRegionPacked region;
+        InflightPackedRecovery recovery;
+        int used = vq.usedIdx();
+        try {
+            region = new InflightRegionPacked(
+                    InflightRegionDescriptor.queueRegion(b.buffer(), v.index, b.queueSize(), true),
+                    v.index,
+                    b.queueSize(),
+                    StoreObserver.NONE);
+            recovery = region.start(
+                    used & PackedRingDescriptor.VRING_BASE_OFFSET_MASK,
+                    (used & PackedRingDescriptor.VRING_BASE_WRAP_MASK) != 0,
+                    vq::ringDescFlags);
+        } catch (JournalException | IllegalArgumentException e) {
+            throw new VhostUserProtocolException(id, "queue " + v.index + ": " + e.getMessage(), e);
+        }
+        if (!recovery.fresh() && b.fromFrontEnd()) {
+            vq.lastAvailIdx(PackedRingDescriptor.encodeIndex(recovery.lastAvailIdx(), recovery.lastAvailWrapCounter()));
+            vq.usedIdx(PackedRingDescriptor.encodeIndex(recovery.usedIdx(), recovery.usedWrapCounter()));
+        }
+        if (!recovery.fresh()) {
+            LOG.log(
+                    Level.INFO,
+                    name + ": queue " + v.index + ": inflight region recovered: used_idx " + recovery.usedIdx() + ", "
+                            + recovery.resubmit().size() + " in flight, avail " + recovery.lastAvailIdx()
+                            + ", last update " + recovery.outcome());
+        }
+        return VringInflight.ofPacked(region, recovery, b.fromFrontEnd());
     }
 
     private VhostUserPayload handleUnsupported(VhostUserRequest request) {
@@ -968,8 +1278,9 @@ public final class VhostUserBackend implements Runnable, AutoCloseable {
         } catch (IllegalArgumentException e) {
             throw new VhostUserProtocolException(id, "queue " + v.index + ": " + e.getMessage(), e);
         }
+        VringInflight vringInflight = startInflight(id, v, vq);
         try {
-            device.startQueue(v.index, vq, v.kickFd, v.callFd, v.errFd);
+            device.startQueue(v.index, vq, v.kickFd, v.callFd, v.errFd, vringInflight);
         } catch (RuntimeException e) {
             throw new VhostUserProtocolException(id, "queue " + v.index + ": device failed to start it", e);
         }
@@ -1234,6 +1545,19 @@ public final class VhostUserBackend implements Runnable, AutoCloseable {
         }
         return newFd;
     }
+
+    /**
+     * The session's inflight buffer: the fd, the mapping ({@code mmap_size} bytes from {@code mmap_offset}) and the
+     * shape it was made for; {@code fromFrontEnd}: it came with {@code SET_INFLIGHT_FD} (a reconnect may follow).
+     */
+    private record InflightBuffer(
+            int fd,
+            Arena arena,
+            MemorySegment buffer,
+            int numQueues,
+            int queueSize,
+            boolean packed,
+            boolean fromFrontEnd) {}
 
     /** One region as mapped: the front-end's description, the guest view and the arena that unmaps it. */
     private record MappedRegion(VhostUserMemoryRegion description, GuestMemoryRegion region, Arena arena) {}

@@ -95,6 +95,24 @@ public interface VhostUserDevice {
     void startQueue(int queueIndex, Virtqueue vq, int kickFd, int callFd, int errFd);
 
     /**
+     * {@link #startQueue(int, Virtqueue, int, int, int)} with the queue's inflight region ({@code
+     * VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD} negotiated and a buffer received). A device that tracks requests in it marks
+     * each fetched request before processing it, clears completed ones in two phases around each used-ring publication
+     * ({@code batchBegin}, publish, {@code batchEnd}; see {@link VringInflight}), and first resubmits {@link
+     * VringInflight#resubmit()} / {@link VringInflight#resubmitChains()} in that order (they are in flight already: not
+     * marked again). The default ignores the region and refuses a non-empty resubmission.
+     *
+     * @param inflight the region, or null (no buffer, or a queue outside it)
+     */
+    default void startQueue(int queueIndex, Virtqueue vq, int kickFd, int callFd, int errFd, VringInflight inflight) {
+        if (inflight != null
+                && (!inflight.resubmit().isEmpty() || !inflight.resubmitChains().isEmpty())) {
+            throw new IllegalStateException("queue " + queueIndex + ": requests to resubmit, the device ignores them");
+        }
+        startQueue(queueIndex, vq, kickFd, callFd, errFd);
+    }
+
+    /**
      * Stop fetching from the ring, wait until its in-flight requests completed (used elements published) and return
      * the ring's {@link Virtqueue#vringBase()} (split: the next avail index, u16; packed: avail and used positions with
      * their wrap counters), for {@code VHOST_USER_GET_VRING_BASE} and a later restart.
@@ -104,8 +122,8 @@ public interface VhostUserDevice {
     /**
      * The back-end received and now holds {@code fd} (for fd custody, DESIGN §3).
      *
-     * @param what {@code "connection"}, {@code "kick"}, {@code "call"}, {@code "err"}, {@code "mem"} or {@code
-     *     "backend_req"}
+     * @param what {@code "connection"}, {@code "kick"}, {@code "call"}, {@code "err"}, {@code "mem"}, {@code
+     *     "backend_req"} or {@code "inflight"}
      * @param index queue index for kick/call/err, region id for mem, 0 otherwise
      */
     default void fdReceived(String what, int index, int fd) {}

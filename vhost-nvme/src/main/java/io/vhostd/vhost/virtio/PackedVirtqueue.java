@@ -23,10 +23,12 @@ import static io.vhostd.vhost.virtio.PackedRingDescriptor.VRING_BASE_OFFSET_MASK
 import static io.vhostd.vhost.virtio.PackedRingDescriptor.VRING_BASE_USED_SHIFT;
 import static io.vhostd.vhost.virtio.PackedRingDescriptor.VRING_BASE_WRAP_MASK;
 
+import io.vhostd.journal.inflight.InflightDesc;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.lang.invoke.VarHandle;
 import java.nio.ByteOrder;
+import java.util.List;
 import java.util.Objects;
 
 /**
@@ -368,6 +370,83 @@ public final class PackedVirtqueue implements Virtqueue {
         availOffset = offset;
         availWrap = wrap;
         // the buffer id is in the last descriptor (§2.8.6); ids index per-request state, so they must be < size
+        if (id >= size) {
+            chain.fail(ChainError.DESC_OUT_OF_RANGE);
+            return POP_MALFORMED;
+        }
+        chain.head(id);
+        if (error != ChainError.OK) {
+            chain.fail(error);
+            return POP_MALFORMED;
+        }
+        return POP_OK;
+    }
+
+    /**
+     * The {@code addr} of the ring descriptor at {@code offset}, as the guest wrote it (for the inflight region's
+     * descriptor copies; untrusted).
+     *
+     * @throws IndexOutOfBoundsException if the offset is outside the ring
+     */
+    public long ringDescAddr(int offset) {
+        return ring.get(LE_U64, ringDesc(offset) + PVIRTQ_DESC_ADDR_OFFSET);
+    }
+
+    /** The {@code len} (u32) of the ring descriptor at {@code offset} ({@link #ringDescAddr}). */
+    public int ringDescLen(int offset) {
+        return ring.get(LE_U32, ringDesc(offset) + PVIRTQ_DESC_LEN_OFFSET);
+    }
+
+    /** The {@code id} (u16) of the ring descriptor at {@code offset} ({@link #ringDescAddr}). */
+    public int ringDescId(int offset) {
+        return ring.get(LE_U16, ringDesc(offset) + PVIRTQ_DESC_ID_OFFSET) & 0xFFFF;
+    }
+
+    /** The {@code flags} (u16) of the ring descriptor at {@code offset}, one acquire load ({@link #ringDescAddr}). */
+    public int ringDescFlags(int offset) {
+        ringDesc(offset);
+        return flagsAcquire(offset);
+    }
+
+    private long ringDesc(int offset) {
+        if (offset < 0 || offset >= size) {
+            throw new IndexOutOfBoundsException("vq " + queueIndex + ": ring offset " + offset + " of " + size);
+        }
+        return (long) PVIRTQ_DESC_LENGTH_BYTES * offset;
+    }
+
+    /**
+     * Translates a chain from descriptor copies (the inflight region's, vhost-user.rst "Inflight I/O tracking": a
+     * request a dead back-end left in flight), as {@link #pop} would have translated the same descriptors from the
+     * ring. The ring positions do not move. The copies are untrusted: every check of {@link #pop} applies.
+     *
+     * @param copies the chain's descriptors in ring order
+     * @param chain reused result
+     * @return {@link #POP_OK} or {@link #POP_MALFORMED} ({@code chain.head()} is the id, or -1 if out of range)
+     */
+    public int popCopies(List<InflightDesc> copies, DescriptorChain chain) {
+        chain.reset(-1);
+        if (copies.isEmpty() || copies.size() > size) {
+            chain.fail(ChainError.DESC_OUT_OF_RANGE);
+            return POP_MALFORMED;
+        }
+        int limit = Math.min(maxSegments, chain.capacity());
+        int error = ChainError.OK;
+        for (int k = 0; k < copies.size(); k++) {
+            InflightDesc d = copies.get(k);
+            chain.countDescriptor(true);
+            if (error != ChainError.OK) {
+                continue;
+            }
+            if (((d.flags() & VIRTQ_DESC_F_NEXT) == 0) != (k == copies.size() - 1)) {
+                // the copies end where NEXT says, and nowhere else
+                error = ChainError.DESC_OUT_OF_RANGE;
+                continue;
+            }
+            error = descriptor(chain, d.addr(), Integer.toUnsignedLong(d.len()), d.flags(), k == 0, limit);
+        }
+        // the buffer id is in the last descriptor (§2.8.6)
+        int id = copies.getLast().id();
         if (id >= size) {
             chain.fail(ChainError.DESC_OUT_OF_RANGE);
             return POP_MALFORMED;

@@ -63,6 +63,25 @@ final class BackendHarness implements AutoCloseable {
         this(new FakeVhostUserDevice());
     }
 
+    /**
+     * A harness whose front-end talks to a back-end in another process ({@link MalformedMessageReplay}): {@code
+     * frontEndFd} is a connected vhost-user socket (taken). {@link #backend} is then a reference back-end over {@code
+     * device} that never runs ({@link #thread} is null): messages built from its offer match the remote back-end when
+     * {@code device} offers what the remote one does. {@link #close()} checks nothing about the remote side.
+     */
+    BackendHarness(FakeVhostUserDevice device, int frontEndFd) {
+        this.device = device;
+        int[] pair = Socket.socketpair(Socket.SOCK_STREAM);
+        // the reference back-end only answers offeredFeatures(); nothing is ever sent to it
+        Unistd.close(pair[1]);
+        backend = new VhostUserBackend(pair[0], device, "reference");
+        frontEnd = new TestFrontEnd(frontEndFd);
+        thread = null;
+        memfd = Memfd.memfd_create("guest-ram", Memfd.MFD_CLOEXEC);
+        Unistd.ftruncate(memfd, RAM_BYTES);
+        ram = Mman.mmap(RAM_BYTES, Mman.PROT_READ | Mman.PROT_WRITE, Mman.MAP_SHARED, memfd, 0, arena);
+    }
+
     /** The whole RAM as one region (mmap offset 0). */
     static VhostUserMemoryRegion ramRegion() {
         return new VhostUserMemoryRegion(0, RAM_BYTES, RAM_UVA, 0);
@@ -159,9 +178,18 @@ final class BackendHarness implements AutoCloseable {
     @Override
     public void close() {
         frontEnd.close();
+        if (thread == null) {
+            backend.close();
+            closeTestFds();
+            return;
+        }
         awaitBackendEnd();
         assertTrue(device.disconnectedLatch().getCount() == 0, "device.disconnected called");
         assertEquals(java.util.Map.of(), device.heldFds(), "every fd the back-end held was released");
+        closeTestFds();
+    }
+
+    private void closeTestFds() {
         for (int fd : testFds) {
             Unistd.close(fd);
         }

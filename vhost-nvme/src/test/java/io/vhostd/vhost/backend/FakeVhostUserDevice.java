@@ -26,9 +26,8 @@ final class FakeVhostUserDevice implements VhostUserDevice {
             | VirtioBlk.VIRTIO_BLK_F_FLUSH_MASK
             | VirtioBlk.VIRTIO_BLK_F_MQ_MASK;
 
-    /** Everything the back-end supports, plus INFLIGHT_SHMFD and LOG_SHMFD, which it must not offer. */
+    /** Everything the back-end supports (INFLIGHT_SHMFD included), plus LOG_SHMFD, which it must not offer. */
     static final long PROTOCOL_FEATURES = VhostUserBackend.SUPPORTED_PROTOCOL_FEATURES
-            | VhostUserProtocolFeature.VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD_MASK
             | VhostUserProtocolFeature.VHOST_USER_PROTOCOL_F_LOG_SHMFD_MASK;
 
     static final int CONFIG_BYTES = 60;
@@ -36,8 +35,16 @@ final class FakeVhostUserDevice implements VhostUserDevice {
     /** The one config byte {@link #setConfig} accepts. */
     static final int WRITABLE_CONFIG_OFFSET = 32;
 
-    /** One startQueue call. */
-    record Started(int queueIndex, Virtqueue vq, int lastAvailIdx, int usedIdx, int kickFd, int callFd, int errFd) {
+    /** One startQueue call; {@code inflight} the queue's inflight region or null. */
+    record Started(
+            int queueIndex,
+            Virtqueue vq,
+            int lastAvailIdx,
+            int usedIdx,
+            int kickFd,
+            int callFd,
+            int errFd,
+            VringInflight inflight) {
         /** The ring as a split ring (the tests that use this negotiate split rings). */
         SplitVirtqueue split() {
             return (SplitVirtqueue) vq;
@@ -137,6 +144,12 @@ final class FakeVhostUserDevice implements VhostUserDevice {
 
     @Override
     public synchronized void startQueue(int queueIndex, Virtqueue vq, int kickFd, int callFd, int errFd) {
+        startQueue(queueIndex, vq, kickFd, callFd, errFd, null);
+    }
+
+    @Override
+    public synchronized void startQueue(
+            int queueIndex, Virtqueue vq, int kickFd, int callFd, int errFd, VringInflight inflight) {
         calls.add("startQueue " + queueIndex);
         if (failStart) {
             throw new IllegalStateException("start refused by the test");
@@ -144,7 +157,7 @@ final class FakeVhostUserDevice implements VhostUserDevice {
         if (running.containsKey(queueIndex)) {
             throw new AssertionError("queue " + queueIndex + " started twice");
         }
-        Started s = new Started(queueIndex, vq, vq.lastAvailIdx(), vq.usedIdx(), kickFd, callFd, errFd);
+        Started s = new Started(queueIndex, vq, vq.lastAvailIdx(), vq.usedIdx(), kickFd, callFd, errFd, inflight);
         running.put(queueIndex, s);
         starts.add(s);
     }

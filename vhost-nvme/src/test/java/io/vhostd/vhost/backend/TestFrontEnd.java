@@ -18,28 +18,30 @@ import java.lang.foreign.ValueLayout;
  * The front-end side of a test connection (what QEMU does): sends requests with fds, reads replies. Every wait is on
  * the socket; nothing sleeps.
  */
-final class TestFrontEnd implements AutoCloseable {
+public final class TestFrontEnd implements AutoCloseable {
     private final int socketFd;
     private final VhostUserConnection connection;
     private boolean closed;
 
-    TestFrontEnd(int socketFd) {
+    /** A front-end on {@code socketFd}, a connected stream socket (taken: {@link #close()} closes it). */
+    public TestFrontEnd(int socketFd) {
         this.socketFd = socketFd;
         this.connection = new VhostUserConnection(socketFd);
     }
 
-    int socketFd() {
+    /** The connection's socket. */
+    public int socketFd() {
         return socketFd;
     }
 
     /** Sends a request; {@code payload} may be null. */
-    void send(VhostUserRequest request, boolean needReply, VhostUserPayload payload, int... fds) {
+    public void send(VhostUserRequest request, boolean needReply, VhostUserPayload payload, int... fds) {
         int size = payload == null ? 0 : payload.sizeBytes();
         connection.send(VhostUserHeader.request(request.id(), needReply, size), payload, fds);
     }
 
     /** Sends a header with any values and raw payload bytes (may be shorter or longer than the header says). */
-    void sendRaw(int request, int flags, long size, byte[] payload, int... fds) {
+    public void sendRaw(int request, int flags, long size, byte[] payload, int... fds) {
         byte[] bytes = new byte[VhostUserHeader.SIZE_BYTES + payload.length];
         MemorySegment seg = MemorySegment.ofArray(bytes);
         seg.set(ValueLayout.JAVA_INT_UNALIGNED, 0, request);
@@ -58,18 +60,19 @@ final class TestFrontEnd implements AutoCloseable {
     }
 
     /** The next message from the back-end; fails on end of stream. */
-    VhostUserMessage receive() {
+    public VhostUserMessage receive() {
         VhostUserMessage msg = connection.receive();
         assertNotNull(msg, "back-end closed the connection");
         return msg;
     }
 
     /** The next message, which must be the reply to {@code request}; its payload is copied out. */
-    byte[] reply(VhostUserRequest request) {
+    public byte[] reply(VhostUserRequest request) {
         return reply(request.id());
     }
 
-    byte[] reply(int requestId) {
+    /** The next message, which must be the reply to request {@code requestId}; its payload is copied out. */
+    public byte[] reply(int requestId) {
         VhostUserMessage msg = receive();
         assertEquals(requestId, msg.header().request(), "reply to " + VhostUserRequest.nameOf(requestId));
         assertTrue(msg.header().isReply(), "REPLY flag");
@@ -78,21 +81,29 @@ final class TestFrontEnd implements AutoCloseable {
         return msg.payload().toArray(ValueLayout.JAVA_BYTE);
     }
 
+    /** The next message, which must be the reply to {@code request}, with its fds (the caller owns them). */
+    VhostUserMessage replyWithFds(VhostUserRequest request) {
+        VhostUserMessage msg = receive();
+        assertEquals(request.id(), msg.header().request(), "reply to " + request);
+        assertTrue(msg.header().isReply(), "REPLY flag");
+        return msg;
+    }
+
     /** The reply's u64. */
-    long replyU64(int requestId) {
+    public long replyU64(int requestId) {
         byte[] payload = reply(requestId);
         assertEquals(VhostUserU64.SIZE_BYTES, payload.length, "u64 reply");
         return MemorySegment.ofArray(payload).get(ValueLayout.JAVA_LONG_UNALIGNED, 0);
     }
 
     /** A {@code GET_*} with a u64 reply. */
-    long getU64(VhostUserRequest request) {
+    public long getU64(VhostUserRequest request) {
         send(request, false, null);
         return replyU64(request.id());
     }
 
     /** Sends with {@code NEED_REPLY} and returns the {@code REPLY_ACK} status (0 success). */
-    long ack(VhostUserRequest request, VhostUserPayload payload, int... fds) {
+    public long ack(VhostUserRequest request, VhostUserPayload payload, int... fds) {
         send(request, true, payload, fds);
         return replyU64(request.id());
     }
@@ -100,12 +111,12 @@ final class TestFrontEnd implements AutoCloseable {
     /**
      * A GET_FEATURES round trip: everything sent before has been handled (and any reply to it read) when it returns.
      */
-    long sync() {
+    public long sync() {
         return getU64(VhostUserRequest.VHOST_USER_GET_FEATURES);
     }
 
     /** Half-closes the socket: the back-end sees end of stream after what was sent. */
-    void shutdownWrite() {
+    public void shutdownWrite() {
         Socket.shutdown(socketFd, Socket.SHUT_WR);
     }
 

@@ -407,14 +407,14 @@ class VhostUserBackendMalformedTest {
                                 new VhostUserU64(
                                         x.h.backend.offeredFeatures() | VhostUserFeature.VHOST_F_LOG_ALL_MASK))),
                 c(
-                        "SET_PROTOCOL_FEATURES with INFLIGHT_SHMFD (not offered)",
+                        "SET_PROTOCOL_FEATURES with LOG_SHMFD (not offered)",
                         Level.FRESH,
                         Expect.ACK_FAILURE,
                         VhostUserRequest.VHOST_USER_SET_PROTOCOL_FEATURES,
                         x -> x.fe.send(
                                 VhostUserRequest.VHOST_USER_SET_PROTOCOL_FEATURES,
                                 true,
-                                new VhostUserU64(VhostUserProtocolFeature.VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD_MASK))),
+                                new VhostUserU64(VhostUserProtocolFeature.VHOST_USER_PROTOCOL_F_LOG_SHMFD_MASK))),
                 c(
                         "GET_QUEUE_NUM before MQ is negotiated",
                         Level.FRESH,
@@ -429,16 +429,25 @@ class VhostUserBackendMalformedTest {
                         x -> x.fe.send(
                                 VhostUserRequest.VHOST_USER_GET_CONFIG, false, new VhostUserConfig(0, 8, 0, bytes(8)))),
                 c(
-                        "GET_INFLIGHT_FD (INFLIGHT_SHMFD not offered)",
+                        "GET_INFLIGHT_FD for more queues than the device has",
                         Level.OWNED,
-                        Expect.ACK_FAILURE,
+                        Expect.EMPTY_REPLY,
                         VhostUserRequest.VHOST_USER_GET_INFLIGHT_FD,
                         x -> x.fe.send(
                                 VhostUserRequest.VHOST_USER_GET_INFLIGHT_FD,
                                 true,
-                                new VhostUserInflight(0, 0, 2, 128))),
+                                new VhostUserInflight(0, 0, 3, 128))),
                 c(
-                        "SET_INFLIGHT_FD with an fd (INFLIGHT_SHMFD not offered)",
+                        "GET_INFLIGHT_FD with a split queue size that is not a power of two",
+                        Level.OWNED,
+                        Expect.EMPTY_REPLY,
+                        VhostUserRequest.VHOST_USER_GET_INFLIGHT_FD,
+                        x -> x.fe.send(
+                                VhostUserRequest.VHOST_USER_GET_INFLIGHT_FD,
+                                true,
+                                new VhostUserInflight(0, 0, 2, 100))),
+                c(
+                        "SET_INFLIGHT_FD whose mmap_size is below num_queues x queue_size regions",
                         Level.OWNED,
                         Expect.ACK_FAILURE,
                         VhostUserRequest.VHOST_USER_SET_INFLIGHT_FD,

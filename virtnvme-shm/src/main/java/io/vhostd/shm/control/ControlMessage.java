@@ -22,16 +22,29 @@ import java.util.List;
     @JsonSubTypes.Type(value = ControlMessage.SessionState.class, name = "session_state"),
     @JsonSubTypes.Type(value = ControlMessage.Shutdown.class, name = "shutdown"),
     @JsonSubTypes.Type(value = ControlMessage.ControllerJournal.class, name = "controller_journal"),
+    @JsonSubTypes.Type(value = ControlMessage.ControllerStats.class, name = "controller_stats"),
     @JsonSubTypes.Type(value = ControlMessage.AdoptSession.class, name = "adopt_session"),
     @JsonSubTypes.Type(value = ControlMessage.SessionAdopted.class, name = "session_adopted"),
+    @JsonSubTypes.Type(value = ControlMessage.RemoveController.class, name = "remove_controller"),
+    @JsonSubTypes.Type(value = ControlMessage.ControllerRemoved.class, name = "controller_removed"),
+    @JsonSubTypes.Type(value = ControlMessage.ReleaseController.class, name = "release_controller"),
+    @JsonSubTypes.Type(value = ControlMessage.ControllerReleased.class, name = "controller_released"),
+    @JsonSubTypes.Type(value = ControlMessage.CarryOver.class, name = "carry_over"),
 })
 public sealed interface ControlMessage {
 
     /** Version of this message set; a peer with another version is refused. */
     int PROTOCOL_VERSION = 1;
 
-    /** slave → master, first message. No fds. */
-    record Hello(int protocolVersion, int pid, String build) implements ControlMessage {}
+    /**
+     * slave → master, first message. No fds. The versions are those of the layouts the slave reads and writes:
+     * {@code journalVersion} of {@code journal/spec/journal.md} (JournalDescriptor.VERSION), {@code virtNvmeVersion}
+     * of {@code virtnvme.md} (VirtNvmeDescriptor.VERSION), both {@code (major << 16) | (minor << 8) | patch}. The
+     * master refuses a slave whose protocol version or whose journal / VirtNvme major version differs from its own
+     * (rule 1; issue #4 rolling upgrade).
+     */
+    record Hello(int protocolVersion, int pid, String build, int journalVersion, int virtNvmeVersion)
+            implements ControlMessage {}
 
     /**
      * master → slave, answer to {@link Hello}. fds: [arena memfd]. The VirtNvme queue pairs of every controller live
@@ -108,6 +121,13 @@ public sealed interface ControlMessage {
     record ControllerJournal(String controller, long lengthBytes) implements ControlMessage {}
 
     /**
+     * master → slave, before the {@link AddController} of {@code controller}: the controller's statistics region
+     * ({@code virtnvme-shm/spec/stats.md}), formatted and owned by the master, {@code lengthBytes} long; the slave's
+     * data path writes its counters there (issue #5). fds: [stats memfd]. No answer.
+     */
+    record ControllerStats(String controller, long lengthBytes) implements ControlMessage {}
+
+    /**
      * master → standby slave, before the {@link ControllerJournal} and {@link AddController} of {@code controller}:
      * the slave that served the controller died; continue its session from the journal (issue #4). fds: one per
      * entry of {@code fds}, in order: what the master held in custody ({@code what} connection, kick, call, err, mem,
@@ -118,6 +138,73 @@ public sealed interface ControlMessage {
     /** One fd of {@link AdoptSession}, named as in {@link Custody}. */
     record AdoptedFd(String what, int index) {}
 
-    /** slave → master: the session of {@code controller} runs again ({@code error} null) or could not be adopted. */
-    record SessionAdopted(String controller, String error) implements ControlMessage {}
+    /**
+     * slave → master: the session of {@code controller} runs again ({@code error} null) or could not be adopted.
+     * {@code resumedNs}: CLOCK_MONOTONIC (System.nanoTime on Linux) when its queues were back on the data path, i.e.
+     * when the slave could fetch again; 0 on error.
+     */
+    record SessionAdopted(String controller, String error, long resumedNs) implements ControlMessage {}
+
+    /**
+     * master → serving slave ({@code vhost_delete_controller}, issue #5): stop serving {@code name} for good. The slave
+     * stops accepting, closes the session if one runs (the front-end sees its connection close; the slave sends the
+     * usual {@link CustodyRelease}s), stops the controller's agent (it touches none of its queue pairs afterwards),
+     * closes its copy of the listening socket and unmaps the journal. No fds. Answered by {@link ControllerRemoved}.
+     */
+    record RemoveController(String name) implements ControlMessage {}
+
+    /**
+     * slave → master, answer to {@link RemoveController}: {@code error} null when the controller is gone (also when the
+     * slave did not serve it), else why not. No fds.
+     */
+    record ControllerRemoved(String name, String error) implements ControlMessage {}
+
+    /**
+     * master → serving slave (issue #4 rolling upgrade): give up {@code controller}. With {@code checkOnly} the slave
+     * only answers whether it could (its session, if any, is journaled and negotiated) and changes nothing. Otherwise
+     * it stops accepting on the listening socket, stops reading the vhost-user connection at a message boundary,
+     * stops fetching from the rings and consuming completions, and reports the requests whose VirtNvme commands are
+     * still at the device ({@link CarriedQueue}: the next slave completes them); only when there are too many to
+     * report it waits for them instead (drain). From then on it touches none of the controller's rings, queue pairs,
+     * sockets, eventfds or journal. No fds. Answered by {@link ControllerReleased}.
+     */
+    record ReleaseController(String controller, boolean checkOnly) implements ControlMessage {}
+
+    /**
+     * slave → master, answer to {@link ReleaseController}. {@code error} null: released (or, for a check, releasable);
+     * otherwise why not, and the slave keeps serving the controller unchanged. {@code stoppedFetchingNs} and {@code
+     * releasedNs} are CLOCK_MONOTONIC (comparable across processes of one host): when the slave stopped fetching from
+     * the guest's rings and when it had let go of them; 0 for a check. {@code drainedRequests}: requests it waited for
+     * (0 unless it drained); {@code carried}: per started queue, the requests it hands over with their commands still
+     * at the device (empty when it drained or no session ran). No fds.
+     */
+    record ControllerReleased(
+            String controller,
+            String error,
+            long stoppedFetchingNs,
+            long releasedNs,
+            int drainedRequests,
+            List<CarriedQueue> carried)
+            implements ControlMessage {}
+
+    /**
+     * The requests of one virtqueue that a releasing slave leaves in flight (issue #4 rolling upgrade): their VirtNvme
+     * commands are submitted and not completed yet; the next slave completes them. {@code heads[i]} is a request (its
+     * head descriptor index; the chain is read again from the descriptor table, which the guest may not change while
+     * the head is in flight) and {@code states[i]} its state: bits 0..7 the virtio-blk status it completes with so far
+     * ({@code VIRTIO_BLK_S_*}), bit 8 {@link #FLUSH_AFTER_MASK}. {@code cids[j]} is a command still at the device and
+     * {@code cidHeads[j]} the request it works for. Every head is in the journal's in-flight set of the queue.
+     */
+    record CarriedQueue(
+            int index, List<Integer> heads, List<Integer> states, List<Integer> cids, List<Integer> cidHeads) {
+        /** State bit: a write-through FLUSH follows once the request's commands completed. */
+        public static final int FLUSH_AFTER_MASK = 1 << 8;
+    }
+
+    /**
+     * master → new slave, before the {@link AdoptSession} of {@code controller} in a rolling upgrade: the requests the
+     * old slave left in flight ({@link ControllerReleased#carried}); the new slave completes them into the queue pairs
+     * instead of replaying them. No fds. No answer (the adoption's {@link SessionAdopted} covers it).
+     */
+    record CarryOver(String controller, List<CarriedQueue> queues) implements ControlMessage {}
 }

@@ -39,7 +39,12 @@ import org.agrona.SemanticVersion;
  *  | depth x maxSegments x 16-byte segment,   |
  *  | the table of CID c starts at             |
  *  | segmentTablesOffset + c * maxSegments*16 |
- *  +------------------------------------------+ lengthBytes(depth, maxSegments) = align64(end of tables)
+ *  +------------------------------------------+ cidTimestampsOffset(depth, maxSegments) = align64(end of tables)
+ *  | device timestamps (master writes, 1.1):  |
+ *  | depth x 16 bytes, CID c at               |
+ *  | cidTimestampsOffset + c * 16: u64 device |
+ *  | submit ns, u64 device complete ns        |
+ *  +------------------------------------------+ lengthBytes(depth, maxSegments) = align64(end of timestamps)
  * </pre>
  *
  * <p>The header (bytes in address order; the rest of the cache line is reserved and zero):
@@ -137,7 +142,7 @@ public final class VirtNvmeDescriptor {
     public static final int MAJOR_VERSION = 1;
 
     /** Minor version: additions that a peer with a lower minor version may ignore. */
-    public static final int MINOR_VERSION = 0;
+    public static final int MINOR_VERSION = 1;
 
     /** Patch version: no layout change. */
     public static final int PATCH_VERSION = 0;
@@ -308,6 +313,15 @@ public final class VirtNvmeDescriptor {
     /** Mask of the status field once shifted down. */
     public static final int CQE_STATUS_FIELD_MASK = 0x7FFF;
 
+    /** Device timestamps of one CID (version 1.1, spec §3.1): two u64 CLOCK_MONOTONIC ns. */
+    public static final int CID_TIMESTAMPS_LENGTH = 16;
+
+    /** Device timestamps: when the master took the CID's SQE to the device (io_uring submission), ns. */
+    public static final int CID_DEVICE_SUBMIT_NS_OFFSET = 0;
+
+    /** Device timestamps: when the device completed the CID's command (its io_uring CQE), ns. */
+    public static final int CID_DEVICE_COMPLETE_NS_OFFSET = 8;
+
     static final ValueLayout.OfByte BYTE = ValueLayout.JAVA_BYTE;
     static final ValueLayout.OfShort SHORT_LE = ValueLayout.JAVA_SHORT.withOrder(ByteOrder.LITTLE_ENDIAN);
     static final ValueLayout.OfInt INT_LE = ValueLayout.JAVA_INT.withOrder(ByteOrder.LITTLE_ENDIAN);
@@ -355,6 +369,16 @@ public final class VirtNvmeDescriptor {
             throw new IllegalArgumentException("maxSegments must be in [" + MIN_MAX_SEGMENTS + ", " + MAX_MAX_SEGMENTS
                     + "]: maxSegments=" + maxSegments);
         }
+        return alignCacheLine(cidTimestampsOffset(depth, maxSegments) + (long) depth * CID_TIMESTAMPS_LENGTH);
+    }
+
+    /**
+     * Where the device timestamps start (spec §3.1): after the indirect segment tables, on a cache line.
+     *
+     * @param depth queue depth (not checked here)
+     * @param maxSegments segments per command (not checked here)
+     */
+    public static long cidTimestampsOffset(final int depth, final int maxSegments) {
         return alignCacheLine(segmentTablesOffset(depth) + (long) depth * maxSegments * SEGMENT_LENGTH);
     }
 
@@ -447,7 +471,10 @@ public final class VirtNvmeDescriptor {
             throw new IllegalStateException("VirtNvme qpair id invalid: found qpairId="
                     + Integer.toUnsignedString(qpairId) + ", expected [0, " + MAX_QPAIR_ID + "]");
         }
-        final long expectedLength = lengthBytes(depth, maxSegments);
+        // §3.1: a 1.0 region (an older master) has no device timestamps and is shorter
+        final long expectedLength = SemanticVersion.minor(versionAcquire(qp)) == 0
+                ? cidTimestampsOffset(depth, maxSegments)
+                : lengthBytes(depth, maxSegments);
         final long storedLength = length(qp);
         if (storedLength != expectedLength) {
             throw new IllegalStateException("VirtNvme qpair length mismatch: found length=" + storedLength

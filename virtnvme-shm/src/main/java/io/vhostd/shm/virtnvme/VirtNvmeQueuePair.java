@@ -34,6 +34,7 @@ import static io.vhostd.shm.virtnvme.VirtNvmeDescriptor.SQE_SEGMENTS_OFFSET;
 import java.lang.foreign.MemorySegment;
 import java.lang.invoke.VarHandle;
 import java.util.Objects;
+import org.agrona.SemanticVersion;
 
 /**
  * One VirtNvme queue pair over a shared-memory region laid out by {@link VirtNvmeDescriptor} (normative text:
@@ -58,6 +59,8 @@ public final class VirtNvmeQueuePair {
     private final int slotMask;
     private final int depthShift;
     private final Command command;
+    /** The region has the device timestamps section (version 1.1, spec §3.1). */
+    private final boolean deviceTimestamps;
 
     // submitter (slave) state, one thread
     private int sqTail;
@@ -79,6 +82,7 @@ public final class VirtNvmeQueuePair {
         this.slotMask = depth - 1;
         this.depthShift = Integer.numberOfTrailingZeros(depth);
         this.command = new Command(this);
+        this.deviceTimestamps = SemanticVersion.minor(VirtNvmeDescriptor.versionAcquire(memory)) >= 1;
 
         sqTail = VirtNvmeDescriptor.sqTailAcquire(memory);
         sqTailPublished = sqTail;
@@ -664,6 +668,54 @@ public final class VirtNvmeQueuePair {
         VirtNvmeDescriptor.cqeCidStatusRelease(memory, cqe, cid | (status << 16));
         cqTail++;
         return true;
+    }
+
+    /**
+     * Executor: records when CID {@code cid}'s command went to the device (spec §3.1). A plain store: the CQE's
+     * release store that follows publishes it.
+     */
+    public void deviceSubmitNs(final int cid, final long nowNs) {
+        final long at = cidTimestamp(cid);
+        if (at >= 0) {
+            memory.set(LONG_LE, at + VirtNvmeDescriptor.CID_DEVICE_SUBMIT_NS_OFFSET, nowNs);
+        }
+    }
+
+    /**
+     * Executor: records when the device completed CID {@code cid}'s command (spec §3.1), before {@link
+     * #postCompletion}; a plain store published by the CQE's release store.
+     */
+    public void deviceCompleteNs(final int cid, final long nowNs) {
+        final long at = cidTimestamp(cid);
+        if (at >= 0) {
+            memory.set(LONG_LE, at + VirtNvmeDescriptor.CID_DEVICE_COMPLETE_NS_OFFSET, nowNs);
+        }
+    }
+
+    /**
+     * Submitter, from {@link CompletionHandler#onCompletion} of {@code cid}: when the master took the command to the
+     * device (0 if it did not say). Untrusted (the master's clock reading): only for statistics.
+     */
+    public long deviceSubmitNs(final int cid) {
+        final long at = cidTimestamp(cid);
+        return at < 0 ? 0 : memory.get(LONG_LE, at + VirtNvmeDescriptor.CID_DEVICE_SUBMIT_NS_OFFSET);
+    }
+
+    /** Submitter, from {@link CompletionHandler#onCompletion} of {@code cid}: when the device completed it. */
+    public long deviceCompleteNs(final int cid) {
+        final long at = cidTimestamp(cid);
+        return at < 0 ? 0 : memory.get(LONG_LE, at + VirtNvmeDescriptor.CID_DEVICE_COMPLETE_NS_OFFSET);
+    }
+
+    private long cidTimestamp(final int cid) {
+        if (cid < 0 || cid >= depth) {
+            throw new IllegalArgumentException("cid must be below depth " + depth + ": cid=" + cid);
+        }
+        if (!deviceTimestamps) {
+            return -1;
+        }
+        return VirtNvmeDescriptor.cidTimestampsOffset(depth, maxSegments)
+                + (long) cid * VirtNvmeDescriptor.CID_TIMESTAMPS_LENGTH;
     }
 
     /**

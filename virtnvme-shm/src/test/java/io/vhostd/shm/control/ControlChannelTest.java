@@ -85,7 +85,38 @@ class ControlChannelTest {
     /** Every message type, with as many fds as the spec's table attaches to it. */
     static Stream<Arguments> messages() {
         return Stream.of(
-                Arguments.of(new ControlMessage.Hello(ControlMessage.PROTOCOL_VERSION, 4242, "0.1.0-test"), 0),
+                Arguments.of(
+                        new ControlMessage.Hello(ControlMessage.PROTOCOL_VERSION, 4242, "0.1.0-test", 0x10000, 0x10000),
+                        0),
+                Arguments.of(new ControlMessage.RemoveController("vhost.0"), 0),
+                Arguments.of(new ControlMessage.ControllerRemoved("vhost.0", null), 0),
+                Arguments.of(new ControlMessage.ControllerRemoved("vhost.0", "session did not end within 10000 ms"), 0),
+                Arguments.of(new ControlMessage.ReleaseController("vhost.0", true), 0),
+                Arguments.of(new ControlMessage.ReleaseController("vhost.0", false), 0),
+                Arguments.of(
+                        new ControlMessage.ControllerReleased(
+                                "vhost.0",
+                                null,
+                                1_000_000L,
+                                1_250_000L,
+                                0,
+                                List.of(
+                                        new ControlMessage.CarriedQueue(
+                                                0,
+                                                List.of(3, 9),
+                                                List.of(0, 0x100),
+                                                List.of(0, 1, 2),
+                                                List.of(3, 9, 9)),
+                                        new ControlMessage.CarriedQueue(
+                                                1, List.of(), List.of(), List.of(), List.of()))),
+                        0),
+                Arguments.of(new ControlMessage.ControllerReleased("vhost.0", "packed ring", 0, 0, 0, List.of()), 0),
+                Arguments.of(
+                        new ControlMessage.CarryOver(
+                                "vhost.0",
+                                List.of(new ControlMessage.CarriedQueue(
+                                        0, List.of(3), List.of(0), List.of(7), List.of(3)))),
+                        0),
                 Arguments.of(new ControlMessage.Welcome(ControlMessage.PROTOCOL_VERSION, "slave-1", 64L << 20), 1),
                 Arguments.of(
                         new ControlMessage.AddController(
@@ -119,8 +150,8 @@ class ControlChannelTest {
                                         new ControlMessage.AdoptedFd("kick", 0),
                                         new ControlMessage.AdoptedFd("call", 0))),
                         4),
-                Arguments.of(new ControlMessage.SessionAdopted("vhost.0", null), 0),
-                Arguments.of(new ControlMessage.SessionAdopted("vhost.0", "packed rings cannot be adopted yet"), 0));
+                Arguments.of(new ControlMessage.SessionAdopted("vhost.0", null, 123_456_789L), 0),
+                Arguments.of(new ControlMessage.SessionAdopted("vhost.0", "packed rings cannot be adopted yet", 0), 0));
     }
 
     @ParameterizedTest(name = "{0}")

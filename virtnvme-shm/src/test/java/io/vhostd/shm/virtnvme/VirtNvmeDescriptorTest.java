@@ -85,7 +85,7 @@ class VirtNvmeDescriptorTest {
         assertEquals(2, VirtNvmeDescriptor.SQE_FLAG_DEALLOCATE_BIT);
         assertEquals(0x4, VirtNvmeDescriptor.SQE_FLAG_DEALLOCATE_MASK);
         assertEquals(0x7, VirtNvmeDescriptor.SQE_FLAGS_DEFINED_MASK);
-        assertEquals(0x0001_0000, VirtNvmeDescriptor.VERSION);
+        assertEquals(0x0001_0100, VirtNvmeDescriptor.VERSION);
         assertEquals(0x5051564E54524956L, VirtNvmeDescriptor.MAGIC);
         final MemorySegment bytes = arena.allocate(8);
         bytes.set(ValueLayout.JAVA_LONG_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN), 0, VirtNvmeDescriptor.MAGIC);
@@ -100,12 +100,12 @@ class VirtNvmeDescriptorTest {
     @ParameterizedTest
     @CsvSource({
         // depth, maxSegments, cqOffset, segmentTablesOffset, lengthBytes
-        "2,    1,    512,    576,    640",
-        "2,    2,    512,    576,    640",
-        "4,    3,    640,    704,    896",
-        "64,   16,   4480,   5504,   21888",
-        "128,  32,   8576,   10624,  76160",
-        "4096, 1024, 262528, 328064, 67436928",
+        "2,    1,    512,    576,    704",
+        "2,    2,    512,    576,    704",
+        "4,    3,    640,    704,    960",
+        "64,   16,   4480,   5504,   22912",
+        "128,  32,   8576,   10624,  78208",
+        "4096, 1024, 262528, 328064, 67502464",
     })
     void shouldPinSectionOffsetsWhenGeometryGiven(
             final int depth,
@@ -125,6 +125,10 @@ class VirtNvmeDescriptorTest {
         assertEquals(4480 + 7 * 16, VirtNvmeDescriptor.cqeOffset(64, 7));
         assertEquals(5504, VirtNvmeDescriptor.indirectSegmentOffset(64, 16, 0, 0));
         assertEquals(5504 + (3 * 16 + 5) * 16, VirtNvmeDescriptor.indirectSegmentOffset(64, 16, 3, 5));
+        assertEquals(21888, VirtNvmeDescriptor.cidTimestampsOffset(64, 16));
+        assertEquals(16, VirtNvmeDescriptor.CID_TIMESTAMPS_LENGTH);
+        assertEquals(0, VirtNvmeDescriptor.CID_DEVICE_SUBMIT_NS_OFFSET);
+        assertEquals(8, VirtNvmeDescriptor.CID_DEVICE_COMPLETE_NS_OFFSET);
     }
 
     @ParameterizedTest
@@ -161,7 +165,7 @@ class VirtNvmeDescriptorTest {
         final IllegalStateException e =
                 assertThrows(IllegalStateException.class, () -> VirtNvmeDescriptor.checkVersion(qp));
         assertTrue(e.getMessage().contains("found version=0"), e.getMessage());
-        assertTrue(e.getMessage().contains("expected 1.0.0"), e.getMessage());
+        assertTrue(e.getMessage().contains("expected 1.1.0"), e.getMessage());
     }
 
     @Test

@@ -1,0 +1,284 @@
+package io.vhostd.slave;
+
+import io.vhostd.journal.JournalDescriptor;
+import io.vhostd.journal.JournalMemoryRegion;
+import io.vhostd.journal.JournalRecovery;
+import io.vhostd.journal.SessionJournal;
+import io.vhostd.journal.VringConfig;
+import io.vhostd.shm.control.ControlChannel;
+import io.vhostd.shm.control.ControlMessage;
+import io.vhostd.shm.linux.Eventfd;
+import io.vhostd.shm.linux.Memfd;
+import io.vhostd.shm.linux.Socket;
+import io.vhostd.shm.linux.Unistd;
+import io.vhostd.shm.virtnvme.VirtNvmeDescriptor;
+import io.vhostd.shm.virtnvme.VirtNvmeQueuePair;
+import io.vhostd.vhost.backend.VhostUserBackend;
+import io.vhostd.vhost.proto.VhostUserFeature;
+import io.vhostd.vhost.virtio.VirtioBlk;
+import java.io.File;
+import java.io.IOException;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.jar.JarEntry;
+import java.util.jar.JarFile;
+import java.util.stream.Stream;
+
+/**
+ * Warms a fresh slave JVM before it says hello (DESIGN §8, issue #4): a standby or upgraded slave takes a session over
+ * on the guest's critical path, and in a cold JVM that path pays for class loading and verification, the control
+ * channel's JSON (de)serializers and the interpreter, hundreds of milliseconds on a busy machine. So, once, before
+ * the master counts the slave as ready: every class of the slave's own packages is loaded and initialised, each
+ * control message of the handover path makes a round trip through a socketpair, the journal's writer and recovery
+ * run over a scratch region, and a scratch session is adopted and released as in a handover. Nothing here touches
+ * the master, a guest or a device.
+ */
+final class SlaveWarmup {
+    private static final System.Logger LOG = System.getLogger(SlaveWarmup.class.getName());
+
+    /** Packages whose classes are loaded ahead (resource paths). */
+    private static final List<String> PACKAGES =
+            List.of("io/vhostd/slave/", "io/vhostd/journal/", "io/vhostd/vhost/", "io/vhostd/shm/");
+
+    /** Journal fetch + completion iterations: enough for the JIT's first tier to compile the writer's methods. */
+    private static final int JOURNAL_ROUNDS = 20_000;
+
+    private SlaveWarmup() {}
+
+    /** Runs the warm-up; never fails (a step that fails is logged and skipped). Returns a one-line summary. */
+    static String run() {
+        long startNs = System.nanoTime();
+        int classes = 0;
+        try {
+            classes = preloadClasses();
+        } catch (RuntimeException e) {
+            LOG.log(System.Logger.Level.DEBUG, "warm-up: class preloading: " + e);
+        }
+        long classesNs = System.nanoTime();
+        try {
+            roundTripMessages();
+        } catch (RuntimeException e) {
+            LOG.log(System.Logger.Level.DEBUG, "warm-up: control messages: " + e);
+        }
+        long messagesNs = System.nanoTime();
+        try {
+            exerciseJournal();
+        } catch (RuntimeException e) {
+            LOG.log(System.Logger.Level.DEBUG, "warm-up: journal: " + e);
+        }
+        long journalNs = System.nanoTime();
+        try {
+            rehearseHandover();
+        } catch (RuntimeException e) {
+            LOG.log(System.Logger.Level.WARNING, "warm-up: handover rehearsal failed: " + e, e);
+        }
+        long endNs = System.nanoTime();
+        return "warm-up: " + classes + " classes in " + (classesNs - startNs) / 1_000_000 + " ms, control messages in "
+                + (messagesNs - classesNs) / 1_000_000 + " ms, journal in " + (journalNs - messagesNs) / 1_000_000
+                + " ms, handover rehearsal in " + (endNs - journalNs) / 1_000_000 + " ms";
+    }
+
+    private static int preloadClasses() {
+        ClassLoader loader = SlaveWarmup.class.getClassLoader();
+        int loaded = 0;
+        for (String entry : System.getProperty("java.class.path", "").split(File.pathSeparator)) {
+            if (entry.isEmpty()) {
+                continue;
+            }
+            for (String resource : classResources(Path.of(entry))) {
+                if (PACKAGES.stream().noneMatch(resource::startsWith) || resource.endsWith("module-info.class")) {
+                    continue;
+                }
+                String name = resource.substring(0, resource.length() - ".class".length())
+                        .replace('/', '.');
+                try {
+                    Class.forName(name, true, loader);
+                    loaded++;
+                } catch (Throwable t) {
+                    // a class that cannot initialise here (e.g. a device type this host lacks) is loaded when used
+                    LOG.log(System.Logger.Level.TRACE, "warm-up: " + name + ": " + t);
+                }
+            }
+        }
+        return loaded;
+    }
+
+    /** Class files under {@code entry} (a jar or a classes directory), as resource paths. */
+    private static List<String> classResources(Path entry) {
+        List<String> out = new ArrayList<>();
+        try {
+            if (Files.isDirectory(entry)) {
+                try (Stream<Path> files = Files.walk(entry)) {
+                    files.filter(p -> p.toString().endsWith(".class"))
+                            .forEach(p -> out.add(entry.relativize(p).toString().replace(File.separatorChar, '/')));
+                }
+            } else if (Files.isRegularFile(entry)) {
+                try (JarFile jar = new JarFile(entry.toFile())) {
+                    for (JarEntry e : java.util.Collections.list(jar.entries())) {
+                        if (e.getName().endsWith(".class")) {
+                            out.add(e.getName());
+                        }
+                    }
+                }
+            }
+        } catch (IOException e) {
+            LOG.log(System.Logger.Level.DEBUG, "warm-up: cannot list " + entry + ": " + e);
+        }
+        return out;
+    }
+
+    /** Each message of the adoption / release path once through the channel's JSON codec. */
+    private static void roundTripMessages() {
+        List<ControlMessage> samples = List.of(
+                new ControlMessage.AdoptSession(
+                        "warm-up",
+                        List.of(new ControlMessage.AdoptedFd("connection", 0), new ControlMessage.AdoptedFd("mem", 1))),
+                new ControlMessage.ControllerJournal("warm-up", 4096),
+                new ControlMessage.AddController(
+                        "warm-up",
+                        "bdev",
+                        1,
+                        1L << 30,
+                        512,
+                        false,
+                        "serial",
+                        1,
+                        128,
+                        List.of(new ControlMessage.QpairRef(1, 0, 4096))),
+                new ControlMessage.SessionAdopted("warm-up", null, 1),
+                new ControlMessage.ControllerListening("warm-up"),
+                new ControlMessage.Custody("warm-up", "kick", 0),
+                new ControlMessage.CustodyRelease("warm-up", "kick", 0),
+                new ControlMessage.SessionState(
+                        "warm-up", true, 1, 1, List.of(new ControlMessage.QueueState(0, 128, true, 0, 0, 0))),
+                new ControlMessage.RegisterRegion(1, "warm-up", 1, 4096, 0),
+                new ControlMessage.Ack(1, null),
+                new ControlMessage.ReleaseController("warm-up", false),
+                new ControlMessage.ControllerReleased(
+                        "warm-up",
+                        null,
+                        1,
+                        2,
+                        0,
+                        List.of(new ControlMessage.CarriedQueue(0, List.of(1), List.of(0), List.of(2), List.of(1)))),
+                new ControlMessage.CarryOver(
+                        "warm-up",
+                        List.of(new ControlMessage.CarriedQueue(0, List.of(), List.of(), List.of(), List.of()))));
+        int[] pair = Socket.socketpair(Socket.SOCK_SEQPACKET);
+        try (ControlChannel a = new ControlChannel(pair[0]);
+                ControlChannel b = new ControlChannel(pair[1])) {
+            for (ControlMessage m : samples) {
+                a.send(m);
+                b.receive();
+            }
+        }
+    }
+
+    /**
+     * Takes a scratch session over exactly as a handover does, then releases it as an upgrade does (issue #4): a
+     * journal that holds a negotiated session with started split queues over a scratch guest memory memfd, the fds
+     * such a session has (connection, memory, kick, call), a controller over scratch queue pairs and a control link
+     * whose peer only listens. Every class, lambda and string concatenation of {@link SlaveController#adopt} and
+     * {@link SlaveController#release} is linked here rather than on a guest's critical path. No request is in flight
+     * (nothing executes VirtNvme commands here). The released back-end keeps a few fds of the scratch session open.
+     */
+    static void rehearseHandover() {
+        int numQueues = 2;
+        int queueSize = 16;
+        int maxSegments = 8;
+        long guestBytes = 1L << 20;
+        int regionId = 1;
+        long features = VirtioBlk.VIRTIO_F_VERSION_1_MASK | VhostUserFeature.VHOST_USER_F_PROTOCOL_FEATURES_MASK;
+        List<Integer> open = new ArrayList<>();
+        try (Arena arena = Arena.ofShared()) {
+            int[] link = Socket.socketpair(Socket.SOCK_SEQPACKET);
+            open.add(link[1]);
+            MasterLink master = new MasterLink(new ControlChannel(link[0]));
+            // the queue pairs, formatted as the master does
+            long qpairBytes = VirtNvmeDescriptor.lengthBytes(queueSize, maxSegments);
+            MemorySegment qpairArena = arena.allocate(qpairBytes * numQueues, 4096);
+            List<ControlMessage.QpairRef> refs = new ArrayList<>();
+            int[] controllerFds = new int[1 + 2 * numQueues];
+            controllerFds[0] = Eventfd.eventfd(0, Eventfd.EFD_CLOEXEC);
+            for (int q = 0; q < numQueues; q++) {
+                VirtNvmeQueuePair.format(qpairArena.asSlice(qpairBytes * q, qpairBytes), q, queueSize, maxSegments);
+                refs.add(new ControlMessage.QpairRef(q, qpairBytes * q, qpairBytes));
+                controllerFds[1 + 2 * q] = Eventfd.eventfd(0, Eventfd.EFD_CLOEXEC);
+                controllerFds[2 + 2 * q] = Eventfd.eventfd(0, Eventfd.EFD_CLOEXEC);
+            }
+            // the journal of a negotiated session: one memory region, split rings inside it, started at 0
+            MemorySegment journal = arena.allocate(JournalDescriptor.lengthBytes(numQueues, queueSize, 0), 64);
+            JournalDescriptor.format(journal, numQueues, queueSize, 0);
+            SessionJournal writer =
+                    SessionJournal.open(journal, JournalRecovery.recover(journal, (q, v, committed, p) -> committed));
+            writer.recordFeatures(features);
+            writer.recordProtocolFeatures(BlkDevice.PROTOCOL_FEATURES & VhostUserBackend.SUPPORTED_PROTOCOL_FEATURES);
+            writer.recordMemoryTable(List.of(new JournalMemoryRegion(0, guestBytes, 0x7f00_0000_0000L, 0, regionId)));
+            for (int q = 0; q < numQueues; q++) {
+                long ring = 0x1000L * (1 + 3 * q);
+                writer.recordVring(
+                        q,
+                        new VringConfig(queueSize, false, ring, ring + 0x1000, ring + 0x2000, 0, 0, queueSize, false));
+                writer.recordVringEnabled(q, true);
+                writer.recordQueueStarted(q, 0, 0);
+            }
+            int memfd = Memfd.memfd_create("vhostd-warm-up", Memfd.MFD_CLOEXEC);
+            open.add(memfd);
+            Unistd.ftruncate(memfd, guestBytes);
+            int[] connection = Socket.socketpair(Socket.SOCK_STREAM);
+            open.add(connection[1]);
+            List<ControlMessage.AdoptedFd> adopted = new ArrayList<>();
+            List<Integer> adoptFds = new ArrayList<>();
+            adopted.add(new ControlMessage.AdoptedFd("connection", 0));
+            adoptFds.add(connection[0]);
+            adopted.add(new ControlMessage.AdoptedFd("mem", regionId));
+            adoptFds.add(Unistd.dup(memfd));
+            for (int q = 0; q < numQueues; q++) {
+                adopted.add(new ControlMessage.AdoptedFd("kick", q));
+                adoptFds.add(Eventfd.eventfd(0, Eventfd.EFD_CLOEXEC | Eventfd.EFD_NONBLOCK));
+                adopted.add(new ControlMessage.AdoptedFd("call", q));
+                adoptFds.add(Eventfd.eventfd(0, Eventfd.EFD_CLOEXEC | Eventfd.EFD_NONBLOCK));
+            }
+            ControlMessage.AddController spec = new ControlMessage.AddController(
+                    "warm-up", "warm-up", 1, 1L << 30, 512, false, "WARM-UP", numQueues, maxSegments, refs);
+            SlaveController c = new SlaveController(spec, controllerFds, qpairArena, master, journal);
+            c.adopt(
+                    new ControlMessage.AdoptSession("warm-up", adopted),
+                    adoptFds.stream().mapToInt(Integer::intValue).toArray());
+            String refusal = c.releaseRefusal();
+            if (refusal != null) {
+                LOG.log(System.Logger.Level.DEBUG, "warm-up: the scratch session is not releasable: " + refusal);
+            }
+            c.release();
+        } finally {
+            open.forEach(Unistd::close);
+        }
+    }
+
+    /** The journal's writer (fetch, two-phase completion, configuration) and recovery over a scratch region. */
+    private static void exerciseJournal() {
+        int slots = 256;
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment region = arena.allocate(JournalDescriptor.lengthBytes(1, slots, 0), 64);
+            JournalDescriptor.format(region, 1, slots, 0);
+            SessionJournal journal = SessionJournal.open(
+                    region, JournalRecovery.recover(region, (q, v, committed, pending) -> committed));
+            journal.recordFeatures(1L << 32);
+            journal.recordVring(0, new VringConfig(slots, false, 0, 4096, 8192, 0, 0, slots, false));
+            journal.recordQueueStarted(0, 0, 0);
+            int[] batch = new int[1];
+            for (int i = 0; i < JOURNAL_ROUNDS; i++) {
+                int slot = i % slots;
+                journal.requestFetched(0, slot, (i + 1) & 0xFFFF);
+                batch[0] = slot;
+                journal.completionsBegin(0, batch, 1, (i + 1) & 0xFFFF);
+                journal.completionsEnd(0);
+            }
+            JournalRecovery.recover(region, (q, v, committed, pending) -> committed);
+        }
+    }
+}
