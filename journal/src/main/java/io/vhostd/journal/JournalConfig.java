@@ -13,6 +13,8 @@ import java.util.List;
  * @param memoryTableSet a memory table was set
  * @param memoryTable the guest memory regions, in table order (at most {@link JournalDescriptor#MAX_MEM_REGIONS})
  * @param queues the configured virtqueues, by ascending index
+ * @param writeback the device's cache mode (virtio-blk {@code writeback}: true writeback, false write-through), or
+ *     null if none was recorded (version 1.1)
  */
 public record JournalConfig(
         boolean featuresSet,
@@ -21,11 +23,24 @@ public record JournalConfig(
         long protocolFeatures,
         boolean memoryTableSet,
         List<JournalMemoryRegion> memoryTable,
-        List<QueueConfig> queues) {
+        List<QueueConfig> queues,
+        Boolean writeback) {
 
     public JournalConfig {
         memoryTable = List.copyOf(memoryTable);
         queues = List.copyOf(queues);
+    }
+
+    /** A configuration with no cache mode recorded. */
+    public JournalConfig(
+            boolean featuresSet,
+            long features,
+            boolean protocolFeaturesSet,
+            long protocolFeatures,
+            boolean memoryTableSet,
+            List<JournalMemoryRegion> memoryTable,
+            List<QueueConfig> queues) {
+        this(featuresSet, features, protocolFeaturesSet, protocolFeatures, memoryTableSet, memoryTable, queues, null);
     }
 
     /**

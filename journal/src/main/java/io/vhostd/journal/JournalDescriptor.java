@@ -155,7 +155,7 @@ public final class JournalDescriptor {
     public static final int MAJOR_VERSION = 1;
 
     /** Minor version: additions that a peer with a lower minor version may ignore. */
-    public static final int MINOR_VERSION = 0;
+    public static final int MINOR_VERSION = 1;
 
     /** Patch version: no layout change. */
     public static final int PATCH_VERSION = 0;
@@ -228,6 +228,22 @@ public final class JournalDescriptor {
 
     /** Mask of {@link #SESSION_MEM_TABLE_SET_BIT}. */
     public static final int SESSION_MEM_TABLE_SET_MASK = 1 << SESSION_MEM_TABLE_SET_BIT;
+
+    /**
+     * Session part (version 1.1, in bytes version 1.0 reserved): the device's cache mode (u32), {@link
+     * #CACHE_MODE_UNRECORDED}, {@link #CACHE_MODE_WRITEBACK} or {@link #CACHE_MODE_WRITE_THROUGH}: virtio-blk {@code
+     * writeback} as the driver chose it through {@code VHOST_USER_SET_CONFIG}.
+     */
+    public static final int SESSION_CACHE_MODE_OFFSET = 24;
+
+    /** {@link #SESSION_CACHE_MODE_OFFSET}: nothing recorded (and what a 1.0 writer leaves). */
+    public static final int CACHE_MODE_UNRECORDED = 0;
+
+    /** {@link #SESSION_CACHE_MODE_OFFSET}: writeback ({@code writeback} 1). */
+    public static final int CACHE_MODE_WRITEBACK = 1;
+
+    /** {@link #SESSION_CACHE_MODE_OFFSET}: write-through ({@code writeback} 0). */
+    public static final int CACHE_MODE_WRITE_THROUGH = 2;
 
     /** Every session flag version 1 defines. */
     public static final int SESSION_FLAGS_DEFINED_MASK =

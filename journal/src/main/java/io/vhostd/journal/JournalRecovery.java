@@ -1,5 +1,7 @@
 package io.vhostd.journal;
 
+import static io.vhostd.journal.JournalDescriptor.CACHE_MODE_WRITEBACK;
+import static io.vhostd.journal.JournalDescriptor.CACHE_MODE_WRITE_THROUGH;
 import static io.vhostd.journal.JournalDescriptor.ENTRY_COPY_LENGTH;
 import static io.vhostd.journal.JournalDescriptor.INT_LE;
 import static io.vhostd.journal.JournalDescriptor.LONG_LE;
@@ -15,6 +17,7 @@ import static io.vhostd.journal.JournalDescriptor.QUEUE_FETCH_WORD_OFFSET;
 import static io.vhostd.journal.JournalDescriptor.QUEUE_USED_WORD_OFFSET;
 import static io.vhostd.journal.JournalDescriptor.SEQ_MASK;
 import static io.vhostd.journal.JournalDescriptor.SEQ_WINDOW;
+import static io.vhostd.journal.JournalDescriptor.SESSION_CACHE_MODE_OFFSET;
 import static io.vhostd.journal.JournalDescriptor.SESSION_FEATURES_OFFSET;
 import static io.vhostd.journal.JournalDescriptor.SESSION_FEATURES_SET_MASK;
 import static io.vhostd.journal.JournalDescriptor.SESSION_FLAGS_DEFINED_MASK;
@@ -120,6 +123,11 @@ public final class JournalRecovery {
         boolean memTableSet = (sessionFlags & SESSION_MEM_TABLE_SET_MASK) != 0;
         long features = journal.get(LONG_LE, c + SESSION_FEATURES_OFFSET);
         long protocolFeatures = journal.get(LONG_LE, c + SESSION_PROTOCOL_FEATURES_OFFSET);
+        // minor-version field (§11): a value this reader does not know is ignored, as if nothing were recorded
+        int cacheMode = journal.get(INT_LE, c + SESSION_CACHE_MODE_OFFSET);
+        Boolean writeback = cacheMode == CACHE_MODE_WRITEBACK
+                ? Boolean.TRUE
+                : cacheMode == CACHE_MODE_WRITE_THROUGH ? Boolean.FALSE : null;
         if (!featuresSet && features != 0 || !protocolFeaturesSet && protocolFeatures != 0) {
             throw new JournalException("journal config: features present without their 'set' flag");
         }
@@ -165,7 +173,7 @@ public final class JournalRecovery {
             queues.add(readQueueConfig(journal, v, q, flags, maxSlots, entryLength, memTableSet ? regions : null));
         }
         return new JournalConfig(
-                featuresSet, features, protocolFeaturesSet, protocolFeatures, memTableSet, regions, queues);
+                featuresSet, features, protocolFeaturesSet, protocolFeatures, memTableSet, regions, queues, writeback);
     }
 
     private static QueueConfig readQueueConfig(

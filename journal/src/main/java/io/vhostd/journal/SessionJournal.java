@@ -1,5 +1,8 @@
 package io.vhostd.journal;
 
+import static io.vhostd.journal.JournalDescriptor.CACHE_MODE_UNRECORDED;
+import static io.vhostd.journal.JournalDescriptor.CACHE_MODE_WRITEBACK;
+import static io.vhostd.journal.JournalDescriptor.CACHE_MODE_WRITE_THROUGH;
 import static io.vhostd.journal.JournalDescriptor.ENTRY_COPY_LENGTH;
 import static io.vhostd.journal.JournalDescriptor.INT_LE;
 import static io.vhostd.journal.JournalDescriptor.LONG_LE;
@@ -14,6 +17,7 @@ import static io.vhostd.journal.JournalDescriptor.QUEUE_BATCH_COUNT_OFFSET;
 import static io.vhostd.journal.JournalDescriptor.QUEUE_BATCH_WORD_OFFSET;
 import static io.vhostd.journal.JournalDescriptor.QUEUE_FETCH_WORD_OFFSET;
 import static io.vhostd.journal.JournalDescriptor.QUEUE_USED_WORD_OFFSET;
+import static io.vhostd.journal.JournalDescriptor.SESSION_CACHE_MODE_OFFSET;
 import static io.vhostd.journal.JournalDescriptor.SESSION_FEATURES_OFFSET;
 import static io.vhostd.journal.JournalDescriptor.SESSION_FEATURES_SET_MASK;
 import static io.vhostd.journal.JournalDescriptor.SESSION_FLAGS_OFFSET;
@@ -270,6 +274,21 @@ public final class SessionJournal {
     }
 
     /**
+     * Records the device's cache mode (virtio-blk {@code writeback}, virtio 1.2 §5.2.5: the driver's choice through
+     * {@code VHOST_USER_SET_CONFIG}), so that a replacement slave serves with the same mode (spec §5.2, version 1.1).
+     *
+     * @param writeback true for writeback, false for write-through
+     */
+    public synchronized void recordCacheMode(boolean writeback) {
+        long c = beginConfig();
+        putInt(
+                c + SESSION_CACHE_MODE_OFFSET,
+                writeback ? CACHE_MODE_WRITEBACK : CACHE_MODE_WRITE_THROUGH,
+                "config.cacheMode");
+        commitConfig();
+    }
+
+    /**
      * Records the whole memory table ({@code VHOST_USER_SET_MEM_TABLE}, or the table after {@code ADD_MEM_REG} /
      * {@code REM_MEM_REG}).
      *
@@ -458,7 +477,7 @@ public final class SessionJournal {
 
     /**
      * Forgets the whole session configuration (the front-end reset the device or a new front-end connected): every
-     * queue unconfigured, no features, no memory table.
+     * queue unconfigured, no features, no memory table. The cache mode ({@link #recordCacheMode}) stays.
      *
      * @throws IllegalStateException if a queue is started
      */
@@ -469,8 +488,13 @@ public final class SessionJournal {
             }
         }
         long c = beginConfig();
+        // the cache mode belongs to the device, not the connection: QEMU does not write it again after a reconnect
+        int cacheMode = journal.get(INT_LE, c + SESSION_CACHE_MODE_OFFSET);
         journal.asSlice(c, configLength).fill((byte) 0);
         observer.afterStore("config.reset");
+        if (cacheMode != CACHE_MODE_UNRECORDED) {
+            putInt(c + SESSION_CACHE_MODE_OFFSET, cacheMode, "config.cacheMode");
+        }
         commitConfig();
     }
 

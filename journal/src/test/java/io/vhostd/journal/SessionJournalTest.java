@@ -96,6 +96,32 @@ class SessionJournalTest {
     }
 
     @Test
+    void shouldKeepCacheModeAcrossSessionResetAndIgnoreUnknownValue() {
+        MemorySegment s = journal(2, 8, 0);
+        SessionJournal j = open(s);
+        assertNull(JournalRecovery.readConfig(s).writeback(), "nothing recorded yet");
+        j.recordFeatures(1L << 11);
+        j.recordCacheMode(false);
+        assertEquals(Boolean.FALSE, JournalRecovery.readConfig(s).writeback());
+        j.recordCacheMode(true);
+        assertEquals(Boolean.TRUE, JournalRecovery.readConfig(s).writeback());
+
+        j.recordSessionReset();
+        JournalConfig afterReset = JournalRecovery.readConfig(s);
+        assertFalse(afterReset.featuresSet(), "the session is forgotten");
+        assertEquals(Boolean.TRUE, afterReset.writeback(), "the device's cache mode stays");
+        assertEquals(Boolean.TRUE, JournalRecovery.recover(s, guest).config().writeback());
+
+        // a later minor version's value: ignored, as if nothing were recorded (spec §11)
+        long active = JournalDescriptor.configCopyOffset(2, (int) (j.configGeneration() & 1));
+        s.set(
+                java.lang.foreign.ValueLayout.JAVA_INT_UNALIGNED.withOrder(java.nio.ByteOrder.LITTLE_ENDIAN),
+                active + JournalDescriptor.SESSION_CACHE_MODE_OFFSET,
+                7);
+        assertNull(JournalRecovery.readConfig(s).writeback());
+    }
+
+    @Test
     void shouldKeepInflightInFetchOrderWhenCompletedOutOfOrder() {
         MemorySegment s = journal(3, 8, 64);
         SessionJournal j = configured(s);

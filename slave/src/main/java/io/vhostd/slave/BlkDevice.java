@@ -208,7 +208,9 @@ final class BlkDevice implements VhostUserDevice {
         if (writeback > 1) {
             return "writeback " + writeback + " is neither 0 (writethrough) nor 1 (writeback)";
         }
-        controller.agent().writeback(writeback == 1);
+        boolean writebackMode = writeback == 1;
+        controller.agent().writeback(writebackMode);
+        record("cache mode", () -> journal.recordCacheMode(writebackMode));
         LOG.log(
                 System.Logger.Level.INFO,
                 controller.spec().name() + ": cache mode " + (writeback == 1 ? "writeback" : "write-through"));

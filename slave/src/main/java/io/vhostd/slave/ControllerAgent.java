@@ -113,8 +113,8 @@ final class ControllerAgent implements Runnable {
     private volatile boolean running = true;
     /**
      * The cache mode ({@code writeback} of the config space, VIRTIO_BLK_F_CONFIG_WCE): per controller, so it survives a
-     * front-end reconnect (QEMU keeps the guest's choice and does not send it again). TODO #4: carry it across a slave
-     * restart.
+     * front-end reconnect (QEMU keeps the guest's choice and does not send it again); the session journal carries it
+     * to a replacement slave (journal.md §5.2, cache mode).
      */
     private volatile boolean writeback = true;
     /** VirtNvme commands submitted during the current {@link #process} call (the SQ tail is published if any). */

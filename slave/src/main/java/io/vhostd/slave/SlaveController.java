@@ -216,8 +216,17 @@ final class SlaveController {
             device.restoring(new HashMap<>(adoption.replayHeads()), carriedByQueue);
             session = device;
             sessionFd = connection;
+            // the guest's cache mode (VIRTIO_BLK_F_CONFIG_WCE): QEMU does not write it again, the journal has it
+            Boolean writeback = adoption.recovered().config().writeback();
+            if (writeback != null) {
+                agent.writeback(writeback);
+            }
             // restore owns the connection and the session's fds from here, and closes them if it fails
             VhostUserBackend backend = VhostUserBackend.restore(connection, device, spec.name(), adoption.state());
+            if (writeback != null) {
+                // restoring the features may have applied §5.2.5.2's initial write-through: the guest's choice wins
+                agent.writeback(writeback);
+            }
             byName.clear();
             LOG.log(
                     System.Logger.Level.INFO,
