@@ -19,7 +19,6 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
-import java.util.Comparator;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.CompletableFuture;
@@ -114,7 +113,7 @@ class DaemonRestartIT {
                     throw new IllegalStateException(e);
                 }
             });
-            awaitFile(console, "@@GUEST", Duration.ofSeconds(240), boot, first);
+            GuestChecks.awaitFile(console, "@@GUEST", Duration.ofSeconds(240), boot, first);
             // kill in the middle of fio's write phase, with requests in flight: wait until the daemon's own iostat
             // counters (bdev_get_iostat, issue #5) show writes done and requests at the device
             awaitWritesInFlight(config, first, boot, packed);
@@ -132,7 +131,7 @@ class DaemonRestartIT {
             step(
                     "new master ready in %d ms (stale socket re-bound)",
                     second.awaitReady(READY_TIMEOUT).toMillis());
-            String log = awaitLog(second, REGION_BACK, RECONNECT_TIMEOUT, boot);
+            String log = GuestChecks.awaitLog(second, REGION_BACK, 1, RECONNECT_TIMEOUT, boot);
             assertTrue(
                     log.contains(packed ? "packed layout" : "split layout"),
                     "the region's layout follows the ring format\n" + second.logTail());
@@ -140,7 +139,7 @@ class DaemonRestartIT {
                     "QEMU reconnected and handed the inflight region back %d ms after the kill",
                     TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - killNs));
             // the ring start that recovers the region follows SET_INFLIGHT_FD
-            log = awaitLog(second, "inflight region recovered", RECONNECT_TIMEOUT, boot);
+            log = GuestChecks.awaitLog(second, "inflight region recovered", 1, RECONNECT_TIMEOUT, boot);
             Matcher recovered = RECOVERED.matcher(log);
             while (recovered.find()) {
                 step(
@@ -155,15 +154,16 @@ class DaemonRestartIT {
             // the kill came while fio ran at iodepth 32: the region held requests in flight
             assertTrue(resubmitted, "nothing resubmitted from the region\n" + second.logTail());
             step("guest rc=%d in %d ms", result.exitCode(), result.wall().toMillis());
-            printQemuLines(result);
-            assertGuestUnharmed(result, second);
+            // QEMU's own lines (the disconnect and reconnect are expected here): printed, not asserted
+            GuestChecks.qemuLines(result).forEach(l -> step("  %s", l));
+            GuestChecks.assertFioVerified(result, second, VERIFY_JOB, false);
         } finally {
             if (second != null) {
                 second.close();
             }
             first.close();
             Files.deleteIfExists(image);
-            deleteTree(socketDir);
+            ToolChroot.deleteTree(socketDir);
         }
     }
 
@@ -247,25 +247,6 @@ class DaemonRestartIT {
             Thread.sleep(50);
         }
         throw new AssertionError("pid " + p.pid() + " still runs " + EXIT_TIMEOUT + " after SIGKILL");
-    }
-
-    /** Waits until {@code file} contains {@code needle}. */
-    private static void awaitFile(
-            Path file, String needle, Duration timeout, CompletableFuture<GuestVm.Result> boot, VhostdMaster master)
-            throws Exception {
-        long deadlineNs = System.nanoTime() + timeout.toNanos();
-        while (System.nanoTime() < deadlineNs) {
-            if (Files.exists(file)
-                    && Files.readString(file, StandardCharsets.ISO_8859_1).contains(needle)) {
-                return;
-            }
-            if (boot.isDone()) {
-                throw new AssertionError(
-                        "the guest ended before '" + needle + "'\n" + boot.get().describe() + "\n" + master.logTail());
-            }
-            Thread.sleep(50);
-        }
-        throw new AssertionError("no '" + needle + "' in " + file + " within " + timeout + "\n" + master.logTail());
     }
 
     /** Waits until {@code needle} occurs in the master log; returns the log. */
@@ -368,59 +349,7 @@ class DaemonRestartIT {
         assertEquals(0, p.waitFor(), String.join(" ", command));
     }
 
-    private static String awaitLog(
-            VhostdMaster master, String needle, Duration timeout, CompletableFuture<GuestVm.Result> boot)
-            throws Exception {
-        long deadlineNs = System.nanoTime() + timeout.toNanos();
-        while (System.nanoTime() < deadlineNs) {
-            String log = Files.readString(master.log(), StandardCharsets.UTF_8);
-            if (log.contains(needle)) {
-                return log;
-            }
-            if (boot.isDone()) {
-                throw new AssertionError("the guest ended while waiting for '" + needle + "'\n"
-                        + boot.get().describe() + "\n" + master.logTail());
-            }
-            Thread.sleep(50);
-        }
-        throw new AssertionError("no '" + needle + "' within " + timeout + "\n" + master.logTail());
-    }
-
-    /** QEMU's own lines (the disconnect and reconnect are expected here): printed, not asserted. */
-    private static void printQemuLines(GuestVm.Result boot) throws IOException {
-        try (Stream<String> lines = Files.lines(boot.consoleLog(), StandardCharsets.UTF_8)) {
-            lines.filter(l -> l.startsWith("qemu-system")).limit(20).forEach(l -> step("  %s", l));
-        }
-    }
-
-    private static void assertGuestUnharmed(GuestVm.Result boot, VhostdMaster master) throws IOException {
-        String context = boot.describe() + "\n" + master.logTail();
-        assertEquals(0, boot.exitCode(), "guest fio failed\n" + boot.output() + "\n" + context);
-        assertTrue(boot.output().contains("@@FIO " + VERIFY_JOB + " rc=0@@"), VERIFY_JOB + " failed\n" + boot.output());
-        Matcher err = FIO_ERR.matcher(boot.output());
-        int reported = 0;
-        while (err.find()) {
-            assertEquals("0", err.group(1), "fio reported an error\n" + boot.output());
-            reported++;
-        }
-        assertTrue(reported >= 1, "fio printed no 'err= 0' line\n" + boot.output());
-        assertFalse(boot.dmesg().contains("I/O error"), "guest kernel log has I/O errors\n" + boot.dmesg());
-        String console = Files.readString(boot.consoleLog(), StandardCharsets.UTF_8);
-        assertFalse(console.contains("I/O error"), "guest console has I/O errors\n" + context);
-    }
-
     private static void step(String format, Object... args) {
         System.out.printf("[DaemonRestartIT] " + format + "%n", args);
-    }
-
-    private static void deleteTree(Path dir) throws IOException {
-        if (!Files.exists(dir)) {
-            return;
-        }
-        try (Stream<Path> walk = Files.walk(dir)) {
-            for (Path p : walk.sorted(Comparator.reverseOrder()).toList()) {
-                Files.deleteIfExists(p);
-            }
-        }
     }
 }

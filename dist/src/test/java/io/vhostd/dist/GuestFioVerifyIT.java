@@ -10,7 +10,6 @@ import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
-import java.util.Comparator;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
@@ -110,7 +109,7 @@ class GuestFioVerifyIT {
             }
         } finally {
             Files.deleteIfExists(image);
-            deleteTree(socketDir);
+            ToolChroot.deleteTree(socketDir);
         }
     }
 
@@ -173,16 +172,5 @@ class GuestFioVerifyIT {
 
     private static void step(String format, Object... args) {
         System.out.printf("[GuestFioVerifyIT] " + format + "%n", args);
-    }
-
-    private static void deleteTree(Path dir) throws IOException {
-        if (!Files.exists(dir)) {
-            return;
-        }
-        try (Stream<Path> paths = Files.walk(dir)) {
-            for (Path p : paths.sorted(Comparator.reverseOrder()).toList()) {
-                Files.deleteIfExists(p);
-            }
-        }
     }
 }

@@ -12,7 +12,6 @@ import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
-import java.util.Comparator;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.TimeUnit;
@@ -112,7 +111,7 @@ class GuestPackedAndDiscardIT {
                     "the back-end answered a vhost-user message with a failure\n" + log);
         } finally {
             Files.deleteIfExists(image);
-            deleteTree(socketDir);
+            ToolChroot.deleteTree(socketDir);
         }
     }
 
@@ -160,16 +159,5 @@ class GuestPackedAndDiscardIT {
 
     private static void step(String format, Object... args) {
         System.out.printf("[GuestPackedAndDiscardIT] " + format + "%n", args);
-    }
-
-    private static void deleteTree(Path dir) throws IOException {
-        if (!Files.exists(dir)) {
-            return;
-        }
-        try (Stream<Path> paths = Files.walk(dir)) {
-            for (Path p : paths.sorted(Comparator.reverseOrder()).toList()) {
-                Files.deleteIfExists(p);
-            }
-        }
     }
 }

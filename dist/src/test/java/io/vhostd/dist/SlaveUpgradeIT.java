@@ -18,14 +18,11 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
-import java.util.Comparator;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.TimeUnit;
-import java.util.regex.Matcher;
 import java.util.regex.Pattern;
-import java.util.stream.Stream;
 import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
@@ -78,7 +75,7 @@ class SlaveUpgradeIT {
         try (VhostdMaster master = VhostdMaster.start(env, config, env.logDir().resolve("master.log"));
                 RpcClient rpc = connect(config, master)) {
             step("master ready in %d ms", master.awaitReady(READY_TIMEOUT).toMillis());
-            awaitLog(master, "standby slave slave-2", Duration.ofSeconds(60));
+            GuestChecks.awaitLog(master, "standby slave slave-2", 1, Duration.ofSeconds(60), null);
             long servingPid = servingPid(rpc);
 
             // an incompatible slave is refused and the old one keeps serving
@@ -111,7 +108,7 @@ class SlaveUpgradeIT {
                     throw new IllegalStateException(e);
                 }
             });
-            awaitFile(console, "@@GUEST", Duration.ofSeconds(240), boot, master);
+            GuestChecks.awaitFile(console, "@@GUEST", Duration.ofSeconds(240), boot, master);
             // fio has started: give it a moment to fill its queue
             Thread.sleep(1_000);
             List<Long> pausesUs = new ArrayList<>();
@@ -143,14 +140,14 @@ class SlaveUpgradeIT {
                     pausesUs,
                     sorted.get(sorted.size() / 2),
                     sorted.getLast());
-            assertGuestUnharmed(result, master);
+            GuestChecks.assertFioVerified(result, master, VERIFY_JOB, true);
             String log = Files.readString(master.log(), StandardCharsets.UTF_8);
             assertFalse(log.contains("handing its controllers to the standby"), "a slave crashed\n" + master.logTail());
             assertFalse(log.contains("session not adopted"), "a session was not adopted\n" + master.logTail());
             assertEquals(List.of(), master.terminate(Duration.ofSeconds(30)), "processes left behind");
         } finally {
             Files.deleteIfExists(image);
-            deleteTree(socketDir);
+            ToolChroot.deleteTree(socketDir);
         }
     }
 
@@ -182,69 +179,7 @@ class SlaveUpgradeIT {
         }
     }
 
-    private static void awaitLog(VhostdMaster master, String needle, Duration timeout) throws Exception {
-        long deadlineNs = System.nanoTime() + timeout.toNanos();
-        while (System.nanoTime() < deadlineNs) {
-            if (Files.readString(master.log(), StandardCharsets.UTF_8).contains(needle)) {
-                return;
-            }
-            Thread.sleep(50);
-        }
-        throw new AssertionError("no '" + needle + "' within " + timeout + "\n" + master.logTail());
-    }
-
-    /** Waits until {@code file} contains {@code needle}. */
-    private static void awaitFile(
-            Path file, String needle, Duration timeout, CompletableFuture<GuestVm.Result> boot, VhostdMaster master)
-            throws Exception {
-        long deadlineNs = System.nanoTime() + timeout.toNanos();
-        while (System.nanoTime() < deadlineNs) {
-            if (Files.exists(file)
-                    && Files.readString(file, StandardCharsets.ISO_8859_1).contains(needle)) {
-                return;
-            }
-            if (boot.isDone()) {
-                throw new AssertionError(
-                        "the guest ended before '" + needle + "'\n" + boot.get().describe() + "\n" + master.logTail());
-            }
-            Thread.sleep(50);
-        }
-        throw new AssertionError("no '" + needle + "' in " + file + " within " + timeout + "\n" + master.logTail());
-    }
-
-    private static void assertGuestUnharmed(GuestVm.Result boot, VhostdMaster master) throws IOException {
-        String context = boot.describe() + "\n" + master.logTail();
-        assertEquals(0, boot.exitCode(), "guest fio failed\n" + boot.output() + "\n" + context);
-        try (Stream<String> lines = Files.lines(boot.consoleLog(), StandardCharsets.UTF_8)) {
-            List<String> qemu =
-                    lines.filter(l -> l.startsWith("qemu-system")).limit(20).toList();
-            assertTrue(qemu.isEmpty(), "QEMU reported errors (a disconnect?)\n" + qemu + "\n" + context);
-        }
-        assertTrue(boot.output().contains("@@FIO " + VERIFY_JOB + " rc=0@@"), VERIFY_JOB + " failed\n" + boot.output());
-        Matcher err = FIO_ERR.matcher(boot.output());
-        int reported = 0;
-        while (err.find()) {
-            assertEquals("0", err.group(1), "fio reported an error\n" + boot.output());
-            reported++;
-        }
-        assertTrue(reported >= 1, "fio printed no 'err= 0' line\n" + boot.output());
-        assertFalse(boot.dmesg().contains("I/O error"), "guest kernel log has I/O errors\n" + boot.dmesg());
-        String console = Files.readString(boot.consoleLog(), StandardCharsets.UTF_8);
-        assertFalse(console.contains("I/O error"), "guest console has I/O errors\n" + context);
-    }
-
     private static void step(String format, Object... args) {
         System.out.printf("[SlaveUpgradeIT] " + format + "%n", args);
-    }
-
-    private static void deleteTree(Path dir) throws IOException {
-        if (!Files.exists(dir)) {
-            return;
-        }
-        try (Stream<Path> paths = Files.walk(dir)) {
-            for (Path p : paths.sorted(Comparator.reverseOrder()).toList()) {
-                Files.deleteIfExists(p);
-            }
-        }
     }
 }
