@@ -4,6 +4,7 @@ import static io.vhostd.slave.TestGuest.Buf.r;
 import static io.vhostd.slave.TestGuest.Buf.w;
 import static io.vhostd.vhost.virtio.SplitRingDescriptor.VIRTQ_AVAIL_F_NO_INTERRUPT;
 import static io.vhostd.vhost.virtio.SplitRingDescriptor.VIRTQ_DESC_F_NEXT;
+import static io.vhostd.vhost.virtio.SplitRingDescriptor.VIRTQ_DESC_F_WRITE;
 import static io.vhostd.vhost.virtio.VirtioBlk.VIRTIO_BLK_S_IOERR;
 import static io.vhostd.vhost.virtio.VirtioBlk.VIRTIO_BLK_S_OK;
 import static io.vhostd.vhost.virtio.VirtioBlk.VIRTIO_BLK_S_UNSUPP;
@@ -1134,6 +1135,75 @@ class ControllerAgentTest {
     }
 
     @Test
+    void shouldWriteIoerrIntoStatusAndServeNextWhenDataBufferIsOutsideGuestMemory() {
+        start(1, false, true);
+        Queue q = queues.get(0);
+        long hdr = header(VIRTIO_BLK_T_IN, 0);
+        byte[] untouched = pattern(512, 60);
+        long data = guest.alloc(512, 512);
+        guest.write(data, untouched);
+        long status = status();
+        // the writable data before the bad buffer is the last segment translated: it must not take the status
+        int bad = q.add(r(hdr, 16), w(data, 512), w(TestGuest.REGION_GPA + GUEST_BYTES, 512), w(status, 1));
+        q.kick();
+
+        q.awaitUsed(1);
+        assertEquals(bad, q.ring.usedId(0));
+        assertEquals(1, q.ring.usedLen(0), "the status byte is written");
+        assertEquals(VIRTIO_BLK_S_IOERR, guest.readByte(status));
+        assertArrayEquals(untouched, guest.read(data, 512), "only the status byte is written");
+
+        Request next = flush(q);
+        q.kick();
+        q.awaitUsed(2);
+        assertUsed(q, 1, next, 1, VIRTIO_BLK_S_OK);
+    }
+
+    @Test
+    void shouldAnswerWithoutStatusWhenStatusBufferIsOutsideGuestMemory() {
+        start(1, false, true);
+        Queue q = queues.get(0);
+        long hdr = header(VIRTIO_BLK_T_OUT, 0);
+        long data = guest.alloc(512, 512);
+        int bad = q.add(r(hdr, 16), r(data, 512), w(TestGuest.REGION_GPA + GUEST_BYTES, 1));
+        q.kick();
+
+        q.awaitUsed(1);
+        assertEquals(bad, q.ring.usedId(0));
+        assertEquals(0, q.ring.usedLen(0), "no status byte in guest memory: nothing written");
+
+        Request next = flush(q);
+        q.kick();
+        q.awaitUsed(2);
+        assertUsed(q, 1, next, 1, VIRTIO_BLK_S_OK);
+    }
+
+    @Test
+    void shouldNotWriteStatusWhenWritableDescriptorLoops() {
+        start(1, false, true);
+        Queue q = queues.get(0);
+        long hdr = header(VIRTIO_BLK_T_IN, 0);
+        long status = status();
+        int first = q.ring.takeDesc();
+        int second = q.ring.takeDesc();
+        // second -> second -> ...: the chain has no last descriptor, so no status byte
+        q.ring.writeDesc(first, hdr, 16, VIRTQ_DESC_F_NEXT, second);
+        q.ring.writeDesc(second, status, 1, VIRTQ_DESC_F_WRITE | VIRTQ_DESC_F_NEXT, second);
+        q.ring.publish(first);
+        q.kick();
+
+        q.awaitUsed(1);
+        assertEquals(first, q.ring.usedId(0));
+        assertEquals(0, q.ring.usedLen(0));
+        assertEquals(STATUS_UNSET, guest.readByte(status));
+
+        Request next = flush(q);
+        q.kick();
+        q.awaitUsed(2);
+        assertUsed(q, 1, next, 1, VIRTIO_BLK_S_OK);
+    }
+
+    @Test
     void shouldServeBothQueuesWhenUsedConcurrently() {
         start(2, false, true);
         Queue a = queues.get(0);
@@ -1359,9 +1429,9 @@ class ControllerAgentTest {
         q.kick();
         q.awaitPackedUsed(1);
         assertEquals(bad, q.used.get(0).id(), "answered, so the driver gets its descriptors back");
-        // as on a split ring: translation stops at the bad buffer, so no status byte was found or written
-        assertEquals(0, q.used.get(0).len());
-        assertEquals(STATUS_UNSET, guest.readByte(status));
+        // virtio 1.2 §5.2.6: the status is the chain's last byte; the walk finds it past the bad buffer
+        assertEquals(1, q.used.get(0).len());
+        assertEquals(VIRTIO_BLK_S_IOERR, guest.readByte(status));
 
         Request next = flush(q);
         q.kick();

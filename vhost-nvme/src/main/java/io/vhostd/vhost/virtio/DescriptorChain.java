@@ -10,7 +10,12 @@ package io.vhostd.vhost.virtio;
  *
  * <p>If {@link #error()} is not {@link ChainError#OK} the chain is malformed: {@link #head()} is the id to complete it
  * with (or -1 if there is none: a split avail ring entry out of range, a packed buffer id out of range) and the
- * segments parsed before the error are kept.
+ * segments parsed before the error are kept. The walker then looks for the chain's last descriptor without translating
+ * the rest (following only {@code next} links in range of the same table, or a valid indirect table, and never more
+ * descriptors than the table holds): if it is a device-writable buffer of length &gt;= 1 whose last byte lies inside a
+ * guest memory region, {@link #lastByteLocated()} is true and {@link #lastByteRegionIndex()} / {@link
+ * #lastByteRegionOffset()} / {@link #lastByteGpa()} name that byte (virtio-blk's status, virtio 1.2 §5.2.6), so that
+ * the request can still be answered with an error status.
  */
 public final class DescriptorChain {
 
@@ -33,6 +38,10 @@ public final class DescriptorChain {
     private int ringDescriptorCount;
     private boolean indirect;
     private int error;
+    private boolean lastByteLocated;
+    private int lastByteRegionIndex = -1;
+    private long lastByteRegionOffset;
+    private long lastByteGpa;
 
     /**
      * @param maxSegments how many segments this chain can hold (&gt;= 1)
@@ -137,6 +146,29 @@ public final class DescriptorChain {
         return error;
     }
 
+    /**
+     * Malformed chains only: was the chain's last byte located, in a device-writable descriptor and inside guest memory
+     * (see the class comment)? Always false for a well-formed chain (its last byte is the last segment's).
+     */
+    public boolean lastByteLocated() {
+        return lastByteLocated;
+    }
+
+    /** Index, in the {@link GuestMemory} the chain was translated with, of the located last byte's region, or -1. */
+    public int lastByteRegionIndex() {
+        return lastByteRegionIndex;
+    }
+
+    /** Byte offset of the located last byte in its region (0 if not {@link #lastByteLocated()}). */
+    public long lastByteRegionOffset() {
+        return lastByteRegionOffset;
+    }
+
+    /** Guest physical address of the located last byte (0 if not {@link #lastByteLocated()}). */
+    public long lastByteGpa() {
+        return lastByteGpa;
+    }
+
     /** {@link ChainError#name(int)} of {@link #error()}. */
     public String errorName() {
         return ChainError.name(error);
@@ -163,10 +195,40 @@ public final class DescriptorChain {
         ringDescriptorCount = 0;
         indirect = false;
         error = ChainError.OK;
+        lastByteLocated = false;
+        lastByteRegionIndex = -1;
+        lastByteRegionOffset = 0;
+        lastByteGpa = 0;
     }
 
     void fail(int errorCode) {
         error = errorCode;
+    }
+
+    /**
+     * Records the last descriptor of a malformed chain, found by the walker after the error (error path only). Its
+     * last byte is located only if the descriptor is device-writable, {@code len >= 1}, {@code addr + len - 1} does not
+     * pass 2^64 - 1 and that byte lies inside a guest memory region; otherwise nothing is located.
+     *
+     * @param len the descriptor's length, u32 as a non-negative long
+     */
+    void lastDescriptor(GuestMemory memory, long addr, long len, boolean writable) {
+        // untrusted addr/len: only a writable buffer's own last byte, and only if it is guest memory
+        if (!writable || len == 0) {
+            return;
+        }
+        long last = addr + len - 1;
+        if (Long.compareUnsigned(last, addr) < 0) {
+            return;
+        }
+        int index = memory.regionIndexContaining(last);
+        if (index < 0) {
+            return;
+        }
+        lastByteLocated = true;
+        lastByteRegionIndex = index;
+        lastByteRegionOffset = last - memory.region(index).guestPhysAddr();
+        lastByteGpa = last;
     }
 
     void head(int id) {

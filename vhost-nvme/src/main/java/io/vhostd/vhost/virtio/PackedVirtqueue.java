@@ -49,7 +49,8 @@ import java.util.Objects;
  * indirect descriptor must be a chain of its own (INDIRECT with NEXT, or inside a NEXT-linked list: {@link
  * ChainError#NEXT_AND_INDIRECT}); a buffer id &gt;= size gives {@link ChainError#DESC_OUT_OF_RANGE} with {@code
  * head() == -1}. A chain error does not stop the walk: the rest of the chain is still consumed, so that the next pop
- * starts at the next chain. What breaks the ring itself (a later descriptor of the chain not available, a chain with
+ * starts at the next chain, and its last descriptor (the last ring descriptor, or the last entry of the table that is
+ * the whole chain) is handed to {@link DescriptorChain#lastByteLocated()} for the status byte. What breaks the ring itself (a later descriptor of the chain not available, a chain with
  * no end within {@link #size()} descriptors) throws {@link IllegalStateException} and consumes nothing.
  *
  * <p>Used descriptors: {@link #pushUsed} writes id and len at the next used offset and advances by the chain's
@@ -332,6 +333,8 @@ public final class PackedVirtqueue implements Virtqueue {
         int flags = headFlags;
         int id;
         int count = 0;
+        long addr;
+        long len;
         while (true) {
             long d = (long) PVIRTQ_DESC_LENGTH_BYTES * offset;
             if (count > 0) {
@@ -345,8 +348,8 @@ public final class PackedVirtqueue implements Virtqueue {
                 }
             }
             // read each untrusted field exactly once; the guest may rewrite the descriptor meanwhile
-            long addr = ring.get(LE_U64, d + PVIRTQ_DESC_ADDR_OFFSET);
-            long len = Integer.toUnsignedLong(ring.get(LE_U32, d + PVIRTQ_DESC_LEN_OFFSET));
+            addr = ring.get(LE_U64, d + PVIRTQ_DESC_ADDR_OFFSET);
+            len = Integer.toUnsignedLong(ring.get(LE_U32, d + PVIRTQ_DESC_LEN_OFFSET));
             id = ring.get(LE_U16, d + PVIRTQ_DESC_ID_OFFSET) & 0xFFFF;
             count++;
             chain.countDescriptor(true);
@@ -376,6 +379,8 @@ public final class PackedVirtqueue implements Virtqueue {
         }
         chain.head(id);
         if (error != ChainError.OK) {
+            // the walk read the chain's last ring descriptor (addr, len, flags): its status byte for the answer
+            locateLastDescriptor(chain, addr, len, flags, count == 1);
             chain.fail(error);
             return POP_MALFORMED;
         }
@@ -453,10 +458,58 @@ public final class PackedVirtqueue implements Virtqueue {
         }
         chain.head(id);
         if (error != ChainError.OK) {
+            // the copies end where NEXT says (checked again: the loop stopped checking at the error), else the chain's
+            // end is unknown
+            int last = copies.size() - 1;
+            for (int k = 0; k <= last; k++) {
+                if (((copies.get(k).flags() & VIRTQ_DESC_F_NEXT) == 0) != (k == last)) {
+                    chain.fail(error);
+                    return POP_MALFORMED;
+                }
+            }
+            InflightDesc d = copies.get(last);
+            locateLastDescriptor(chain, d.addr(), Integer.toUnsignedLong(d.len()), d.flags(), last == 0);
             chain.fail(error);
             return POP_MALFORMED;
         }
         return POP_OK;
+    }
+
+    /**
+     * Error path of {@link #pop} and {@link #popCopies}: finds the last descriptor of a malformed chain whose last ring
+     * descriptor is ({@code addr}, {@code len}, {@code flags}) and hands it to {@link DescriptorChain#lastDescriptor}.
+     * A buffer is the last descriptor itself; an indirect descriptor that is the whole chain ({@code only}) refers to a
+     * table whose last entry is the chain's last descriptor, if the table passes {@link #descriptor}'s checks and that
+     * entry is not itself a table (§2.8.7: NEXT is ignored in a table, so its last entry ends it). Anything else (an
+     * indirect descriptor inside a list, a bad table) locates nothing. Reads the one table entry once; allocates
+     * nothing, writes nothing.
+     */
+    private void locateLastDescriptor(DescriptorChain chain, long addr, long len, int flags, boolean only) {
+        if ((flags & VIRTQ_DESC_F_INDIRECT) == 0) {
+            chain.lastDescriptor(memory, addr, len, (flags & VIRTQ_DESC_F_WRITE) != 0);
+            return;
+        }
+        if (!indirectDesc
+                || !only
+                || len == 0
+                || len % PVIRTQ_DESC_LENGTH_BYTES != 0
+                || len / PVIRTQ_DESC_LENGTH_BYTES > size) {
+            return;
+        }
+        int region = memory.findRegion(addr, len);
+        if (region < 0) {
+            return;
+        }
+        GuestMemoryRegion r = memory.region(region);
+        long d = addr - r.guestPhysAddr() + len - PVIRTQ_DESC_LENGTH_BYTES;
+        MemorySegment table = r.mapping();
+        long entryAddr = table.get(LE_U64, d + PVIRTQ_DESC_ADDR_OFFSET);
+        long entryLen = Integer.toUnsignedLong(table.get(LE_U32, d + PVIRTQ_DESC_LEN_OFFSET));
+        int entryFlags = table.get(LE_U16, d + PVIRTQ_DESC_FLAGS_OFFSET) & 0xFFFF;
+        if ((entryFlags & VIRTQ_DESC_F_INDIRECT) != 0) {
+            return;
+        }
+        chain.lastDescriptor(memory, entryAddr, entryLen, (entryFlags & VIRTQ_DESC_F_WRITE) != 0);
     }
 
     /** Translates one ring descriptor: a buffer, or an indirect table (only as a chain of its own). */

@@ -324,8 +324,11 @@ public final class SplitVirtqueue implements Virtqueue {
      *
      * @param chain reused result; its capacity and {@link #maxSegments()} both cap the segments
      * @return {@link #POP_EMPTY}; {@link #POP_OK}; or {@link #POP_MALFORMED}: {@code chain.error() != 0},
-     *     {@code chain.head()} is the head index (the caller completes it with an error status if it can) and the
-     *     segments of the descriptors translated before the error are kept; an avail ring entry (head) &gt;= size
+     *     {@code chain.head()} is the head index (the caller completes it with an error status if it can), the
+     *     segments of the descriptors translated before the error are kept, and {@link
+     *     DescriptorChain#lastByteLocated()} says whether the chain's last byte was found (not for {@link
+     *     ChainError#LOOP}, {@link ChainError#DESC_OUT_OF_RANGE} or {@link ChainError#BAD_INDIRECT_TABLE}, nor when the
+     *     rest of the chain runs into one of those); an avail ring entry (head) &gt;= size
      *     gives {@code head() == -1} and {@link ChainError#DESC_OUT_OF_RANGE} (nothing can be pushed for it)
      * @throws IllegalStateException if avail->idx is more than {@link #size()} ahead of {@link #lastAvailIdx()}: a
      *     broken guest, the caller marks the queue broken
@@ -399,14 +402,18 @@ public final class SplitVirtqueue implements Virtqueue {
             int next = table.get(LE_U16, d + VIRTQ_DESC_NEXT_OFFSET) & 0xFFFF;
             if ((flags & VIRTQ_DESC_F_INDIRECT) != 0) {
                 if (!indirectDesc) {
+                    // the table is never read (locateLastDescriptor only follows a NEXT)
+                    locateLastDescriptor(chain, table, tableOffset, max, count, inIndirect, addr, len, flags, next);
                     return ChainError.INDIRECT_NOT_NEGOTIATED;
                 }
                 // §2.7.5.3.1: only one table per descriptor
                 if (inIndirect) {
+                    locateLastDescriptor(chain, table, tableOffset, max, count, true, addr, len, flags, next);
                     return ChainError.NESTED_INDIRECT;
                 }
                 // §2.7.5.3.1: the driver MUST NOT set both INDIRECT and NEXT
                 if ((flags & VIRTQ_DESC_F_NEXT) != 0) {
+                    locateLastDescriptor(chain, table, tableOffset, max, count, false, addr, len, flags, next);
                     return ChainError.NEXT_AND_INDIRECT;
                 }
                 // whole entries only, at most queue size of them (§2.7.5.3.1: no chain longer than the queue)
@@ -428,17 +435,20 @@ public final class SplitVirtqueue implements Virtqueue {
                 i = 0;
                 continue;
             }
-            // QEMU / libvhost-user virtqueue_map_desc: "zero sized buffers are not allowed"
-            if (len == 0) {
-                return ChainError.ZERO_LENGTH;
-            }
+            int error;
             boolean writable = (flags & VIRTQ_DESC_F_WRITE) != 0;
-            // §2.7.4.2: device-writable elements after all device-readable ones
-            if (!writable && chain.hasWritable()) {
-                return ChainError.WRITABLE_BEFORE_READABLE;
+            if (len == 0) {
+                // QEMU / libvhost-user virtqueue_map_desc: "zero sized buffers are not allowed"
+                error = ChainError.ZERO_LENGTH;
+            } else if (!writable && chain.hasWritable()) {
+                // §2.7.4.2: device-writable elements after all device-readable ones
+                error = ChainError.WRITABLE_BEFORE_READABLE;
+            } else {
+                error = chain.addBuffer(memory, addr, len, writable, limit);
             }
-            int error = chain.addBuffer(memory, addr, len, writable, limit);
             if (error != ChainError.OK) {
+                // the chain's structure is intact so far: find its last descriptor (the status byte) for the answer
+                locateLastDescriptor(chain, table, tableOffset, max, count, inIndirect, addr, len, flags, next);
                 return error;
             }
             if ((flags & VIRTQ_DESC_F_NEXT) == 0) {
@@ -448,6 +458,65 @@ public final class SplitVirtqueue implements Virtqueue {
                 return ChainError.DESC_OUT_OF_RANGE;
             }
             i = next;
+        }
+    }
+
+    /**
+     * Error path of {@link #walk}: the descriptor ({@code addr}, {@code len}, {@code flags}, {@code next}), the
+     * {@code count}-th walked in its table, made the chain malformed but not unwalkable. Follows the remaining {@code
+     * next} links without translating, with the walk's own guards (a link &gt;= the table's entries or more descriptors
+     * than it holds ends the search: nothing located). A descriptor with both INDIRECT and NEXT is passed through next
+     * (its table ignored); a chain that ends in a table enters it only under the walk's checks, and one that ends in a
+     * table inside a table is not followed. The chain's last descriptor goes to {@link
+     * DescriptorChain#lastDescriptor}. Each descriptor field is read once; nothing is allocated or written.
+     */
+    private void locateLastDescriptor(
+            DescriptorChain chain,
+            MemorySegment table,
+            long tableOffset,
+            int max,
+            int count,
+            boolean inIndirect,
+            long addr,
+            long len,
+            int flags,
+            int next) {
+        while (true) {
+            // a descriptor that refers to a table and has NEXT: the table is ignored, the chain goes on through next
+            if ((flags & VIRTQ_DESC_F_INDIRECT) != 0 && (flags & VIRTQ_DESC_F_NEXT) == 0) {
+                // the chain ends in a table: followed only under the walk's own checks (§2.7.5.3.1), never a table
+                // inside a table; it goes on at entry 0
+                if (inIndirect
+                        || !indirectDesc
+                        || len == 0
+                        || len % VIRTQ_DESC_LENGTH_BYTES != 0
+                        || len / VIRTQ_DESC_LENGTH_BYTES > size) {
+                    return;
+                }
+                int region = memory.findRegion(addr, len);
+                if (region < 0) {
+                    return;
+                }
+                GuestMemoryRegion r = memory.region(region);
+                table = r.mapping();
+                tableOffset = addr - r.guestPhysAddr();
+                max = (int) (len / VIRTQ_DESC_LENGTH_BYTES);
+                count = 0;
+                inIndirect = true;
+                next = 0;
+            } else if ((flags & VIRTQ_DESC_F_NEXT) == 0) {
+                chain.lastDescriptor(memory, addr, len, (flags & VIRTQ_DESC_F_WRITE) != 0);
+                return;
+            }
+            // untrusted next, as in walk: in range of this table, and no more descriptors than it holds (a cycle)
+            if (next >= max || ++count > max) {
+                return;
+            }
+            long d = tableOffset + (long) VIRTQ_DESC_LENGTH_BYTES * next;
+            addr = table.get(LE_U64, d + VIRTQ_DESC_ADDR_OFFSET);
+            len = Integer.toUnsignedLong(table.get(LE_U32, d + VIRTQ_DESC_LEN_OFFSET));
+            flags = table.get(LE_U16, d + VIRTQ_DESC_FLAGS_OFFSET) & 0xFFFF;
+            next = table.get(LE_U16, d + VIRTQ_DESC_NEXT_OFFSET) & 0xFFFF;
         }
     }
 

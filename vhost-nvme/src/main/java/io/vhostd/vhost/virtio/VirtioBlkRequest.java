@@ -83,7 +83,8 @@ public final class VirtioBlkRequest {
      * SECURE_ERASE data device-readable; FLUSH and unknown types are not checked (the caller answers an unknown type
      * with VIRTIO_BLK_S_UNSUPP). Length: IN / OUT data a multiple of 512; DISCARD / WRITE_ZEROES / SECURE_ERASE data
      * a non-zero multiple of 16. A malformed chain ({@code chain.error() != 0}) gives {@link
-     * VirtioBlkRequestError#CHAIN_MALFORMED}, with a status location if the last segment translated is writable.
+     * VirtioBlkRequestError#CHAIN_MALFORMED}, with a status location only if the walker located the chain's last byte
+     * ({@link DescriptorChain#lastByteLocated()}: device-writable, inside guest memory); nothing else is read.
      *
      * @return true if well-formed; otherwise {@link #error()} says why and {@link #hasStatus()} whether a status
      *     byte was found (so the caller can write VIRTIO_BLK_S_IOERR and complete the request)
@@ -102,15 +103,23 @@ public final class VirtioBlkRequest {
 
         int n = chain.segmentCount();
         int last = n - 1;
+        if (chain.error() != ChainError.OK) {
+            // §5.2.6: the status is the chain's last byte, not the last one translated before the error (that may be
+            // data): only the walker's located last byte qualifies
+            if (chain.lastByteLocated()) {
+                hasStatus = true;
+                statusRegionIndex = chain.lastByteRegionIndex();
+                statusRegionOffset = chain.lastByteRegionOffset();
+                statusGpa = chain.lastByteGpa();
+            }
+            return fail(VirtioBlkRequestError.CHAIN_MALFORMED);
+        }
         // status: the chain's last byte, usable only if device-writable (§5.2.6 "u8 status")
         if (n > 0 && chain.deviceWritable(last)) {
             hasStatus = true;
             statusRegionIndex = chain.regionIndex(last);
             statusRegionOffset = chain.regionOffset(last) + chain.lengthBytes(last) - 1;
             statusGpa = chain.gpa(last) + chain.lengthBytes(last) - 1;
-        }
-        if (chain.error() != ChainError.OK) {
-            return fail(VirtioBlkRequestError.CHAIN_MALFORMED);
         }
         if (!hasStatus) {
             return fail(VirtioBlkRequestError.STATUS_NOT_WRITABLE);

@@ -16,11 +16,13 @@ import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import io.vhostd.journal.inflight.InflightDesc;
 import java.util.ArrayDeque;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Random;
 import java.util.function.Consumer;
+import java.util.function.ToLongFunction;
 import java.util.stream.Stream;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
@@ -235,8 +237,196 @@ class PackedVirtqueueTest {
         }
     }
 
+    // ---- malformed chains: the last descriptor (virtio-blk's status byte) is located, or not ----
+
+    /** What the driver writes (returns the expected last byte's gpa, or -1), the error, the segment cap. */
+    record LastByte(String name, ToLongFunction<FakePackedDriver> driver, int error, int maxSegments) {
+        LastByte(String name, ToLongFunction<FakePackedDriver> driver, int error) {
+            this(name, driver, error, 64);
+        }
+
+        @Override
+        public String toString() {
+            return name;
+        }
+    }
+
+    static Stream<Arguments> malformedChainsLastByte() {
+        return Stream.of(
+                        new LastByte(
+                                "data outside guest memory, status after it",
+                                d -> {
+                                    long st = d.g.alloc(1);
+                                    d.add(r(d.g.alloc(16), 16), r(UNMAPPED_GPA, 512), w(st, 1));
+                                    return st;
+                                },
+                                ChainError.ADDRESS_NOT_MAPPED),
+                        new LastByte(
+                                "writable data translated, writable data unmapped, status after it",
+                                d -> {
+                                    long st = d.g.alloc(1);
+                                    d.add(r(d.g.alloc(16), 16), w(d.g.alloc(512), 512), w(UNMAPPED_GPA, 512), w(st, 1));
+                                    return st;
+                                },
+                                ChainError.ADDRESS_NOT_MAPPED),
+                        new LastByte(
+                                "addr + len overflows 2^64, status after it",
+                                d -> {
+                                    long st = d.g.alloc(1);
+                                    d.add(r(d.g.alloc(16), 16), r(0xFFFFFFFFFFFFF000L, 0x2000), w(st, 1));
+                                    return st;
+                                },
+                                ChainError.LENGTH_OVERFLOW),
+                        new LastByte(
+                                "too many segments, status after them",
+                                d -> {
+                                    long st = d.g.alloc(1);
+                                    d.add(r(d.g.alloc(16), 16), r(d.g.alloc(8), 8), r(d.g.alloc(8), 8), w(st, 1));
+                                    return st;
+                                },
+                                ChainError.TOO_MANY_SEGMENTS,
+                                2),
+                        new LastByte(
+                                "INDIRECT in the middle of a NEXT-linked list, status after it",
+                                d -> {
+                                    long st = d.g.alloc(1);
+                                    long t = d.rawTable(new long[][] {{d.g.alloc(16), 16, 0}});
+                                    d.add(r(d.g.alloc(16), 16), new FakeGuest.Buf(t, 16, false), w(st, 1));
+                                    d.desc((d.nextAvail + SIZE - 2) % SIZE)
+                                            .set(java.lang.foreign.ValueLayout.JAVA_SHORT_UNALIGNED, 14, (short)
+                                                    (VIRTQ_DESC_F_INDIRECT
+                                                            | VIRTQ_DESC_F_NEXT
+                                                            | FakePackedDriver.availFlags(true)));
+                                    return st;
+                                },
+                                ChainError.NEXT_AND_INDIRECT),
+                        new LastByte(
+                                "unmapped buffer in an indirect table, status its last entry",
+                                d -> {
+                                    long st = d.g.alloc(1);
+                                    d.addIndirect(r(d.g.alloc(16), 16), r(UNMAPPED_GPA, 512), w(st, 1));
+                                    return st;
+                                },
+                                ChainError.ADDRESS_NOT_MAPPED),
+                        new LastByte(
+                                "indirect inside indirect, status the table's last entry",
+                                d -> {
+                                    long st = d.g.alloc(1);
+                                    long inner = d.rawTable(new long[][] {{d.g.alloc(16), 16, 0}});
+                                    long t = d.rawTable(new long[][] {
+                                        {d.g.alloc(16), 16, 0},
+                                        {inner, 16, VIRTQ_DESC_F_INDIRECT},
+                                        {st, 1, VIRTQ_DESC_F_WRITE}
+                                    });
+                                    d.addRaw(t, 48, VIRTQ_DESC_F_INDIRECT);
+                                    return st;
+                                },
+                                ChainError.NESTED_INDIRECT),
+                        new LastByte(
+                                "status outside guest memory",
+                                d -> {
+                                    d.add(r(d.g.alloc(16), 16), w(UNMAPPED_GPA, 1));
+                                    return -1;
+                                },
+                                ChainError.ADDRESS_NOT_MAPPED),
+                        new LastByte(
+                                "status runs past the last region",
+                                d -> {
+                                    d.add(r(d.g.alloc(16), 16), w(FakeGuest.END_GPA - 8, 16));
+                                    return -1;
+                                },
+                                ChainError.ADDRESS_NOT_MAPPED),
+                        new LastByte(
+                                "last descriptor readable",
+                                d -> {
+                                    d.add(r(UNMAPPED_GPA, 16), r(d.g.alloc(16), 16));
+                                    return -1;
+                                },
+                                ChainError.ADDRESS_NOT_MAPPED),
+                        new LastByte(
+                                "indirect table whose last entry is a table",
+                                d -> {
+                                    long inner = d.rawTable(new long[][] {{d.g.alloc(1), 1, VIRTQ_DESC_F_WRITE}});
+                                    long t = d.rawTable(
+                                            new long[][] {{UNMAPPED_GPA, 16, 0}, {inner, 16, VIRTQ_DESC_F_INDIRECT}});
+                                    d.addRaw(t, 32, VIRTQ_DESC_F_INDIRECT);
+                                    return -1;
+                                },
+                                ChainError.ADDRESS_NOT_MAPPED),
+                        new LastByte(
+                                "chain ends in an INDIRECT descriptor of a NEXT-linked list",
+                                d -> {
+                                    long t = d.rawTable(new long[][] {{d.g.alloc(1), 1, VIRTQ_DESC_F_WRITE}});
+                                    d.add(r(d.g.alloc(16), 16), new FakeGuest.Buf(t, 16, false));
+                                    d.desc((d.nextAvail + SIZE - 1) % SIZE)
+                                            .set(java.lang.foreign.ValueLayout.JAVA_SHORT_UNALIGNED, 14, (short)
+                                                    (VIRTQ_DESC_F_INDIRECT | FakePackedDriver.availFlags(true)));
+                                    return -1;
+                                },
+                                ChainError.NEXT_AND_INDIRECT),
+                        new LastByte(
+                                "indirect table outside every region",
+                                d -> {
+                                    d.addRaw(UNMAPPED_GPA, 32, VIRTQ_DESC_F_INDIRECT);
+                                    return -1;
+                                },
+                                ChainError.BAD_INDIRECT_TABLE))
+                .map(Arguments::of);
+    }
+
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("malformedChainsLastByte")
+    void shouldLocateLastByteOnlyWhenMalformedChainEndsInWritableGuestMemory(LastByte c) {
+        try (FakeGuest g = new FakeGuest(SIZE, true)) {
+            FakePackedDriver d = new FakePackedDriver(g);
+            long expected = c.driver().applyAsLong(d);
+            PackedVirtqueue q = d.queue(false, c.maxSegments());
+            DescriptorChain chain = new DescriptorChain(64);
+            byte[] before = g.snapshot();
+
+            assertEquals(Virtqueue.POP_MALFORMED, q.pop(chain), c.name());
+
+            assertEquals(ChainError.name(c.error()), chain.errorName(), c.name());
+            assertArrayEquals(before, g.snapshot(), "pop wrote guest memory");
+            assertEquals(expected >= 0, chain.lastByteLocated(), c.name());
+            if (expected >= 0) {
+                assertEquals(expected, chain.lastByteGpa());
+                GuestMemoryRegion region = g.memory().region(chain.lastByteRegionIndex());
+                assertEquals(expected, region.guestPhysAddr() + chain.lastByteRegionOffset());
+            }
+        }
+    }
+
     @Test
-    void shouldKeepSegmentsBeforeErrorSoStatusCanBeWrittenWhenChainIsMalformed() {
+    void shouldLocateLastByteFromCopiesOnlyWhenTheyEndWhereNextSays() {
+        try (FakeGuest g = new FakeGuest(SIZE, true)) {
+            PackedVirtqueue q = new FakePackedDriver(g).queue(false, 64);
+            DescriptorChain chain = new DescriptorChain(64);
+            long st = g.alloc(1);
+            InflightDesc hdr = new InflightDesc(g.alloc(16), 16, 0xFFFF, VIRTQ_DESC_F_NEXT);
+            InflightDesc bad = new InflightDesc(UNMAPPED_GPA, 512, 0xFFFF, VIRTQ_DESC_F_NEXT);
+
+            assertEquals(
+                    Virtqueue.POP_MALFORMED,
+                    q.popCopies(List.of(hdr, bad, new InflightDesc(st, 1, 3, VIRTQ_DESC_F_WRITE)), chain));
+            assertEquals(ChainError.ADDRESS_NOT_MAPPED, chain.error());
+            assertEquals(3, chain.head());
+            assertTrue(chain.lastByteLocated());
+            assertEquals(st, chain.lastByteGpa());
+
+            // the last copy still has NEXT: the chain's end is unknown
+            assertEquals(
+                    Virtqueue.POP_MALFORMED,
+                    q.popCopies(
+                            List.of(hdr, bad, new InflightDesc(st, 1, 3, VIRTQ_DESC_F_WRITE | VIRTQ_DESC_F_NEXT)),
+                            chain));
+            assertEquals(ChainError.ADDRESS_NOT_MAPPED, chain.error());
+            assertFalse(chain.lastByteLocated());
+        }
+    }
+
+    @Test
+    void shouldKeepSegmentsBeforeErrorWhenChainIsMalformed() {
         try (FakeGuest g = new FakeGuest(SIZE, true)) {
             FakePackedDriver d = new FakePackedDriver(g);
             long status = g.alloc(1);
@@ -250,6 +440,7 @@ class PackedVirtqueueTest {
             assertEquals(2, chain.segmentCount());
             assertEquals(status, chain.gpa(1));
             assertEquals(3, chain.ringDescriptorCount());
+            assertFalse(chain.lastByteLocated(), "the chain's last descriptor is readable: no status byte");
         }
     }
 

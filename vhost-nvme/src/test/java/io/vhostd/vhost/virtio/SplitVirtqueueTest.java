@@ -12,6 +12,7 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.util.function.Consumer;
+import java.util.function.ToLongFunction;
 import java.util.stream.Stream;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
@@ -247,6 +248,282 @@ class SplitVirtqueueTest {
             assertEquals(1, q.lastAvailIdx(), "the entry is consumed");
             assertArrayEquals(before, g.snapshot(), "pop wrote guest memory");
             assertEquals(SplitVirtqueue.POP_EMPTY, q.pop(chain));
+        }
+    }
+
+    // ---- malformed but walkable chains: the last descriptor (virtio-blk's status byte) is located, or not ----
+
+    /** A malformed chain: what the guest writes (returns the expected last byte's gpa, or -1), the expected error. */
+    record LastByte(String name, ToLongFunction<FakeGuest> guest, int error, int maxSegments) {
+        LastByte(String name, ToLongFunction<FakeGuest> guest, int error) {
+            this(name, guest, error, 64);
+        }
+
+        @Override
+        public String toString() {
+            return name;
+        }
+    }
+
+    static Stream<Arguments> malformedChainsLastByte() {
+        return Stream.of(
+                        new LastByte(
+                                "data outside guest memory, status after it",
+                                g -> {
+                                    long st = g.alloc(1);
+                                    g.addChain(r(g.alloc(16), 16), r(UNMAPPED_GPA, 512), w(st, 1));
+                                    return st;
+                                },
+                                ChainError.ADDRESS_NOT_MAPPED),
+                        new LastByte(
+                                "writable data translated, writable data unmapped, status after it",
+                                g -> {
+                                    long st = g.alloc(1);
+                                    g.addChain(
+                                            r(g.alloc(16), 16), w(g.alloc(512), 512), w(UNMAPPED_GPA, 512), w(st, 1));
+                                    return st;
+                                },
+                                ChainError.ADDRESS_NOT_MAPPED),
+                        new LastByte(
+                                "addr + len overflows 2^64, status after it",
+                                g -> {
+                                    long st = g.alloc(1);
+                                    g.addChain(r(g.alloc(16), 16), r(0xFFFFFFFFFFFFF000L, 0x2000), w(st, 1));
+                                    return st;
+                                },
+                                ChainError.LENGTH_OVERFLOW),
+                        new LastByte(
+                                "zero-length data, status after it",
+                                g -> {
+                                    long st = g.alloc(1);
+                                    g.addChain(r(g.alloc(16), 16), r(g.alloc(16), 0), w(st, 1));
+                                    return st;
+                                },
+                                ChainError.ZERO_LENGTH),
+                        new LastByte(
+                                "readable after writable, status after it",
+                                g -> {
+                                    long st = g.alloc(16);
+                                    g.addChain(r(g.alloc(16), 16), w(g.alloc(16), 16), r(g.alloc(16), 16), w(st, 16));
+                                    return st + 15;
+                                },
+                                ChainError.WRITABLE_BEFORE_READABLE),
+                        new LastByte(
+                                "too many segments, status after them",
+                                g -> {
+                                    long st = g.alloc(1);
+                                    g.addChain(r(g.alloc(16), 16), r(g.alloc(8), 8), r(g.alloc(8), 8), w(st, 1));
+                                    return st;
+                                },
+                                ChainError.TOO_MANY_SEGMENTS,
+                                2),
+                        new LastByte(
+                                "NEXT and INDIRECT together: the table is ignored, next is followed",
+                                g -> {
+                                    long st = g.alloc(16);
+                                    long t = g.writeIndirectTable(r(g.alloc(16), 16));
+                                    g.writeDesc(0, t, 16, VIRTQ_DESC_F_INDIRECT | VIRTQ_DESC_F_NEXT, 1);
+                                    g.writeDesc(1, st, 16, VIRTQ_DESC_F_WRITE, 0);
+                                    g.publish(0);
+                                    return st + 15;
+                                },
+                                ChainError.NEXT_AND_INDIRECT),
+                        new LastByte(
+                                "indirect inside indirect with NEXT, status later in the same table",
+                                g -> {
+                                    long st = g.alloc(1);
+                                    long inner = g.writeIndirectTable(w(g.alloc(16), 16));
+                                    long t = g.writeIndirectTable(r(g.alloc(16), 16), r(g.alloc(16), 16), w(st, 1));
+                                    g.writeDesc(
+                                            g.at(t, 48), 1, inner, 16, VIRTQ_DESC_F_INDIRECT | VIRTQ_DESC_F_NEXT, 2);
+                                    g.writeDesc(0, t, 48, VIRTQ_DESC_F_INDIRECT, 0);
+                                    g.publish(0);
+                                    return st;
+                                },
+                                ChainError.NESTED_INDIRECT),
+                        new LastByte(
+                                "unmapped buffer in an indirect table, status its last entry",
+                                g -> {
+                                    long st = g.alloc(1);
+                                    g.addIndirectChain(r(g.alloc(16), 16), r(UNMAPPED_GPA, 512), w(st, 1));
+                                    return st;
+                                },
+                                ChainError.ADDRESS_NOT_MAPPED),
+                        new LastByte(
+                                "error in the direct part, status in the trailing indirect table",
+                                g -> {
+                                    long st = g.alloc(1);
+                                    long t = g.writeIndirectTable(r(g.alloc(16), 16), w(st, 1));
+                                    g.writeDesc(0, UNMAPPED_GPA, 16, VIRTQ_DESC_F_NEXT, 1);
+                                    g.writeDesc(1, t, 32, VIRTQ_DESC_F_INDIRECT, 0);
+                                    g.publish(0);
+                                    return st;
+                                },
+                                ChainError.ADDRESS_NOT_MAPPED),
+                        new LastByte(
+                                "status starts below guest memory, its last byte is inside",
+                                g -> {
+                                    g.addChain(r(g.alloc(16), 16), w(FakeGuest.REGION0_GPA - 8, 16));
+                                    return FakeGuest.REGION0_GPA + 7;
+                                },
+                                ChainError.ADDRESS_NOT_MAPPED),
+                        new LastByte(
+                                "status outside guest memory",
+                                g -> {
+                                    g.addChain(r(g.alloc(16), 16), r(UNMAPPED_GPA, 512), w(UNMAPPED_GPA, 1));
+                                    return -1;
+                                },
+                                ChainError.ADDRESS_NOT_MAPPED),
+                        new LastByte(
+                                "status runs past the last region",
+                                g -> {
+                                    g.addChain(r(g.alloc(16), 16), w(FakeGuest.END_GPA - 8, 16));
+                                    return -1;
+                                },
+                                ChainError.ADDRESS_NOT_MAPPED),
+                        new LastByte(
+                                "status addr + len overflows 2^64",
+                                g -> {
+                                    g.addChain(r(g.alloc(16), 16), w(0xFFFFFFFFFFFFFFF0L, 0x20));
+                                    return -1;
+                                },
+                                ChainError.LENGTH_OVERFLOW),
+                        new LastByte(
+                                "last descriptor readable",
+                                g -> {
+                                    g.addChain(r(g.alloc(16), 16), r(UNMAPPED_GPA, 16), r(g.alloc(1), 1));
+                                    return -1;
+                                },
+                                ChainError.ADDRESS_NOT_MAPPED),
+                        new LastByte(
+                                "last descriptor zero-length",
+                                g -> {
+                                    g.addChain(r(g.alloc(16), 16), r(UNMAPPED_GPA, 16), w(g.alloc(1), 0));
+                                    return -1;
+                                },
+                                ChainError.ADDRESS_NOT_MAPPED),
+                        new LastByte(
+                                "loop after the error",
+                                g -> {
+                                    g.writeDesc(0, UNMAPPED_GPA, 16, VIRTQ_DESC_F_NEXT, 1);
+                                    g.writeDesc(1, g.alloc(1), 1, VIRTQ_DESC_F_WRITE | VIRTQ_DESC_F_NEXT, 0);
+                                    g.publish(0);
+                                    return -1;
+                                },
+                                ChainError.ADDRESS_NOT_MAPPED),
+                        new LastByte(
+                                "next >= queue size after the error",
+                                g -> {
+                                    g.writeDesc(0, UNMAPPED_GPA, 16, VIRTQ_DESC_F_NEXT, SIZE);
+                                    g.publish(0);
+                                    return -1;
+                                },
+                                ChainError.ADDRESS_NOT_MAPPED),
+                        new LastByte(
+                                "next >= table entries after the error",
+                                g -> {
+                                    long t = g.writeIndirectTable(r(UNMAPPED_GPA, 16), w(g.alloc(1), 1));
+                                    g.writeDesc(g.at(t, 32), 0, UNMAPPED_GPA, 16, VIRTQ_DESC_F_NEXT, 2);
+                                    g.writeDesc(0, t, 32, VIRTQ_DESC_F_INDIRECT, 0);
+                                    g.publish(0);
+                                    return -1;
+                                },
+                                ChainError.ADDRESS_NOT_MAPPED),
+                        new LastByte(
+                                "bad indirect table after the error",
+                                g -> {
+                                    g.writeDesc(0, UNMAPPED_GPA, 16, VIRTQ_DESC_F_NEXT, 1);
+                                    g.writeDesc(1, UNMAPPED_GPA, 32, VIRTQ_DESC_F_INDIRECT, 0);
+                                    g.publish(0);
+                                    return -1;
+                                },
+                                ChainError.ADDRESS_NOT_MAPPED),
+                        new LastByte(
+                                "chain ends in a table inside a table",
+                                g -> {
+                                    long inner = g.writeIndirectTable(w(g.alloc(1), 1));
+                                    long t = g.writeIndirectTable(r(UNMAPPED_GPA, 16), r(g.alloc(16), 16));
+                                    g.writeDesc(g.at(t, 32), 1, inner, 16, VIRTQ_DESC_F_INDIRECT, 0);
+                                    g.writeDesc(0, t, 32, VIRTQ_DESC_F_INDIRECT, 0);
+                                    g.publish(0);
+                                    return -1;
+                                },
+                                ChainError.ADDRESS_NOT_MAPPED),
+                        new LastByte(
+                                "loop: writable chain cycles",
+                                g -> {
+                                    long b = g.alloc(32);
+                                    g.writeDesc(0, b, 16, VIRTQ_DESC_F_WRITE | VIRTQ_DESC_F_NEXT, 1);
+                                    g.writeDesc(1, b + 16, 16, VIRTQ_DESC_F_WRITE | VIRTQ_DESC_F_NEXT, 0);
+                                    g.publish(0);
+                                    return -1;
+                                },
+                                ChainError.LOOP))
+                .map(Arguments::of);
+    }
+
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("malformedChainsLastByte")
+    void shouldLocateLastByteOnlyWhenMalformedChainIsStillWalkable(LastByte c) {
+        try (FakeGuest g = new FakeGuest(SIZE, true)) {
+            long expected = c.guest().applyAsLong(g);
+            SplitVirtqueue q = g.queue(false, c.maxSegments());
+            DescriptorChain chain = new DescriptorChain(64);
+            byte[] before = g.snapshot();
+
+            assertEquals(SplitVirtqueue.POP_MALFORMED, q.pop(chain), c.name());
+
+            assertEquals(ChainError.name(c.error()), chain.errorName(), c.name());
+            assertArrayEquals(before, g.snapshot(), "pop wrote guest memory");
+            assertEquals(expected >= 0, chain.lastByteLocated(), c.name());
+            if (expected >= 0) {
+                assertEquals(expected, chain.lastByteGpa());
+                GuestMemoryRegion region = g.memory().region(chain.lastByteRegionIndex());
+                assertEquals(expected, region.guestPhysAddr() + chain.lastByteRegionOffset());
+            } else {
+                assertEquals(-1, chain.lastByteRegionIndex());
+            }
+        }
+    }
+
+    @Test
+    void shouldLocateLastByteAfterIndirectDescriptorWithNextWhenIndirectNotNegotiated() {
+        try (FakeGuest g = new FakeGuest(SIZE, true)) {
+            long st = g.alloc(1);
+            long t = g.writeIndirectTable(r(g.alloc(16), 16));
+            g.writeDesc(0, t, 16, VIRTQ_DESC_F_INDIRECT | VIRTQ_DESC_F_NEXT, 1);
+            g.writeDesc(1, st, 1, VIRTQ_DESC_F_WRITE, 0);
+            g.publish(0);
+            SplitVirtqueue q =
+                    new SplitVirtqueue(0, SIZE, g.memory(), g.descGpa, g.availGpa, g.usedGpa, false, 64, false);
+            DescriptorChain chain = new DescriptorChain(64);
+
+            assertEquals(SplitVirtqueue.POP_MALFORMED, q.pop(chain));
+            assertEquals(ChainError.INDIRECT_NOT_NEGOTIATED, chain.error());
+            assertTrue(chain.lastByteLocated());
+            assertEquals(st, chain.lastByteGpa());
+
+            // a chain that ends in the table: descriptors 0 and 1 are free again for the fake driver
+            g.addIndirectChain(r(g.alloc(16), 16), w(g.alloc(1), 1));
+            assertEquals(SplitVirtqueue.POP_MALFORMED, q.pop(chain));
+            assertEquals(ChainError.INDIRECT_NOT_NEGOTIATED, chain.error());
+            assertFalse(chain.lastByteLocated(), "a table not negotiated is not read");
+        }
+    }
+
+    @Test
+    void shouldClearLastByteWhenNextChainIsWellFormed() {
+        try (FakeGuest g = new FakeGuest(SIZE, true)) {
+            g.addChain(r(g.alloc(16), 16), r(UNMAPPED_GPA, 16), w(g.alloc(1), 1));
+            g.addChain(r(g.alloc(16), 16), w(g.alloc(1), 1));
+            SplitVirtqueue q = g.queue(false, 64);
+            DescriptorChain chain = new DescriptorChain(64);
+
+            assertEquals(SplitVirtqueue.POP_MALFORMED, q.pop(chain));
+            assertTrue(chain.lastByteLocated());
+            assertEquals(SplitVirtqueue.POP_OK, q.pop(chain));
+            assertFalse(chain.lastByteLocated());
+            assertEquals(-1, chain.lastByteRegionIndex());
         }
     }
 

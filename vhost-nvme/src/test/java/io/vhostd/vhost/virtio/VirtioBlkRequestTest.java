@@ -410,14 +410,64 @@ class VirtioBlkRequestTest {
                                 VirtioBlkRequestError.DATA_LENGTH_INVALID,
                                 true),
                         new Hostile(
-                                "malformed chain ending in a writable buffer",
+                                "malformed chain whose last descriptor is readable: the writable one before is no status",
+                                g -> {
+                                    g.addChain(r(header(g, VIRTIO_BLK_T_IN), 16), w(g.alloc(1), 1), r(g.alloc(16), 16));
+                                    return -1L;
+                                },
+                                VirtioBlkRequestError.CHAIN_MALFORMED,
+                                false),
+                        new Hostile(
+                                "malformed chain: data outside guest memory, status reachable",
                                 g -> {
                                     long status = g.alloc(1);
-                                    g.addChain(r(header(g, VIRTIO_BLK_T_IN), 16), w(status, 1), r(g.alloc(16), 16));
+                                    g.addChain(r(header(g, VIRTIO_BLK_T_OUT), 16), r(0x4000_0000L, 512), w(status, 1));
                                     return status;
                                 },
                                 VirtioBlkRequestError.CHAIN_MALFORMED,
                                 true),
+                        new Hostile(
+                                "malformed chain: the last segment translated is data, the status is found after it",
+                                g -> {
+                                    long status = g.alloc(1);
+                                    g.addChain(
+                                            r(header(g, VIRTIO_BLK_T_IN), 16),
+                                            w(g.alloc(512), 512),
+                                            w(0x4000_0000L, 512),
+                                            w(status, 1));
+                                    return status;
+                                },
+                                VirtioBlkRequestError.CHAIN_MALFORMED,
+                                true),
+                        new Hostile(
+                                "malformed chain: indirect inside indirect, status in the same table",
+                                g -> {
+                                    long status = g.alloc(1);
+                                    long inner = g.writeIndirectTable(r(g.alloc(16), 16));
+                                    long table = g.writeIndirectTable(
+                                            r(header(g, VIRTIO_BLK_T_IN), 16), r(g.alloc(16), 16), w(status, 1));
+                                    g.writeDesc(
+                                            g.at(table, 48),
+                                            1,
+                                            inner,
+                                            16,
+                                            SplitRingDescriptor.VIRTQ_DESC_F_INDIRECT
+                                                    | SplitRingDescriptor.VIRTQ_DESC_F_NEXT,
+                                            2);
+                                    g.writeDesc(0, table, 48, SplitRingDescriptor.VIRTQ_DESC_F_INDIRECT, 0);
+                                    g.publish(0);
+                                    return status;
+                                },
+                                VirtioBlkRequestError.CHAIN_MALFORMED,
+                                true),
+                        new Hostile(
+                                "malformed chain: status outside guest memory",
+                                g -> {
+                                    g.addChain(r(header(g, VIRTIO_BLK_T_IN), 16), w(0x4000_0000L, 1));
+                                    return -1L;
+                                },
+                                VirtioBlkRequestError.CHAIN_MALFORMED,
+                                false),
                         new Hostile(
                                 "malformed chain with nothing translated",
                                 g -> {
