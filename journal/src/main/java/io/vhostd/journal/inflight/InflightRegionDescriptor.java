@@ -281,6 +281,21 @@ public final class InflightRegionDescriptor {
         return buffer.asSlice(queueIndex * length, length);
     }
 
+    /**
+     * The first {@code lengthBytes} of a queue region handed to a region writer, after checking it is that long and
+     * 8-byte aligned (the writers' u64 stores).
+     *
+     * @throws IllegalArgumentException if it is shorter or misaligned (the message names virtqueue {@code queueIndex})
+     */
+    static MemorySegment checkedQueueRegion(MemorySegment queueRegion, int queueIndex, long lengthBytes) {
+        if (queueRegion.byteSize() < lengthBytes || (queueRegion.address() & 7) != 0) {
+            throw new IllegalArgumentException("vq " + queueIndex + ": inflight region of " + queueRegion.byteSize()
+                    + " bytes at 0x" + Long.toHexString(queueRegion.address()) + ", expected " + lengthBytes
+                    + " bytes, 8-byte aligned");
+        }
+        return queueRegion.asSlice(0, lengthBytes);
+    }
+
     static void checkQueueSize(int queueSize) {
         if (queueSize < 1 || queueSize > MAX_QUEUE_SIZE) {
             throw new IllegalArgumentException("queue size " + queueSize + " out of [1, " + MAX_QUEUE_SIZE + "]");

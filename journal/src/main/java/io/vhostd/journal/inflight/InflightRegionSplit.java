@@ -76,12 +76,7 @@ public final class InflightRegionSplit {
             throw new IllegalArgumentException(
                     "vq " + queueIndex + ": split queue size " + queueSize + " is not a power of two");
         }
-        if (queueRegion.byteSize() < length || (queueRegion.address() & 7) != 0) {
-            throw new IllegalArgumentException("vq " + queueIndex + ": inflight region of " + queueRegion.byteSize()
-                    + " bytes at 0x" + Long.toHexString(queueRegion.address()) + ", expected " + length
-                    + " bytes, 8-byte aligned");
-        }
-        this.region = queueRegion.asSlice(0, length);
+        this.region = InflightRegionDescriptor.checkedQueueRegion(queueRegion, queueIndex, length);
         this.queueIndex = queueIndex;
         this.queueSize = queueSize;
         this.observer = Objects.requireNonNull(observer, "observer");

@@ -489,14 +489,10 @@ public final class PackedVirtqueue implements Virtqueue {
             chain.lastDescriptor(memory, addr, len, (flags & VIRTQ_DESC_F_WRITE) != 0);
             return;
         }
-        if (!indirectDesc
-                || !only
-                || len == 0
-                || len % PVIRTQ_DESC_LENGTH_BYTES != 0
-                || len / PVIRTQ_DESC_LENGTH_BYTES > size) {
+        if (!indirectDesc || !only) {
             return;
         }
-        int region = memory.findRegion(addr, len);
+        int region = IndirectTable.region(memory, addr, len, PVIRTQ_DESC_LENGTH_BYTES, size);
         if (region < 0) {
             return;
         }
@@ -527,10 +523,7 @@ public final class PackedVirtqueue implements Virtqueue {
             return ChainError.NEXT_AND_INDIRECT;
         }
         // whole entries only, at most queue size of them (no list longer than the queue size)
-        if (len == 0 || len % PVIRTQ_DESC_LENGTH_BYTES != 0 || len / PVIRTQ_DESC_LENGTH_BYTES > size) {
-            return ChainError.BAD_INDIRECT_TABLE;
-        }
-        int region = memory.findRegion(addr, len);
+        int region = IndirectTable.region(memory, addr, len, PVIRTQ_DESC_LENGTH_BYTES, size);
         if (region < 0) {
             return ChainError.BAD_INDIRECT_TABLE;
         }

@@ -417,10 +417,7 @@ public final class SplitVirtqueue implements Virtqueue {
                     return ChainError.NEXT_AND_INDIRECT;
                 }
                 // whole entries only, at most queue size of them (§2.7.5.3.1: no chain longer than the queue)
-                if (len == 0 || len % VIRTQ_DESC_LENGTH_BYTES != 0 || len / VIRTQ_DESC_LENGTH_BYTES > size) {
-                    return ChainError.BAD_INDIRECT_TABLE;
-                }
-                int region = memory.findRegion(addr, len);
+                int region = IndirectTable.region(memory, addr, len, VIRTQ_DESC_LENGTH_BYTES, size);
                 if (region < 0) {
                     return ChainError.BAD_INDIRECT_TABLE;
                 }
@@ -486,14 +483,10 @@ public final class SplitVirtqueue implements Virtqueue {
             if ((flags & VIRTQ_DESC_F_INDIRECT) != 0 && (flags & VIRTQ_DESC_F_NEXT) == 0) {
                 // the chain ends in a table: followed only under the walk's own checks (§2.7.5.3.1), never a table
                 // inside a table; it goes on at entry 0
-                if (inIndirect
-                        || !indirectDesc
-                        || len == 0
-                        || len % VIRTQ_DESC_LENGTH_BYTES != 0
-                        || len / VIRTQ_DESC_LENGTH_BYTES > size) {
+                if (inIndirect || !indirectDesc) {
                     return;
                 }
-                int region = memory.findRegion(addr, len);
+                int region = IndirectTable.region(memory, addr, len, VIRTQ_DESC_LENGTH_BYTES, size);
                 if (region < 0) {
                     return;
                 }
