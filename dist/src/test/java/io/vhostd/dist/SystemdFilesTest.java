@@ -201,7 +201,7 @@ class SystemdFilesTest {
         assertEquals(List.of("on-failure"), unit.get("Restart"));
         assertEquals(List.of("" + MasterMain.EXIT_CONFIG), unit.get("RestartPreventExitStatus"));
         // SIGTERM to the master alone; it stops the slave itself
-        assertEquals(List.of("mixed"), unit.get("KillMode"));
+        assertEquals(List.of("process"), unit.get("KillMode"));
         assertEquals(List.of("143"), unit.get("SuccessExitStatus"));
         assertEquals(List.of("vhostd"), unit.get("RuntimeDirectory"));
         assertEquals(List.of("0750"), unit.get("RuntimeDirectoryMode"));

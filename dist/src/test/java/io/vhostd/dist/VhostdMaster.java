@@ -94,6 +94,30 @@ final class VhostdMaster implements AutoCloseable {
                 + " does not accept\n" + logTail());
     }
 
+    /**
+     * Waits until the RPC socket accepts a connection (the master listens on it last). For a master that re-adopts
+     * a slave whose session runs: the slave does not accept a second connection on the controller's socket while a
+     * session runs, so {@link #awaitReady} would fill its listen backlog.
+     *
+     * @throws AssertionError if the master exits first or the deadline passes; the message has the log tail
+     */
+    Duration awaitRpcReady(Duration timeout) throws InterruptedException {
+        long startNs = System.nanoTime();
+        long deadlineNs = startNs + timeout.toNanos();
+        while (System.nanoTime() < deadlineNs) {
+            if (!process.isAlive()) {
+                throw new AssertionError("master exited with " + process.exitValue() + " before " + config.rpcSocket()
+                        + " was ready\n" + logTail());
+            }
+            if (accepts(config.rpcSocket())) {
+                return Duration.ofNanos(System.nanoTime() - startNs);
+            }
+            Thread.sleep(POLL_INTERVAL);
+        }
+        throw new AssertionError(
+                "master not ready after " + timeout + ": " + config.rpcSocket() + " does not accept\n" + logTail());
+    }
+
     private static boolean accepts(Path socket) {
         try (SocketChannel channel = SocketChannel.open(StandardProtocolFamily.UNIX)) {
             return channel.connect(UnixDomainSocketAddress.of(socket));
@@ -133,6 +157,19 @@ final class VhostdMaster implements AutoCloseable {
             p.destroyForcibly();
         }
         return survivors;
+    }
+
+    /**
+     * SIGKILL to the master alone (not its slaves) and waits until it is gone; a master killed this way leaves its
+     * serving slave running for the next master to re-adopt (issue #4).
+     *
+     * @throws AssertionError if it is still there after {@code timeout}
+     */
+    void kill(Duration timeout) throws InterruptedException {
+        process.destroyForcibly();
+        if (!process.waitFor(timeout.toMillis(), java.util.concurrent.TimeUnit.MILLISECONDS)) {
+            throw new AssertionError("master pid " + process.pid() + " still runs " + timeout + " after SIGKILL");
+        }
     }
 
     /** Exit status of the master, once it has exited. */

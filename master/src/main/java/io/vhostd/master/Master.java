@@ -49,6 +49,7 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.attribute.PosixFilePermissions;
 import java.util.ArrayList;
+import java.util.HashMap;
 import java.util.HashSet;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -160,6 +161,16 @@ public final class Master implements AutoCloseable {
     private volatile boolean shuttingDown;
     private int nextQpairId = 1;
 
+    /**
+     * Issue #4 master restart: what the previous master's serving slave handed back when it rejoined, until {@link
+     * #startSlave} takes it over; null when no slave rejoined.
+     */
+    private SlaveRejoin rejoin;
+    /** Issue #4 master restart: the queue pairs' resume points (h0, c0) of each re-adopted controller. */
+    private final Map<String, List<ControlMessage.QpairResume>> resumed = new LinkedHashMap<>();
+    /** How long a restarted master waits for the previous master's serving slave to rejoin. */
+    private static final long REJOIN_TIMEOUT_MS = Long.getLong("vhostd.rejoin.timeout.ms", 15_000);
+
     /** A master with a slave, on the host's sysfs and procfs. */
     public Master(VhostdConfig config) {
         this(config, Options.defaults());
@@ -197,6 +208,9 @@ public final class Master implements AutoCloseable {
                 System.Logger.Level.INFO,
                 "registry " + store.file() + ": " + restored.size() + " bdev(s) recreated"
                         + (restored.isEmpty() ? "" : " " + restored));
+        if (options.spawnSlave()) {
+            rejoin = awaitRejoin();
+        }
         startArena();
         for (ControllerConfig c : config.controllers()) {
             addController(c);
@@ -224,6 +238,10 @@ public final class Master implements AutoCloseable {
     private void startArena() {
         HugepagesConfig huge = config.hugepages();
         long perQpair = align(VirtNvmeDescriptor.lengthBytes(QPAIR_DEPTH, maxSegments), 4096);
+        if (rejoin != null) {
+            adoptArena(perQpair);
+            return;
+        }
         long needed = 0;
         for (ControllerConfig c : config.controllers()) {
             needed += perQpair * c.numQueues();
@@ -307,6 +325,10 @@ public final class Master implements AutoCloseable {
      */
     private ControllerRuntime createController(ControllerConfig c)
             throws BdevException, ArenaFullException, IOException {
+        SlaveRejoin.Controller rejoined = rejoin == null ? null : rejoin.controllers.get(c.name());
+        if (rejoined != null) {
+            return adoptController(c, rejoined);
+        }
         BdevRegistry.Entry entry = bdevs.claim(c.bdev(), c.name());
         Bdev bdev = entry.bdev();
         DeviceEngine engine = entry.engine();
@@ -448,19 +470,366 @@ public final class Master implements AutoCloseable {
     }
 
     private void startSlave() throws Exception {
+        if (controlListenFd < 0) {
+            bindControlSocket();
+        }
+        if (rejoin != null) {
+            slave = finishRejoin();
+        } else {
+            slave = connectSlave();
+            sendControllers(slave, Set.of());
+        }
+        awaitListening(slave);
+        watch(slave);
+        writeSlaveState(slave);
+        startStandby();
+        warmUpHandoverCodec();
+    }
+
+    private void bindControlSocket() throws IOException {
         controlPath = runDir.resolve("master.sock");
         Files.deleteIfExists(controlPath);
         controlListenFd = Socket.socket(Socket.AF_UNIX, Socket.SOCK_SEQPACKET | Socket.SOCK_CLOEXEC, 0);
         Socket.bind(controlListenFd, controlPath.toString());
         Files.setPosixFilePermissions(controlPath, PosixFilePermissions.fromString("rw-------"));
         Socket.listen(controlListenFd, 4);
+    }
 
-        slave = connectSlave();
-        sendControllers(slave, Set.of());
-        awaitListening(slave);
-        watch(slave);
-        startStandby();
-        warmUpHandoverCodec();
+    // --- master restart (issue #4, control-channel.md "Master restart"): re-adopting the previous master's slave ---
+
+    private Path slaveStateFile() {
+        return runDir.resolve(SlaveRejoin.STATE_FILE);
+    }
+
+    /** Records {@code serving} in the state file a restarted master reads; a failure is logged (no re-adoption). */
+    private void writeSlaveState(SlaveProcess serving) {
+        try {
+            SlaveRejoin.writeState(slaveStateFile(), serving.slaveId(), serving.pid());
+        } catch (IOException | RuntimeException e) {
+            LOG.log(
+                    System.Logger.Level.WARNING,
+                    "cannot write " + slaveStateFile() + " (a restarted master will not re-adopt the slave): " + e);
+        }
+    }
+
+    /**
+     * At start: when the state file names a serving slave of a previous master that still runs, binds the control
+     * socket and waits up to {@link #REJOIN_TIMEOUT_MS} for it to rejoin, checks what it hands back against the
+     * configuration and registers its guest memory regions. Anything wrong: the slave is refused and killed (its
+     * front-ends see the connections close and reconnect; the inflight region keeps their requests) and the master
+     * starts fresh.
+     *
+     * @return the rejoined slave, or null (start fresh)
+     * @throws IllegalStateException if the master that wrote the state file still runs
+     */
+    private SlaveRejoin awaitRejoin() throws Exception {
+        SlaveRejoin.State state;
+        try {
+            state = SlaveRejoin.readState(slaveStateFile());
+        } catch (IOException e) {
+            LOG.log(System.Logger.Level.WARNING, slaveStateFile() + " unreadable, not re-adopting: " + e.getMessage());
+            return null;
+        }
+        if (state == null) {
+            return null;
+        }
+        if (state.masterAlive() && !awaitExit(state.masterPid(), 10_000)) {
+            throw new IllegalStateException(
+                    "the master that wrote " + slaveStateFile() + " (pid " + state.masterPid() + ") still runs");
+        }
+        if (!state.slaveAlive()) {
+            LOG.log(
+                    System.Logger.Level.INFO,
+                    "the previous master's slave " + state.slaveId() + " (pid " + state.slavePid()
+                            + ") is gone: starting fresh");
+            return null;
+        }
+        long waitStartNs = System.nanoTime();
+        LOG.log(
+                System.Logger.Level.WARNING,
+                "the previous master (pid " + state.masterPid() + ") died; waiting up to " + REJOIN_TIMEOUT_MS
+                        + " ms for its slave " + state.slaveId() + " (pid " + state.slavePid() + ") to rejoin");
+        bindControlSocket();
+        AdoptedProcess process;
+        try {
+            process = new AdoptedProcess(state.slavePid());
+        } catch (RuntimeException e) {
+            LOG.log(System.Logger.Level.INFO, "slave " + state.slaveId() + " exited meanwhile: starting fresh");
+            return null;
+        }
+        SlaveRejoin r = null;
+        List<Integer> registered = new ArrayList<>();
+        try {
+            int fd = acceptFrom(state.slavePid(), process::isAlive, REJOIN_TIMEOUT_MS);
+            r = SlaveRejoin.receive(new ControlChannel(fd), REJOIN_TIMEOUT_MS);
+            String problem = rejoinProblem(r);
+            if (problem != null) {
+                throw new IllegalStateException(problem);
+            }
+            for (SlaveRejoin.Region region : r.regions) {
+                regions.register(
+                        region.spec.regionId(), region.fd, region.spec.sizeBytes(), region.spec.mmapOffsetBytes());
+                region.fd = -1;
+                registered.add(region.spec.regionId());
+            }
+        } catch (Exception e) {
+            LOG.log(
+                    System.Logger.Level.ERROR,
+                    "slave " + state.slaveId() + " (pid " + state.slavePid() + ") not re-adopted, stopping it: "
+                            + e.getMessage());
+            if (r != null) {
+                try {
+                    r.channel.send(new ControlMessage.Rejoined(e.getMessage(), List.of()));
+                } catch (RuntimeException ignored) {
+                    // it is killed anyway
+                }
+                r.closeUntaken();
+                r.channel.close();
+            }
+            registered.forEach(regions::unregister);
+            process.destroyForcibly();
+            if (!process.waitFor(10, TimeUnit.SECONDS)) {
+                throw new IllegalStateException("slave pid " + state.slavePid() + " does not exit after SIGKILL");
+            }
+            process.closeWhenExited();
+            return null;
+        }
+        process.closeWhenExited();
+        r.process = process;
+        int maxNsid = 0;
+        int maxQpairId = 0;
+        for (SlaveRejoin.Controller c : r.controllers.values()) {
+            maxNsid = Math.max(maxNsid, c.spec.nsid());
+            for (ControlMessage.QpairRef q : c.spec.qpairs()) {
+                maxQpairId = Math.max(maxQpairId, q.qpairId());
+            }
+        }
+        nextNsid = maxNsid + 1;
+        nextQpairId = maxQpairId + 1;
+        nextSlaveNumber = Integer.parseInt(r.hello.slaveId().substring("slave-".length())) + 1;
+        LOG.log(
+                System.Logger.Level.INFO,
+                "slave " + r.hello.slaveId() + " (pid " + r.hello.pid() + ") rejoined with "
+                        + r.controllers.keySet() + ", " + r.held.size() + " session fd(s), " + r.regions.size()
+                        + " guest memory region(s), " + (System.nanoTime() - waitStartNs) / 1_000 + " us after this"
+                        + " master began waiting");
+        return r;
+    }
+
+    /** Waits up to {@code timeoutMs} for process {@code pid} to exit (a pidfd); true when it has (or never was). */
+    private static boolean awaitExit(long pid, long timeoutMs) {
+        int pidfd;
+        try {
+            pidfd = io.vhostd.shm.linux.Pidfd.pidfd_open((int) pid, 0);
+        } catch (RuntimeException e) {
+            return true; // ESRCH: gone
+        }
+        try {
+            LOG.log(System.Logger.Level.INFO, "waiting for the previous master (pid " + pid + ") to exit");
+            return (io.vhostd.shm.linux.Poll.poll(pidfd, io.vhostd.shm.linux.Poll.POLLIN, (int) timeoutMs)
+                            & io.vhostd.shm.linux.Poll.POLLIN)
+                    != 0;
+        } finally {
+            Unistd.close(pidfd);
+        }
+    }
+
+    /**
+     * Why what a rejoining slave handed back cannot be taken over, or null: other versions (as {@link
+     * #incompatibility}), or a controller that is not configured (configuration or registry) with the same bdev,
+     * queue count and queue pair geometry, or a queue pair outside the arena.
+     */
+    private String rejoinProblem(SlaveRejoin r) {
+        ControlMessage.Rejoin h = r.hello;
+        String incompatible = incompatibility(new ControlMessage.Hello(
+                h.protocolVersion(), h.pid(), h.build(), h.journalVersion(), h.virtNvmeVersion()));
+        if (incompatible != null) {
+            return incompatible;
+        }
+        Map<String, String[]> defined = new HashMap<>();
+        for (ControllerConfig c : config.controllers()) {
+            defined.put(c.name(), new String[] {c.bdev(), Integer.toString(c.numQueues())});
+        }
+        for (JsonNode record : store.controllers()) {
+            defined.putIfAbsent(record.path("name").asText(), new String[] {
+                record.path("bdev").asText(),
+                Integer.toString(record.path("num_queues").asInt(1))
+            });
+        }
+        long qpairLength = VirtNvmeDescriptor.lengthBytes(QPAIR_DEPTH, maxSegments);
+        Set<Integer> qpairIds = new HashSet<>();
+        Set<Integer> nsids = new HashSet<>();
+        for (SlaveRejoin.Controller c : r.controllers.values()) {
+            ControlMessage.RejoinController m = c.spec;
+            String[] d = defined.get(m.name());
+            if (d == null) {
+                return "controller " + m.name() + " is not configured any more";
+            }
+            if (!d[0].equals(m.bdev()) || !d[1].equals(Integer.toString(m.numQueues()))) {
+                return "controller " + m.name() + " is configured with bdev " + d[0] + " and " + d[1]
+                        + " queue(s), the slave serves bdev " + m.bdev() + " with " + m.numQueues();
+            }
+            if (m.maxSegments() != maxSegments) {
+                return "controller " + m.name() + ": the slave uses " + m.maxSegments() + " segments per command, this"
+                        + " master " + maxSegments;
+            }
+            // the slave knows its mapping's length: the journal's, rounded up to whole pages
+            long journalBytes = JournalDescriptor.lengthBytes(m.numQueues(), QPAIR_DEPTH, 0);
+            if (m.journalLengthBytes() < journalBytes) {
+                return "controller " + m.name() + ": journal of " + m.journalLengthBytes() + " bytes, expected "
+                        + journalBytes;
+            }
+            if (m.nsid() <= 0 || !nsids.add(m.nsid())) {
+                return "controller " + m.name() + ": nsid " + m.nsid() + " is not positive or is used twice";
+            }
+            for (ControlMessage.QpairRef q : m.qpairs()) {
+                if (q == null
+                        || q.lengthBytes() != qpairLength
+                        || q.arenaOffsetBytes() < 0
+                        || q.arenaOffsetBytes() % 4096 != 0
+                        || q.arenaOffsetBytes() > h.arenaSizeBytes() - qpairLength
+                        || q.qpairId() < 0
+                        || q.qpairId() > 65535
+                        || !qpairIds.add(q.qpairId())) {
+                    return "controller " + m.name() + ": queue pair " + q + " does not fit the arena";
+                }
+            }
+        }
+        return null;
+    }
+
+    /** The arena of the rejoined slave: its queue pairs are allocated, the gaps between them are free again. */
+    private void adoptArena(long perQpair) {
+        arena = HugepageArena.attach(rejoin.arenaFd, rejoin.hello.arenaSizeBytes());
+        rejoin.arenaFd = -1;
+        Set<Long> used = new HashSet<>();
+        long end = 0;
+        for (SlaveRejoin.Controller c : rejoin.controllers.values()) {
+            for (ControlMessage.QpairRef q : c.spec.qpairs()) {
+                arena.markAllocated(q.arenaOffsetBytes(), q.lengthBytes());
+                used.add(q.arenaOffsetBytes());
+                end = Math.max(end, q.arenaOffsetBytes() + q.lengthBytes());
+            }
+        }
+        for (long offset = 0; offset + perQpair <= end; offset += perQpair) {
+            if (!used.contains(offset) && used.stream().allMatch(u -> u % perQpair == 0)) {
+                freeQpair(offset);
+            }
+        }
+        LOG.log(
+                System.Logger.Level.INFO,
+                "arena: " + arena.sizeBytes() + " bytes taken over from the rejoined slave"
+                        + (arena.hugepages() ? " (2 MiB hugepages)" : ""));
+    }
+
+    /**
+     * {@link #createController} for a controller the rejoined slave serves: claims the bdev, attaches its queue pairs
+     * as they are (virtnvme.md §10.2: SQ head and CQ tail recovered) to the engine, and takes the listening socket,
+     * eventfds, journal, stats region and session fds into custody. The commands the dead master had fetched are
+     * resubmitted by the slave once it has the resume points ({@code rejoined}).
+     */
+    private ControllerRuntime adoptController(ControllerConfig c, SlaveRejoin.Controller r)
+            throws BdevException, IOException {
+        BdevRegistry.Entry entry = bdevs.claim(c.bdev(), c.name());
+        Bdev bdev = entry.bdev();
+        DeviceEngine engine = entry.engine();
+        List<QpairBinding> bindings = new ArrayList<>();
+        List<ControlMessage.QpairResume> resume = new ArrayList<>();
+        for (int q = 0; q < r.spec.numQueues(); q++) {
+            ControlMessage.QpairRef ref = r.spec.qpairs().get(q);
+            VirtNvmeQueuePair qp =
+                    VirtNvmeQueuePair.attach(arena.segment().asSlice(ref.arenaOffsetBytes(), ref.lengthBytes()));
+            if (qp.qpairId() != ref.qpairId() || qp.depth() != QPAIR_DEPTH || qp.maxSegments() != maxSegments) {
+                throw new IllegalStateException("controller " + c.name() + ": queue pair " + q + " in the arena is "
+                        + qp.qpairId() + "/" + qp.depth() + "/" + qp.maxSegments() + ", the slave said " + ref);
+            }
+            custody.hold(new FdCustody.Key(c.name(), "qpair_sq", q), r.sqEventFds[q]);
+            custody.hold(new FdCustody.Key(c.name(), "qpair_cq", q), r.cqEventFds[q]);
+            QpairBinding binding = new QpairBinding(qp, r.sqEventFds[q], r.cqEventFds[q], regions, r.spec.nsid());
+            r.sqEventFds[q] = -1;
+            r.cqEventFds[q] = -1;
+            // the resume point before the engine moves it
+            resume.add(new ControlMessage.QpairResume(q, qp.sqHeadIndex(), qp.cqTailIndex()));
+            engine.attach(binding);
+            // virtnvme.md §10.2: a slave asleep on an event index the dead master armed is woken once
+            Eventfd.eventfd_write(binding.cqEventFd(), 1);
+            bindings.add(binding);
+        }
+        custody.hold(new FdCustody.Key(c.name(), "listen", 0), r.listenFd);
+        int listenFd = r.listenFd;
+        r.listenFd = -1;
+        HugepageArena journal =
+                HugepageArena.attach(r.journalFd, JournalDescriptor.lengthBytes(r.spec.numQueues(), QPAIR_DEPTH, 0));
+        r.journalFd = -1;
+        journals.put(c.name(), journal);
+        if (r.statsFd >= 0) {
+            int fd = r.statsFd;
+            r.statsFd = -1;
+            stats.adoptRegion(c.name(), bdev.name(), c.numQueues(), fd);
+        } else {
+            stats.createRegion(c.name(), bdev.name(), c.numQueues());
+        }
+        for (SlaveRejoin.HeldFd h : rejoin.held) {
+            if (h.controller.equals(c.name()) && h.fd >= 0) {
+                custody.hold(new FdCustody.Key(c.name(), h.what, h.index), h.fd);
+                h.fd = -1;
+            }
+        }
+        ControllerRuntime runtime = new ControllerRuntime(
+                c.name(),
+                c.type(),
+                bdev,
+                c.socket(),
+                listenFd,
+                c.numQueues(),
+                c.serial(),
+                c.readOnly() || bdev.readOnly(),
+                List.copyOf(r.spec.qpairs()),
+                List.copyOf(bindings));
+        controllers.put(c.name(), runtime);
+        resumed.put(c.name(), List.copyOf(resume));
+        LOG.log(
+                System.Logger.Level.INFO,
+                "controller " + c.name() + ": taken back from the rejoined slave, queue pairs resumed at " + resume);
+        return runtime;
+    }
+
+    /**
+     * Makes the rejoined slave the serving one: answers {@code rejoined} with each controller's resume points (the
+     * slave then resubmits what the dead master lost), and sends it the configured controllers it did not have.
+     */
+    private SlaveProcess finishRejoin() {
+        SlaveRejoin r = rejoin;
+        rejoin = null;
+        SlaveProcess s = new SlaveProcess(r.hello.slaveId(), r.process, r.channel, regions, custody, controllers);
+        s.buildInfo(
+                r.hello.build(),
+                r.process
+                        .toHandle()
+                        .info()
+                        .startInstant()
+                        .map(java.time.Instant::toEpochMilli)
+                        .orElse(0L));
+        List<ControlMessage.ControllerResume> answer = new ArrayList<>();
+        for (String name : r.controllers.keySet()) {
+            List<ControlMessage.QpairResume> q = resumed.get(name);
+            if (q == null) {
+                answer.add(
+                        new ControlMessage.ControllerResume(name, "not taken back (see the master's log)", List.of()));
+            } else {
+                answer.add(new ControlMessage.ControllerResume(name, null, q));
+                s.listening(name).complete(null);
+            }
+        }
+        r.closeUntaken();
+        s.start();
+        r.channel.send(new ControlMessage.Rejoined(null, answer));
+        sendControllers(s, Set.of(), name -> !resumed.containsKey(name));
+        LOG.log(
+                System.Logger.Level.INFO,
+                "slave " + s.slaveId() + " (pid " + s.pid() + ") re-adopted: it serves " + resumed.keySet() + " again");
+        resumed.clear();
+        return s;
     }
 
     /**
@@ -724,6 +1093,7 @@ public final class Master implements AutoCloseable {
             awaitListening(next);
             slave = next;
             handingOver = false;
+            writeSlaveState(next);
             LOG.log(
                     System.Logger.Level.INFO,
                     "slave " + next.slaveId() + " (pid " + next.pid() + ") resumed " + adopt.size() + " session(s) "
@@ -843,6 +1213,7 @@ public final class Master implements AutoCloseable {
         slave = next;
         draining = null;
         slaveClassPath = classPath;
+        writeSlaveState(next);
         watch(next);
         old.stop("upgraded to slave " + next.slaveId(), 5_000);
         java.util.concurrent.CompletableFuture<SlaveProcess> oldStandby;
@@ -1078,6 +1449,8 @@ public final class Master implements AutoCloseable {
         cmd.add(controlPath.toString());
         cmd.add("--slave-id");
         cmd.add(slaveId);
+        cmd.add("--orphan-timeout-ms");
+        cmd.add(Long.toString(config.slave().orphanTimeoutMs()));
         LOG.log(System.Logger.Level.DEBUG, "spawning slave: " + String.join(" ", cmd));
         ProcessBuilder builder = new ProcessBuilder(cmd).inheritIO();
         // systemd's notification socket and watchdog are the master's: the slave must not speak for the service
@@ -1087,11 +1460,17 @@ public final class Master implements AutoCloseable {
 
     /** Accepts the slave's control connection and checks (SO_PEERCRED) that it comes from the process we spawned. */
     private int acceptFrom(Process process, long timeoutMs) throws InterruptedException {
+        return acceptFrom(process.pid(), process::isAlive, timeoutMs);
+    }
+
+    /** {@link #acceptFrom(Process, long)} for process {@code pid}, alive while {@code alive} says so. */
+    private int acceptFrom(long pid, java.util.function.BooleanSupplier alive, long timeoutMs)
+            throws InterruptedException {
         long deadline = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(timeoutMs);
         while (System.nanoTime() < deadline) {
             int revents = io.vhostd.shm.linux.Poll.poll(controlListenFd, io.vhostd.shm.linux.Poll.POLLIN, 200);
-            if (!process.isAlive()) {
-                throw new IllegalStateException("slave exited during start-up with status " + process.exitValue());
+            if (!alive.getAsBoolean()) {
+                throw new IllegalStateException("slave pid " + pid + " exited before it connected");
             }
             if ((revents & io.vhostd.shm.linux.Poll.POLLIN) == 0) {
                 continue;
@@ -1101,10 +1480,10 @@ public final class Master implements AutoCloseable {
                 continue;
             }
             Socket.Ucred cred = Socket.getpeercred(fd);
-            if (cred.pid() != process.pid()) {
+            if (cred.pid() != pid) {
                 LOG.log(
                         System.Logger.Level.WARNING,
-                        "control socket: refused pid " + cred.pid() + " (expected slave " + process.pid() + ")");
+                        "control socket: refused pid " + cred.pid() + " (expected slave " + pid + ")");
                 Unistd.close(fd);
                 continue;
             }
@@ -1799,6 +2178,12 @@ public final class Master implements AutoCloseable {
             }
         }
         custody.close();
+        try {
+            // a clean stop: nothing for a next master to re-adopt
+            Files.deleteIfExists(slaveStateFile());
+        } catch (IOException e) {
+            LOG.log(System.Logger.Level.WARNING, "cannot remove " + slaveStateFile() + ": " + e.getMessage());
+        }
         if (controlListenFd >= 0) {
             Unistd.close(controlListenFd);
             try {

@@ -81,7 +81,7 @@ final class BlkDevice implements VhostUserDevice {
     private final MasterLink master;
     private volatile GuestMemory memory = GuestMemory.empty();
     private volatile long negotiatedFeatures;
-    private final List<Integer> registeredRegions = new ArrayList<>();
+    private final List<Integer> registeredRegions = new java.util.concurrent.CopyOnWriteArrayList<>();
     /** The controller's session journal (issue #4), or null: then nothing is recorded and nothing can be adopted. */
     private final SessionJournal journal;
     /** Rolling upgrade: queue index → the requests the previous slave left at the device; null otherwise. */
@@ -278,6 +278,21 @@ final class BlkDevice implements VhostUserDevice {
 
     long negotiatedFeatures() {
         return negotiatedFeatures;
+    }
+
+    /**
+     * The guest memory regions registered with the master for this session (a restarted master gets them again,
+     * issue #4).
+     */
+    List<GuestMemoryRegion> registeredMemory() {
+        List<Integer> ids = List.copyOf(registeredRegions);
+        List<GuestMemoryRegion> out = new ArrayList<>();
+        for (GuestMemoryRegion r : memory.regions()) {
+            if (ids.contains(r.regionId()) && r.fd() >= 0) {
+                out.add(r);
+            }
+        }
+        return out;
     }
 
     @Override

@@ -433,6 +433,86 @@ final class ControllerAgent implements Runnable {
         }
     }
 
+    /**
+     * Issue #4 master restart (virtnvme.md §10.2 "Slave, on a master restart"): on the data-path thread, per started
+     * queue with a known resume point, consumes the completions the dead master posted (one poll: they are all
+     * posted, at most depth of them), then resubmits, in SQ order, every CID still outstanding whose SQ index is below
+     * the restarted master's SQ head {@code sqHeads[i]}: the dead master fetched those and they will never complete.
+     * Commands at or above it are still in the SQ, and the restarted master executes them. Each CID thus completes
+     * once. A CID with no SQE recorded (taken over in a rolling upgrade from another slave's submission) cannot be
+     * resubmitted: its request completes with IOERR.
+     *
+     * @param sqHeads per queue, the restarted master's SQ head h0 (u32)
+     * @param known per queue, whether the master reported a resume point
+     * @return the commands resubmitted
+     */
+    int masterRestarted(int[] sqHeads, boolean[] known) {
+        CompletableFuture<Integer> done = new CompletableFuture<>();
+        enqueue(() -> {
+            int n = 0;
+            for (QueueRunner q : queues) {
+                if (q == null || q.index >= known.length || !known[q.index]) {
+                    continue;
+                }
+                // the dead master's posted completions first: a CID below c0 is done, not lost
+                process(q);
+                n += resubmitLost(q, sqHeads[q.index]);
+            }
+            done.complete(n);
+        });
+        return done.join();
+    }
+
+    /** {@link #masterRestarted}'s resubmission for one queue; returns how many commands went out again. */
+    private int resubmitLost(QueueRunner q, int sqHead) {
+        int depth = q.cidRequest.length;
+        int[] lost = new int[depth];
+        int count = 0;
+        for (int cid = 0; cid < depth; cid++) {
+            // u32 indexes that wrap: "below h0" is a negative signed distance
+            if (q.cidRequest[cid] >= 0 && q.qp.submittedSqIndex(cid) - sqHead < 0) {
+                lost[count++] = cid;
+            }
+        }
+        int[] order = java.util.Arrays.stream(lost, 0, count)
+                .boxed()
+                .sorted(java.util.Comparator.comparingInt(cid -> q.qp.submittedSqIndex(cid) - sqHead))
+                .mapToInt(Integer::intValue)
+                .toArray();
+        int resubmitted = 0;
+        for (int cid : order) {
+            boolean ok;
+            try {
+                ok = q.qp.resubmit(cid);
+            } catch (IllegalStateException e) {
+                LOG.log(
+                        System.Logger.Level.ERROR,
+                        "controller " + name + " queue " + q.index + ": cid " + cid + " cannot be resubmitted: "
+                                + e.getMessage());
+                ok = false;
+            }
+            if (!ok) {
+                int head = q.cidRequest[cid];
+                q.cidRequest[cid] = -1;
+                q.freeCids[q.freeCidCount++] = cid;
+                errors.incrementAndGet();
+                commandDone(q, head, false);
+                continue;
+            }
+            resubmitted++;
+        }
+        q.qp.publishSubmissions();
+        // the restarted master may be asleep on an event index the dead one armed: wake it once
+        Eventfd.eventfd_write(q.sqEventFd, 1);
+        if (resubmitted > 0) {
+            LOG.log(
+                    System.Logger.Level.INFO,
+                    "controller " + name + " queue " + q.index + ": " + resubmitted
+                            + " command(s) the dead master had fetched submitted again");
+        }
+        return resubmitted;
+    }
+
     /** State of the started queues, for {@code vhost_get_controllers}; -1 entries for queues not started. */
     QueueRunner queue(int index) {
         return queues[index];

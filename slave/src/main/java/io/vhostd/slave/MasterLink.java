@@ -13,12 +13,19 @@ import java.util.concurrent.atomic.AtomicLong;
 final class MasterLink {
     private static final long ACK_TIMEOUT_MS = 10_000;
 
-    private final ControlChannel channel;
+    /** The master's channel; replaced when a restarted master re-adopts this slave (issue #4). */
+    private volatile ControlChannel channel;
+
     private final AtomicLong nextRequestId = new AtomicLong(1);
     private final Map<Long, CompletableFuture<String>> pending = new ConcurrentHashMap<>();
 
     MasterLink(ControlChannel channel) {
         this.channel = channel;
+    }
+
+    /** Issue #4 master restart: from now on messages go to a restarted master over {@code next}. */
+    void reconnect(ControlChannel next) {
+        this.channel = next;
     }
 
     void send(ControlMessage message, int... fds) {

@@ -508,7 +508,14 @@ final class SlaveController {
         }
     }
 
+    /**
+     * The session fds this slave holds and the master keeps a copy of (control-channel.md rule 3): "what/index" → fd.
+     * A restarted master gets them again ({@link #rejoin}).
+     */
+    private final Map<String, Integer> heldFds = new java.util.concurrent.ConcurrentHashMap<>();
+
     void custody(String what, int index, int fd) {
+        heldFds.put(what + "/" + index, fd);
         try {
             master.send(new ControlMessage.Custody(spec.name(), what, index), fd);
         } catch (RuntimeException e) {
@@ -517,11 +524,88 @@ final class SlaveController {
     }
 
     void releaseCustody(String what, int index) {
+        heldFds.remove(what + "/" + index);
         try {
             master.send(new ControlMessage.CustodyRelease(spec.name(), what, index));
         } catch (RuntimeException e) {
             LOG.log(System.Logger.Level.DEBUG, spec.name() + ": custody release: " + e.getMessage());
         }
+    }
+
+    /**
+     * Issue #4 master restart (control-channel.md "Master restart"): describes this controller to a restarted master
+     * over {@code link} — {@code rejoin_controller} with the listening socket, the queue pairs' eventfds, the journal
+     * and the stats region, then a {@code custody} per session fd and a {@code register_region} per guest memory
+     * region of the session (their acks are not waited for: the control loop that delivers them is the caller).
+     *
+     * @param journal the journal memfd and its length, or null
+     * @param stats the stats memfd and its length, or null
+     */
+    void rejoin(MasterLink link, SharedFd journal, SharedFd stats) {
+        List<Integer> fds = new ArrayList<>();
+        fds.add(listenFd);
+        for (Qpair q : qpairs) {
+            fds.add(q.sqEventFd());
+            fds.add(q.cqEventFd());
+        }
+        if (journal == null) {
+            throw new IllegalStateException(spec.name() + ": no journal to hand back");
+        }
+        fds.add(journal.fd());
+        if (stats != null) {
+            fds.add(stats.fd());
+        }
+        link.send(
+                new ControlMessage.RejoinController(
+                        spec.name(),
+                        spec.bdev(),
+                        spec.nsid(),
+                        spec.numQueues(),
+                        spec.maxSegments(),
+                        spec.qpairs(),
+                        journal.lengthBytes(),
+                        stats == null ? 0 : stats.lengthBytes()),
+                fds.stream().mapToInt(Integer::intValue).toArray());
+        for (Map.Entry<String, Integer> e : heldFds.entrySet()) {
+            int slash = e.getKey().lastIndexOf('/');
+            link.send(
+                    new ControlMessage.Custody(
+                            spec.name(),
+                            e.getKey().substring(0, slash),
+                            Integer.parseInt(e.getKey().substring(slash + 1))),
+                    e.getValue());
+        }
+        BlkDevice device = session;
+        if (device != null) {
+            for (io.vhostd.vhost.virtio.GuestMemoryRegion r : device.registeredMemory()) {
+                long id = link.nextRequestId();
+                link.send(
+                        new ControlMessage.RegisterRegion(id, spec.name(), r.regionId(), r.sizeBytes(), r.mmapOffset()),
+                        r.fd());
+            }
+        }
+    }
+
+    /** An fd the slave maps and its length (journal, stats region) for {@link #rejoin}. */
+    record SharedFd(int fd, long lengthBytes) {}
+
+    /**
+     * Issue #4 master restart: the restarted master took the controller back and resumed its queue pairs at {@code
+     * resume}; resubmits what the dead master fetched and never completed (virtnvme.md §10.2).
+     *
+     * @return the commands resubmitted
+     */
+    int masterRestarted(ControlMessage.ControllerResume resume) {
+        int[] sqHeads = new int[spec.numQueues()];
+        boolean[] known = new boolean[spec.numQueues()];
+        for (ControlMessage.QpairResume q : resume.queues()) {
+            // peer input: an index out of range is ignored (that queue pair resubmits nothing)
+            if (q.index() >= 0 && q.index() < sqHeads.length) {
+                sqHeads[q.index()] = q.sqHead();
+                known[q.index()] = true;
+            }
+        }
+        return agent.masterRestarted(sqHeads, known);
     }
 
     /** Tells the master the session state (for vhost_get_controllers). */

@@ -28,6 +28,16 @@ public final class SlaveMain implements Callable<Integer> {
     @CommandLine.Option(names = "--slave-id", required = true, description = "Name the master gave this slave.")
     String slaveId;
 
+    @CommandLine.Option(
+            names = "--orphan-timeout-ms",
+            defaultValue = "60000",
+            description = "How long a slave serving controllers waits for a restarted master after its master died"
+                    + " (issue #4); 0: exit at once.")
+    long orphanTimeoutMs;
+
+    /** How often an orphaned slave tries the control socket again while it waits for a restarted master. */
+    private static final long RECONNECT_INTERVAL_NS = 20_000_000L;
+
     private final Map<String, SlaveController> controllers = new LinkedHashMap<>();
     /** Journals that arrived for controllers not added yet: name → mapped region. */
     private final Map<String, HugepageArena> journals = new HashMap<>();
@@ -64,7 +74,7 @@ public final class SlaveMain implements Callable<Integer> {
                     "master did not welcome us: " + (welcome == null ? "EOF" : welcome.message()));
             return 1;
         }
-        HugepageArena arena = HugepageArena.attach(welcome.fds()[0], w.arenaSizeBytes());
+        arena = HugepageArena.attach(welcome.fds()[0], w.arenaSizeBytes());
         LOG.log(
                 System.Logger.Level.INFO,
                 "slave " + slaveId + " (pid " + ProcessHandle.current().pid() + ") attached to the master");
@@ -77,12 +87,17 @@ public final class SlaveMain implements Callable<Integer> {
                 continue;
             }
             if (in == null) {
-                // the master died: without it no I/O completes. Issue #4 keeps serving until a new master adopts us.
-                LOG.log(System.Logger.Level.ERROR, "master gone; slave " + slaveId + " exits");
+                // the master died: without it no I/O completes, but the sessions stay open (issue #4)
                 master.failAll("master gone");
-                Runtime.getRuntime().halt(1);
+                channel.close();
+                channel = awaitRestartedMaster(master);
+                continue;
             }
             switch (in.message()) {
+                case ControlMessage.Rejoined m -> {
+                    closeAll(in.fds());
+                    rejoined(m);
+                }
                 case ControlMessage.ControllerJournal m -> {
                     if (in.fds().length != 1 || m.lengthBytes() <= 0) {
                         LOG.log(System.Logger.Level.WARNING, "bad controller_journal " + m);
@@ -181,6 +196,128 @@ public final class SlaveMain implements Callable<Integer> {
                     }
                 }
             }
+        }
+    }
+
+    /** The arena the master gave us (welcome); a restarted master gets its fd back. */
+    private HugepageArena arena;
+
+    /**
+     * Issue #4 master restart (control-channel.md "Master restart"): the master died. A standby (no controller) exits.
+     * A slave serving controllers keeps its sessions, guest memory and queue pairs (their commands wait in the SQ)
+     * and connects to the control socket again every 20 ms until a restarted master accepts, for at most {@link
+     * #orphanTimeoutMs}; then it sends {@code rejoin}, each controller and {@code rejoin_done}, and returns the new
+     * channel (the {@code rejoined} answer comes through the control loop). When no master comes back it exits: the
+     * front-ends see their connections close and reconnect to whatever serves the sockets next.
+     */
+    private ControlChannel awaitRestartedMaster(MasterLink master) {
+        if (controllers.isEmpty()) {
+            LOG.log(System.Logger.Level.ERROR, "master gone; slave " + slaveId + " serves no controller and exits");
+            Runtime.getRuntime().halt(1);
+        }
+        long goneNs = System.nanoTime();
+        LOG.log(
+                System.Logger.Level.WARNING,
+                "master gone; slave " + slaveId + " keeps " + controllers.size()
+                        + " controller(s) open and waits up to " + orphanTimeoutMs + " ms for a restarted master on "
+                        + controlPath);
+        long deadlineNs = goneNs + orphanTimeoutMs * 1_000_000L;
+        while (System.nanoTime() - deadlineNs < 0) {
+            ControlChannel next;
+            try {
+                next = ControlChannel.connect(controlPath);
+            } catch (RuntimeException e) {
+                java.util.concurrent.locks.LockSupport.parkNanos(RECONNECT_INTERVAL_NS);
+                continue;
+            }
+            try {
+                master.reconnect(next);
+                ControlMessage.Hello h = hello(slaveId);
+                next.send(
+                        new ControlMessage.Rejoin(
+                                h.protocolVersion(),
+                                h.pid(),
+                                h.build(),
+                                h.journalVersion(),
+                                h.virtNvmeVersion(),
+                                slaveId,
+                                arena.sizeBytes()),
+                        arena.fd());
+                for (Map.Entry<String, SlaveController> e : controllers.entrySet()) {
+                    HugepageArena journal = servedJournals.get(e.getKey());
+                    HugepageArena stats = servedStats.get(e.getKey());
+                    e.getValue()
+                            .rejoin(
+                                    master,
+                                    journal == null
+                                            ? null
+                                            : new SlaveController.SharedFd(journal.fd(), journal.sizeBytes()),
+                                    stats == null ? null : new SlaveController.SharedFd(stats.fd(), stats.sizeBytes()));
+                }
+                next.send(new ControlMessage.RejoinDone(List.copyOf(controllers.keySet())));
+                LOG.log(
+                        System.Logger.Level.INFO,
+                        "slave " + slaveId + ": connected to a restarted master "
+                                + (System.nanoTime() - goneNs) / 1_000_000
+                                + " ms after the last one went away; rejoining with " + controllers.keySet());
+                return next;
+            } catch (RuntimeException e) {
+                LOG.log(System.Logger.Level.WARNING, "rejoin failed, retrying: " + e.getMessage());
+                next.close();
+                java.util.concurrent.locks.LockSupport.parkNanos(RECONNECT_INTERVAL_NS);
+            }
+        }
+        LOG.log(
+                System.Logger.Level.ERROR,
+                "no master came back within " + orphanTimeoutMs + " ms; slave " + slaveId + " exits");
+        Runtime.getRuntime().halt(1);
+        return null;
+    }
+
+    /**
+     * {@code rejoined}: the restarted master's answer. Refused as a whole → exit. Otherwise each controller it took
+     * back resubmits what the dead master lost; one it did not take back is closed.
+     */
+    private void rejoined(ControlMessage.Rejoined m) {
+        if (m.error() != null) {
+            LOG.log(System.Logger.Level.ERROR, "the restarted master refused slave " + slaveId + ": " + m.error());
+            controllers.values().forEach(SlaveController::close);
+            Runtime.getRuntime().halt(1);
+        }
+        Map<String, ControlMessage.ControllerResume> byName = new HashMap<>();
+        for (ControlMessage.ControllerResume r :
+                m.controllers() == null ? List.<ControlMessage.ControllerResume>of() : m.controllers()) {
+            if (r != null && r.name() != null) {
+                byName.put(r.name(), r);
+            }
+        }
+        for (String name : List.copyOf(controllers.keySet())) {
+            ControlMessage.ControllerResume r = byName.get(name);
+            if (r == null || r.error() != null || r.queues() == null) {
+                LOG.log(
+                        System.Logger.Level.ERROR,
+                        "the restarted master did not take " + name + " back"
+                                + (r == null || r.error() == null ? "" : ": " + r.error()) + "; closing it");
+                SlaveController c = controllers.remove(name);
+                c.close();
+                closeServed(name);
+                continue;
+            }
+            int n = controllers.get(name).masterRestarted(r);
+            LOG.log(
+                    System.Logger.Level.INFO,
+                    name + ": re-adopted by the restarted master, " + n + " lost command(s) submitted again");
+        }
+    }
+
+    private void closeServed(String name) {
+        HugepageArena journal = servedJournals.remove(name);
+        if (journal != null) {
+            journal.close();
+        }
+        HugepageArena statsRegion = servedStats.remove(name);
+        if (statsRegion != null) {
+            statsRegion.close();
         }
     }
 

@@ -563,6 +563,56 @@ class ControllerAgentTest {
     }
 
     @Test
+    void shouldResubmitOnlyTheCommandsTheDeadMasterFetchedWhenTheMasterRestarts() throws IOException {
+        Queue q = startBare();
+        // the test is the master: commands stay "at the device" until it completes them
+        engine.detach(0);
+        long qpairBytes = VirtNvmeDescriptor.lengthBytes(QUEUE_SIZE, MAX_SEGMENTS);
+        VirtNvmeQueuePair dead =
+                VirtNvmeQueuePair.attach(Mman.mmap(qpairBytes, RW, Mman.MAP_SHARED, q.qpairMemfd, 0, arena));
+        agent.startQueue(q.runner(0, 0));
+        Request a = out(q, 8, pattern(4096, 31));
+        Request b = out(q, 64, pattern(8192, 32));
+        Request c = out(q, 128, pattern(512, 33));
+        q.kick();
+        awaitTrue(() -> dead.submissionsPending() == 3, "three commands in the SQ");
+        List<Integer> fetchedCids = new ArrayList<>();
+        dead.pollSubmissions(command -> fetchedCids.add(command.cid()), 2);
+        // the dead master completed a's command and posted it; b's it fetched and lost; c's is still in the SQ
+        assertTrue(dead.postCompletion(fetchedCids.get(0), VirtNvmeStatus.SUCCESS, 4096));
+
+        VirtNvmeQueuePair restarted =
+                VirtNvmeQueuePair.attach(Mman.mmap(qpairBytes, RW, Mman.MAP_SHARED, q.qpairMemfd, 0, arena));
+        assertEquals(2, restarted.sqHeadIndex());
+        assertEquals(1, restarted.cqTailIndex());
+        assertEquals(1, agent.masterRestarted(new int[] {restarted.sqHeadIndex()}, new boolean[] {true}));
+        q.awaitUsed(1);
+        assertEquals(VIRTIO_BLK_S_OK, statusOf(a));
+
+        List<Integer> order = new ArrayList<>();
+        List<Long> offsets = new ArrayList<>();
+        restarted.pollSubmissions(
+                command -> {
+                    order.add(command.cid());
+                    offsets.add(command.offsetBytes());
+                    assertEquals(VirtNvmeStatus.SUCCESS, command.validate());
+                },
+                8);
+        assertEquals(List.of(128L * 512, 64L * 512), offsets, "c from the SQ, then b submitted again, once");
+        assertEquals(fetchedCids.get(1), order.get(1), "b keeps its CID");
+        assertEquals(4, q.submitter.sqTailIndex(), "one command submitted twice, the others once");
+        for (int cid : order) {
+            assertTrue(restarted.postCompletion(cid, VirtNvmeStatus.SUCCESS, 0));
+        }
+        restarted.publishCompletions();
+        Eventfd.eventfd_write(q.cqEventFd, 1);
+        q.awaitUsed(3);
+        assertEquals(VIRTIO_BLK_S_OK, statusOf(b));
+        assertEquals(VIRTIO_BLK_S_OK, statusOf(c));
+        assertEquals(Map.of(a.head(), 1, b.head(), 1, c.head(), 1), q.usedLens(0, 3));
+    }
+
+    @Test
     void shouldRefuseCarryOverWhenCidOrHeadIsInvalid() throws IOException {
         Queue q = startBare();
         engine.detach(0);

@@ -8,8 +8,17 @@ import java.util.List;
  * @param javaOpts extra JVM options for the slave, in order; key {@code java_opts}, default none
  * @param maxSegments most scatter-list segments of one VirtNvme command, 1..{@value #MAX_MAX_SEGMENTS}; key {@code
  *     max_segments}, default {@value #DEFAULT_MAX_SEGMENTS}
+ * @param orphanTimeoutMs how long a slave that serves controllers keeps them open after its master died, waiting for a
+ *     restarted master to re-adopt it (issue #4), 0..{@value #MAX_ORPHAN_TIMEOUT_MS} ms; key {@code
+ *     orphan_timeout_ms}, default {@value #DEFAULT_ORPHAN_TIMEOUT_MS}; 0: the slave exits with its master
  */
-public record SlaveConfig(List<String> javaOpts, int maxSegments) {
+public record SlaveConfig(List<String> javaOpts, int maxSegments, long orphanTimeoutMs) {
+    /** Default {@code orphan_timeout_ms}: a minute, for a master restarted by systemd (RestartSec=1s). */
+    public static final long DEFAULT_ORPHAN_TIMEOUT_MS = 60_000;
+
+    /** Largest {@code orphan_timeout_ms} accepted (an hour). */
+    public static final long MAX_ORPHAN_TIMEOUT_MS = 3_600_000;
+
     /** Default {@code max_segments}. */
     public static final int DEFAULT_MAX_SEGMENTS = 128;
 
@@ -20,8 +29,8 @@ public record SlaveConfig(List<String> javaOpts, int maxSegments) {
         javaOpts = List.copyOf(javaOpts);
     }
 
-    /** {@code java_opts: [], max_segments: 128}. */
+    /** {@code java_opts: [], max_segments: 128, orphan_timeout_ms: 60000}. */
     public static SlaveConfig defaults() {
-        return new SlaveConfig(List.of(), DEFAULT_MAX_SEGMENTS);
+        return new SlaveConfig(List.of(), DEFAULT_MAX_SEGMENTS, DEFAULT_ORPHAN_TIMEOUT_MS);
     }
 }

@@ -136,6 +136,45 @@ public final class StatsService {
         }
     }
 
+    /**
+     * Issue #4 master restart: takes back the region of {@code controller} that a re-adopted slave kept writing (its
+     * memfd came over the control channel); the counters continue where they were. Takes ownership of {@code fd}
+     * (closed if this throws).
+     *
+     * @throws IllegalArgumentException if the region is not a stats region of {@code numQueues} queues, or too short
+     *     (peer input)
+     * @throws IllegalStateException if {@code controller} already has a region
+     */
+    public synchronized HugepageArena adoptRegion(String controller, String bdev, int numQueues, int fd) {
+        if (controllers.containsKey(controller)) {
+            io.vhostd.shm.linux.Unistd.close(fd);
+            throw new IllegalStateException("controller " + controller + " already has a stats region");
+        }
+        HugepageArena arena;
+        try {
+            // attach checks (fstat) that the memfd is at least this long
+            arena = HugepageArena.attach(fd, StatsDescriptor.lengthBytes(numQueues, TRACE_CAPACITY));
+        } catch (RuntimeException e) {
+            io.vhostd.shm.linux.Unistd.close(fd);
+            throw e;
+        }
+        try {
+            Controller c = new Controller(controller, bdev, arena);
+            if (c.reader.numQueues() != numQueues) {
+                throw new IllegalArgumentException("stats region of " + controller + " has " + c.reader.numQueues()
+                        + " queues, expected " + numQueues);
+            }
+            if (histogramBdevs.contains(bdev)) {
+                c.reader.flag(StatsDescriptor.HISTOGRAM_ENABLED_MASK, true);
+            }
+            controllers.put(controller, c);
+            return arena;
+        } catch (RuntimeException e) {
+            arena.close();
+            throw e;
+        }
+    }
+
     /** The region of {@code controller} (to send it to a slave), or null. */
     public synchronized HugepageArena region(String controller) {
         Controller c = controllers.get(controller);

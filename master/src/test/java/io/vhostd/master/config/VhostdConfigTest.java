@@ -49,7 +49,7 @@ class VhostdConfigTest {
                         new HugepagesConfig(true, 67108864),
                         List.of(),
                         List.of(),
-                        new SlaveConfig(List.of(), 128)),
+                        new SlaveConfig(List.of(), 128, SlaveConfig.DEFAULT_ORPHAN_TIMEOUT_MS)),
                 config);
     }
 
@@ -81,6 +81,7 @@ class VhostdConfigTest {
                 slave:
                   java_opts: [-Xmx256m, -XX:+UseZGC]
                   max_segments: 64
+                  orphan_timeout_ms: 5000
                 """));
         String d = dir.toString();
         assertEquals(
@@ -110,7 +111,7 @@ class VhostdConfigTest {
                                         1024,
                                         "a-very-long-controll",
                                         true)),
-                        new SlaveConfig(List.of("-Xmx256m", "-XX:+UseZGC"), 64)),
+                        new SlaveConfig(List.of("-Xmx256m", "-XX:+UseZGC"), 64, 5_000)),
                 config);
     }
 

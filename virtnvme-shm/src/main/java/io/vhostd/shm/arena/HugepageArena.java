@@ -213,6 +213,20 @@ public final class HugepageArena implements AutoCloseable {
         return offset;
     }
 
+    /**
+     * Marks {@code [offsetBytes, offsetBytes + sizeBytes)} as allocated (an arena attached after a restart, whose
+     * blocks another process allocated): {@link #allocate} continues after the highest such block.
+     *
+     * @throws IllegalArgumentException if the block is not inside the arena
+     */
+    public synchronized void markAllocated(long offsetBytes, long sizeBytes) {
+        if (offsetBytes < 0 || sizeBytes <= 0 || offsetBytes > segment.byteSize() - sizeBytes) {
+            throw new IllegalArgumentException("block [" + offsetBytes + ", +" + sizeBytes + ") outside the arena of "
+                    + segment.byteSize() + " bytes");
+        }
+        nextFreeOffset = Math.max(nextFreeOffset, offsetBytes + sizeBytes);
+    }
+
     /** Unmaps the memory and closes the memfd; segments obtained from it become inaccessible. Idempotent. */
     @Override
     public synchronized void close() {

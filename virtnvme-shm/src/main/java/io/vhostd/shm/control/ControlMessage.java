@@ -30,6 +30,10 @@ import java.util.List;
     @JsonSubTypes.Type(value = ControlMessage.ReleaseController.class, name = "release_controller"),
     @JsonSubTypes.Type(value = ControlMessage.ControllerReleased.class, name = "controller_released"),
     @JsonSubTypes.Type(value = ControlMessage.CarryOver.class, name = "carry_over"),
+    @JsonSubTypes.Type(value = ControlMessage.Rejoin.class, name = "rejoin"),
+    @JsonSubTypes.Type(value = ControlMessage.RejoinController.class, name = "rejoin_controller"),
+    @JsonSubTypes.Type(value = ControlMessage.RejoinDone.class, name = "rejoin_done"),
+    @JsonSubTypes.Type(value = ControlMessage.Rejoined.class, name = "rejoined"),
 })
 public sealed interface ControlMessage {
 
@@ -207,4 +211,56 @@ public sealed interface ControlMessage {
      * instead of replaying them. No fds. No answer (the adoption's {@link SessionAdopted} covers it).
      */
     record CarryOver(String controller, List<CarriedQueue> queues) implements ControlMessage {}
+
+    /**
+     * slave → restarted master, first message of a re-adoption (issue #4 master restart, control-channel.md "Master
+     * restart"): a slave whose master died kept serving and connected to the new master. The versions as in {@link
+     * Hello}; {@code slaveId} the id the dead master gave it; {@code arenaSizeBytes} the arena it maps. Fds: the
+     * arena memfd. Followed by one {@link RejoinController} per controller, the {@code custody} and {@code
+     * register_region} messages of their sessions, then {@link RejoinDone}.
+     */
+    record Rejoin(
+            int protocolVersion,
+            int pid,
+            String build,
+            int journalVersion,
+            int virtNvmeVersion,
+            String slaveId,
+            long arenaSizeBytes)
+            implements ControlMessage {}
+
+    /**
+     * slave → restarted master: one controller the slave serves, as the dead master's {@link AddController} described
+     * it. Fds: the listening vhost-user socket, per queue pair its SQ eventfd and CQ eventfd, the journal memfd
+     * ({@code journalLengthBytes} long), then the stats memfd when {@code statsLengthBytes > 0}.
+     */
+    record RejoinController(
+            String name,
+            String bdev,
+            int nsid,
+            int numQueues,
+            int maxSegments,
+            List<QpairRef> qpairs,
+            long journalLengthBytes,
+            long statsLengthBytes)
+            implements ControlMessage {}
+
+    /** slave → restarted master: every controller of the re-adoption was sent. No fds. Answered by {@link Rejoined}. */
+    record RejoinDone(List<String> controllers) implements ControlMessage {}
+
+    /**
+     * restarted master → slave: the re-adoption's result. {@code error} non-null: refused as a whole (the slave exits).
+     * Otherwise per controller the queue pairs' resume points, or an error for a controller the master does not take
+     * back (the slave closes it). No fds.
+     */
+    record Rejoined(String error, List<ControllerResume> controllers) implements ControlMessage {}
+
+    /**
+     * One controller of {@link Rejoined}: {@code error} null and, per queue pair, where the restarted master resumed
+     * (virtnvme.md §10.2: {@code sqHead} h0, {@code cqTail} c0).
+     */
+    record ControllerResume(String name, String error, List<QpairResume> queues) {}
+
+    /** A queue pair's resume point after a master restart (virtnvme.md §10.2), u32 indexes. */
+    record QpairResume(int index, int sqHead, int cqTail) {}
 }

@@ -67,6 +67,12 @@ public final class VirtNvmeQueuePair {
     private int sqTailPublished;
     private int sqHeadCached;
     private int cqHead;
+    /** Per CID: the SQ index its last {@link #submit} wrote (spec §10.2: resubmission after a master restart). */
+    private final int[] cidSqIndex;
+    /** Per CID: a private copy of the 64-byte SQE its last {@link #submit} wrote (the slot may be reused). */
+    private final MemorySegment sqeCopies;
+    /** Per CID: whether this instance submitted it (so {@link #sqeCopies} holds its SQE). */
+    private final boolean[] sqeRecorded;
 
     // executor (master) state, one thread
     private int sqHead;
@@ -83,6 +89,9 @@ public final class VirtNvmeQueuePair {
         this.depthShift = Integer.numberOfTrailingZeros(depth);
         this.command = new Command(this);
         this.deviceTimestamps = SemanticVersion.minor(VirtNvmeDescriptor.versionAcquire(memory)) >= 1;
+        this.cidSqIndex = new int[depth];
+        this.sqeRecorded = new boolean[depth];
+        this.sqeCopies = MemorySegment.ofArray(new long[depth * (VirtNvmeDescriptor.SQE_LENGTH / Long.BYTES)]);
 
         sqTail = VirtNvmeDescriptor.sqTailAcquire(memory);
         sqTailPublished = sqTail;
@@ -311,6 +320,61 @@ public final class VirtNvmeQueuePair {
                 }
             }
         }
+        // private copy for a resubmission after a master restart: the slot is the master's to let us reuse
+        MemorySegment.copy(
+                memory, sqe, sqeCopies, (long) cid * VirtNvmeDescriptor.SQE_LENGTH, VirtNvmeDescriptor.SQE_LENGTH);
+        cidSqIndex[cid] = sqTail;
+        sqeRecorded[cid] = true;
+        sqTail++;
+        return true;
+    }
+
+    /**
+     * Submitter: the SQ index at which {@code cid} was last submitted ({@link #submit} or {@link #resubmit}). After a
+     * master restart, an outstanding CID whose index is below the restarted master's SQ head was fetched by the dead
+     * master and will never complete (spec §10.2 "Slave, on a master restart").
+     *
+     * @param cid [0, depth)
+     * @return the SQ index (u32, wraps; compare with {@code (int) (index - head) < 0})
+     * @throws IndexOutOfBoundsException if {@code cid} is out of range
+     */
+    public int submittedSqIndex(final int cid) {
+        Objects.checkIndex(cid, depth);
+        return cidSqIndex[cid];
+    }
+
+    /**
+     * Submitter: writes the SQE that {@code cid} was last submitted with again, at the shadow SQ tail (spec §10.2: a
+     * command the dead master fetched but never completed). Its indirect segment table is still in place: the CID is
+     * outstanding, so nobody rewrote it. Published by the next {@link #publishSubmissions()}.
+     *
+     * @param cid an outstanding CID, [0, depth)
+     * @return true if written, false if the SQ is full
+     * @throws IndexOutOfBoundsException if {@code cid} is out of range
+     * @throws IllegalStateException if this instance never submitted {@code cid} (nothing to resubmit), or the
+     *     master's SQ head is more than depth behind the tail (peer corruption)
+     */
+    public boolean resubmit(final int cid) {
+        Objects.checkIndex(cid, depth);
+        if (!sqeRecorded[cid]) {
+            throw new IllegalStateException("VirtNvme qpair " + qpairId + ": cid " + cid + " was not submitted here");
+        }
+        if (sqTail - sqHeadCached >= depth) {
+            sqHeadCached = VirtNvmeDescriptor.sqHeadAcquire(memory);
+            final int used = sqTail - sqHeadCached;
+            if (Integer.compareUnsigned(used, depth) > 0) {
+                throw new IllegalStateException("VirtNvme qpair " + qpairId + ": SQ head "
+                        + Integer.toUnsignedString(sqHeadCached) + " is more than depth=" + depth
+                        + " behind tail " + Integer.toUnsignedString(sqTail) + " (peer corruption)");
+            }
+            if (used == depth) {
+                return false;
+            }
+        }
+        final long sqe = VirtNvmeDescriptor.sqeOffset(sqTail & slotMask);
+        MemorySegment.copy(
+                sqeCopies, (long) cid * VirtNvmeDescriptor.SQE_LENGTH, memory, sqe, VirtNvmeDescriptor.SQE_LENGTH);
+        cidSqIndex[cid] = sqTail;
         sqTail++;
         return true;
     }

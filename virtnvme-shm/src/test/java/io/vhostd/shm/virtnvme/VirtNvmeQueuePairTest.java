@@ -426,6 +426,71 @@ class VirtNvmeQueuePairTest {
     }
 
     @Test
+    void shouldResubmitTheSameCommandWhenItsSlotWasReusedBeforeTheMasterRestart() {
+        final int depth = 4;
+        open(depth, 4);
+        // CID 3: a 3-segment WRITE (indirect table) fetched by the executor and never completed
+        assertTrue(submitter.submit(
+                VirtNvmeOpcodes.NVME_OPC_WRITE,
+                VirtNvmeDescriptor.SQE_FLAG_FUA_MASK,
+                3,
+                NSID,
+                1L << 20,
+                12288,
+                3,
+                new int[] {1, 2, 3},
+                new long[] {0, 4096, 8192},
+                new int[] {4096, 4096, 4096}));
+        submitter.publishSubmissions();
+        assertEquals(1, executor.pollSubmissions(this::record, 8));
+        final Submission lost = submissions.getLast();
+        assertEquals(0, submitter.submittedSqIndex(3));
+        // 6 more commands on the other CIDs go round the SQ: slot 0 (CID 3's) is overwritten
+        for (int i = 0; i < 6; i++) {
+            submitFlush(i % 3);
+            submitter.publishSubmissions();
+            assertEquals(1, executor.pollSubmissions(this::record, 8));
+            assertTrue(executor.postCompletion(i % 3, VirtNvmeStatus.SUCCESS, 0));
+            executor.publishCompletions();
+            assertEquals(1, submitter.pollCompletions(this::record));
+        }
+        // the executor dies; its successor resumes at SQ head 7, so CID 3 (index 0) was lost with it
+        final VirtNvmeQueuePair restarted = VirtNvmeQueuePair.attach(memory);
+        assertEquals(7, restarted.sqHeadIndex());
+        assertTrue((submitter.submittedSqIndex(3) - restarted.sqHeadIndex()) < 0, "fetched by the dead master");
+        assertTrue(submitter.resubmit(3));
+        assertEquals(7, submitter.submittedSqIndex(3));
+        submitter.publishSubmissions();
+        assertEquals(1, restarted.pollSubmissions(this::record, 8));
+        final Submission again = submissions.getLast();
+        assertEquals(lost.opcode(), again.opcode());
+        assertEquals(lost.flags(), again.flags());
+        assertEquals(lost.cid(), again.cid());
+        assertEquals(lost.offsetBytes(), again.offsetBytes());
+        assertEquals(lost.lengthBytes(), again.lengthBytes());
+        assertArrayEquals(lost.regionIds(), again.regionIds());
+        assertArrayEquals(lost.regionOffsets(), again.regionOffsets());
+        assertArrayEquals(lost.segmentLengths(), again.segmentLengths());
+        assertEquals(VirtNvmeStatus.SUCCESS, again.validateStatus());
+    }
+
+    @Test
+    void shouldRefuseResubmitWhenTheSqIsFull() {
+        open(2, 2);
+        submitFlush(0);
+        submitFlush(1);
+        assertFalse(submitter.resubmit(0), "two SQEs not fetched yet: no slot");
+        assertThrows(IndexOutOfBoundsException.class, () -> submitter.resubmit(2));
+    }
+
+    @Test
+    void shouldRefuseResubmitWhenTheCidWasNeverSubmittedHere() {
+        open(4, 2);
+        // a CID another process submitted (taken over in a rolling upgrade): no SQE copy here
+        assertThrows(IllegalStateException.class, () -> submitter.resubmit(0));
+    }
+
+    @Test
     void shouldRecoverCqTailWhenExecutorRestartsAfterAWrap() {
         final int depth = 4;
         open(depth, 2);
