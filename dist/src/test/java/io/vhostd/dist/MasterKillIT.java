@@ -30,8 +30,10 @@ import org.junit.jupiter.api.Timeout;
  * 32, 2 queues, crc32c, read back and verified) ends with rc=0 and {@code err= 0}, no {@code I/O error} in the guest's
  * kernel log, and QEMU prints nothing (a vhost-user disconnect would show there). The slave's pid never changes.
  *
- * <p>{@code VHOSTD_IT_MASTER_KILLS} kills (default 3, issue #4), each 1 - 3 s after the previous master was ready;
- * all must land before fio ends. {@code VHOSTD_IT_VERIFY_SIZE} (default 512M) is fio's size. Logs stay in {@code
+ * <p>{@code VHOSTD_IT_MASTER_KILLS} kills (default 3, issue #4). The first master halts itself through a fault point
+ * right after its engine fetched its 20 000th SQE, before submitting it to the device (the commands only a slave's
+ * resubmission can save: at least one must be resubmitted); each later one gets SIGKILL 1 - 3 s after it was ready.
+ * All must land before fio ends. {@code VHOSTD_IT_VERIFY_SIZE} (default 512M) is fio's size. Logs stay in {@code
  * dist/target/it-logs/MasterKillIT/} (master-N.log; the slave keeps writing to the first master's log). Skipped when
  * qemu-system-x86_64 is not installed.
  */
@@ -45,6 +47,9 @@ class MasterKillIT {
     private static final Duration REJOIN_TIMEOUT = Duration.ofSeconds(60);
     private static final String VERIFY_JOB = "verify-randwrite.fio";
     private static final Pattern SERVED_BY = Pattern.compile("controller \\S+ served by slave (\\S+)");
+    /** The first master halts after this many SQEs: in fio's write phase (512M of 4k writes: 131072 of them). */
+    private static final long HALT_AFTER_FETCHES = 20_000;
+
     private static final Pattern RESUBMITTED = Pattern.compile("(\\d+) lost command\\(s\\) submitted again");
 
     @Test
@@ -64,7 +69,12 @@ class MasterKillIT {
         Random random = new Random();
         List<VhostdMaster> masters = new ArrayList<>();
         try {
-            VhostdMaster first = VhostdMaster.start(env, config, env.logDir().resolve("master-1.log"));
+            // the first master crashes by itself at the worst moment: right after fetching SQEs, before the device
+            VhostdMaster first = VhostdMaster.start(
+                    env,
+                    config,
+                    env.logDir().resolve("master-1.log"),
+                    Map.of("VHOSTD_JAVA_OPTS", "-Dvhostd.fault.master.halt-after-fetches=" + HALT_AFTER_FETCHES));
             masters.add(first);
             step("master ready in %d ms", first.awaitReady(READY_TIMEOUT).toMillis());
             long slavePid = servingSlavePid(first);
@@ -88,12 +98,19 @@ class MasterKillIT {
             List<Long> pauseMs = new ArrayList<>();
             int resubmitted = 0;
             for (int k = 1; k <= kills && !boot.isDone(); k++) {
-                // a random moment 1 - 3 s after the previous master was ready (fio is writing meanwhile)
-                Thread.sleep(1_000 + random.nextInt(2_000));
                 VhostdMaster dying = masters.getLast();
-                long killNs = System.nanoTime();
-                dying.kill(Duration.ofSeconds(30));
-                step("kill %d: SIGKILL master pid %d", k, dying.pid());
+                long killNs;
+                if (k == 1) {
+                    dying.awaitExit(BOOT_TIMEOUT);
+                    killNs = System.nanoTime();
+                    step("kill 1: master pid %d halted itself after %d fetched SQEs", dying.pid(), HALT_AFTER_FETCHES);
+                } else {
+                    // a random moment 1 - 3 s after the previous master was ready (fio is writing meanwhile)
+                    Thread.sleep(1_000 + random.nextInt(2_000));
+                    killNs = System.nanoTime();
+                    dying.kill(Duration.ofSeconds(30));
+                    step("kill %d: SIGKILL master pid %d", k, dying.pid());
+                }
                 assertTrue(
                         ProcessHandle.of(slavePid).map(ProcessHandle::isAlive).orElse(false),
                         "the slave died with its master\n" + dying.logTail());
@@ -116,6 +133,7 @@ class MasterKillIT {
                     "guest rc=%d in %d ms; kill -> re-adopted (ms): %s; %d command(s) resubmitted in all",
                     result.exitCode(), result.wall().toMillis(), pauseMs, resubmitted);
             GuestChecks.assertFioVerified(result, masters.getLast(), VERIFY_JOB, true);
+            assertTrue(resubmitted > 0, "the halted master had fetched commands: none was resubmitted\n" + slaveLog);
             assertEquals(kills, pauseMs.size(), "fio ended before the last kill\n" + result.output());
             assertTrue(
                     ProcessHandle.of(slavePid).map(ProcessHandle::isAlive).orElse(false),

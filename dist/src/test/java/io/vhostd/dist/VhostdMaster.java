@@ -41,6 +41,12 @@ final class VhostdMaster implements AutoCloseable {
 
     /** Starts the master on {@code config} (already written); stdout and stderr go to {@code log} (truncated first). */
     static VhostdMaster start(ItEnv env, MasterConfig config, Path log) throws IOException {
+        return start(env, config, log, Map.of());
+    }
+
+    /** {@link #start(ItEnv, MasterConfig, Path)} with more environment variables (e.g. {@code VHOSTD_JAVA_OPTS}). */
+    static VhostdMaster start(ItEnv env, MasterConfig config, Path log, Map<String, String> environment)
+            throws IOException {
         ProcessBuilder builder = new ProcessBuilder(
                         env.repoPath("bin/vhostd").toString(),
                         "master",
@@ -51,6 +57,7 @@ final class VhostdMaster implements AutoCloseable {
                 .redirectOutput(ProcessBuilder.Redirect.appendTo(log.toFile()))
                 .redirectInput(ProcessBuilder.Redirect.from(new File("/dev/null")));
         builder.environment().put("VHOSTD_JAR", env.launchJar().toString());
+        builder.environment().putAll(environment);
         Files.writeString(
                 log,
                 "=== it: bin/vhostd master --config " + config.configFile() + "\n",
@@ -169,6 +176,17 @@ final class VhostdMaster implements AutoCloseable {
         process.destroyForcibly();
         if (!process.waitFor(timeout.toMillis(), java.util.concurrent.TimeUnit.MILLISECONDS)) {
             throw new AssertionError("master pid " + process.pid() + " still runs " + timeout + " after SIGKILL");
+        }
+    }
+
+    /**
+     * Waits until the master exits by itself (e.g. a fault injection halted it).
+     *
+     * @throws AssertionError if it still runs after {@code timeout}
+     */
+    void awaitExit(Duration timeout) throws InterruptedException {
+        if (!process.waitFor(timeout.toMillis(), java.util.concurrent.TimeUnit.MILLISECONDS)) {
+            throw new AssertionError("master pid " + process.pid() + " still runs after " + timeout + "\n" + logTail());
         }
     }
 

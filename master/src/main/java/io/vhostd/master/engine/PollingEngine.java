@@ -48,6 +48,16 @@ abstract class PollingEngine<S extends PollingEngine.QueueSlot> implements Devic
     /** Most SQEs fetched from one queue pair per loop iteration, so that one busy queue pair cannot starve the others. */
     static final int POLL_BATCH = 64;
 
+    /**
+     * Fault injection (tests of the master restart, issue #4): {@code -Dvhostd.fault.master.halt-after-fetches=N}
+     * halts the whole master process right after its engines fetched N SQEs in all (SQ head released past them),
+     * before they reach the device: the commands a restarted master cannot see, which the slave must resubmit. 0: off.
+     */
+    static final long FAULT_HALT_AFTER_FETCHES = Long.getLong("vhostd.fault.master.halt-after-fetches", 0);
+
+    private static final java.util.concurrent.atomic.AtomicLong FAULT_FETCHED =
+            new java.util.concurrent.atomic.AtomicLong();
+
     /** Longest poll(2) sleep: a lost wake-up (a peer that breaks §6.7) costs at most this. */
     private static final int POLL_TIMEOUT_MS = 1000;
 
@@ -545,7 +555,11 @@ abstract class PollingEngine<S extends PollingEngine.QueueSlot> implements Devic
                 continue;
             }
             try {
-                work += slot.qp.pollSubmissions(submissionHandler.on(slot), POLL_BATCH);
+                int fetched = slot.qp.pollSubmissions(submissionHandler.on(slot), POLL_BATCH);
+                work += fetched;
+                if (FAULT_HALT_AFTER_FETCHES > 0 && fetched > 0) {
+                    haltOnFault(fetched);
+                }
             } catch (IllegalStateException e) {
                 // spec §9.3: the slave corrupted this queue pair (an SQ tail more than depth ahead of the head, or an
                 // SQE that changed under the checks): stop using it, keep serving the others
@@ -554,6 +568,15 @@ abstract class PollingEngine<S extends PollingEngine.QueueSlot> implements Devic
             }
         }
         return work;
+    }
+
+    /** {@link #FAULT_HALT_AFTER_FETCHES}: counts, and halts the process (exit status 137, as SIGKILL) when due. */
+    private static void haltOnFault(int fetched) {
+        long total = FAULT_FETCHED.addAndGet(fetched);
+        if (total >= FAULT_HALT_AFTER_FETCHES) {
+            System.err.println("vhostd fault injection: master halts after fetching " + total + " SQEs");
+            Runtime.getRuntime().halt(137);
+        }
     }
 
     /** Before sleeping: arms every serving queue pair's wake-up (§6.7). False if work arrived meanwhile: poll on. */
