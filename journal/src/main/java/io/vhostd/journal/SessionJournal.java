@@ -49,7 +49,9 @@ import static io.vhostd.journal.JournalDescriptor.VRING_START_FETCH_SEQ_OFFSET;
 import static io.vhostd.journal.JournalDescriptor.VRING_START_USED_IDX_OFFSET;
 import static io.vhostd.journal.JournalDescriptor.VRING_USED_GPA_OFFSET;
 
+import io.vhostd.journal.inflight.InflightDesc;
 import java.lang.foreign.MemorySegment;
+import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.HashMap;
 import java.util.List;
@@ -788,7 +790,8 @@ public final class SessionJournal {
      * again); after, forward.
      *
      * @param queueIndex a started queue without a batch in progress
-     * @param slots the completed requests' slots, in any order (out-of-order completion is normal)
+     * @param slots the completed requests' slots, in any order (out-of-order completion is normal); for a packed ring
+     *     with entry copies their buffer ids
      * @param count how many entries of {@code slots} to take, in [1, slot count]
      * @param newUsedIdx the used index the guest will see after the batch (split: u16)
      * @throws IllegalArgumentException if count, a slot or the used index is out of range, or a slot appears twice
@@ -928,6 +931,35 @@ public final class SessionJournal {
         QueueState q = dataQueue(queueIndex);
         checkSlot(q, queueIndex, slot);
         return q.inflight[slot];
+    }
+
+    /**
+     * The ring descriptor copies of a packed chain in flight (spec §6.5), in chain order: what a replacement slave
+     * resubmits or takes over instead of re-reading ring positions the device may have overwritten with used
+     * descriptors. Control plane (allocates); not concurrently with the queue's data path.
+     *
+     * @param queueIndex a started packed queue with entry copies
+     * @param chainId a buffer id in flight
+     * @return the chain's copies
+     * @throws IllegalArgumentException if the queue keeps no packed copies or the id is out of range
+     * @throws IllegalStateException if the id is not in flight
+     */
+    public List<InflightDesc> packedChain(int queueIndex, int chainId) {
+        QueueState q = cellQueue(queueIndex);
+        checkSlot(q, queueIndex, chainId);
+        if (!q.inflight[chainId]) {
+            throw new IllegalStateException("queue " + queueIndex + ": buffer id " + chainId + " is not in flight");
+        }
+        List<InflightDesc> out = new ArrayList<>();
+        for (int c = q.chainFirstCell[chainId]; c >= 0; c = q.cellNext[c]) {
+            long e = slotSeqOffset(q, c) + SLOT_ENTRY_OFFSET + CELL_DESC_OFFSET;
+            out.add(new InflightDesc(
+                    journal.get(LONG_LE, e),
+                    journal.get(INT_LE, e + 8),
+                    journal.get(SHORT_LE, e + 12) & 0xFFFF,
+                    journal.get(SHORT_LE, e + 14) & 0xFFFF));
+        }
+        return out;
     }
 
     // ---------------------------------------------------------------------------------------------------------------

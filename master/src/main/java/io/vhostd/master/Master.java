@@ -340,8 +340,11 @@ public final class Master implements AutoCloseable {
             }
             custody.hold(new FdCustody.Key(c.name(), "listen", 0), listenFd);
             journal = HugepageArena.create(
-                    "vhostd-journal-" + c.name(), JournalDescriptor.lengthBytes(c.numQueues(), QPAIR_DEPTH, 0), false);
-            JournalDescriptor.format(journal.segment(), c.numQueues(), QPAIR_DEPTH, 0);
+                    "vhostd-journal-" + c.name(),
+                    JournalDescriptor.lengthBytes(c.numQueues(), QPAIR_DEPTH, JournalDescriptor.ENTRY_COPY_LENGTH),
+                    false);
+            JournalDescriptor.format(
+                    journal.segment(), c.numQueues(), QPAIR_DEPTH, JournalDescriptor.ENTRY_COPY_LENGTH);
             journals.put(c.name(), journal);
             // virtnvme-shm/spec/stats.md: one region per controller, kept across slaves
             stats.createRegion(c.name(), bdev.name(), c.numQueues());
@@ -705,7 +708,11 @@ public final class Master implements AutoCloseable {
                     adopt.add(c.name());
                 } else {
                     // no session to continue: the next one starts on a fresh journal
-                    JournalDescriptor.format(journals.get(c.name()).segment(), c.numQueues(), QPAIR_DEPTH, 0);
+                    JournalDescriptor.format(
+                            journals.get(c.name()).segment(),
+                            c.numQueues(),
+                            QPAIR_DEPTH,
+                            JournalDescriptor.ENTRY_COPY_LENGTH);
                 }
             }
             long resetNs = System.nanoTime();
@@ -946,7 +953,8 @@ public final class Master implements AutoCloseable {
         boolean connected = custody.get(new FdCustody.Key(name, "connection", 0)) >= 0;
         if (!connected) {
             // no session to continue: the next one starts on a fresh journal
-            JournalDescriptor.format(journals.get(name).segment(), c.numQueues(), QPAIR_DEPTH, 0);
+            JournalDescriptor.format(
+                    journals.get(name).segment(), c.numQueues(), QPAIR_DEPTH, JournalDescriptor.ENTRY_COPY_LENGTH);
         }
         int carried = 0;
         for (ControlMessage.CarriedQueue q : released.carried()) {
