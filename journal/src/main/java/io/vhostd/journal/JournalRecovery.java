@@ -56,8 +56,10 @@ import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.util.ArrayList;
 import java.util.Comparator;
+import java.util.HashSet;
 import java.util.List;
 import java.util.Objects;
+import java.util.Set;
 
 /**
  * Reads a session journal that a dead slave left behind (spec §7): validates everything (the region came from a dead
@@ -385,7 +387,7 @@ public final class JournalRecovery {
                 usedIdx = newUsedIdx;
                 if (cells) {
                     // spec §6.5: a batch lists every cell of each chain it completes, never a part of a chain
-                    java.util.Set<Long> completed = new java.util.HashSet<>();
+                    Set<Long> completed = new HashSet<>();
                     inflightSlots.stream().filter(x -> seen[x.slot()]).forEach(x -> completed.add(x.seq()));
                     for (Slot x : inflightSlots) {
                         if (!seen[x.slot()] && completed.contains(x.seq())) {

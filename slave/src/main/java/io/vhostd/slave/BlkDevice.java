@@ -401,8 +401,7 @@ final class BlkDevice implements VhostUserDevice {
                 runner.journaled = true;
             });
         } else if (journal != null && !journalBroken && vq instanceof SplitVirtqueue split) {
-            // journal.md "Wiring notes": vring, enabled, started (with used->idx read now), before the data path runs;
-            // packed rings are not journaled yet (TODO #4)
+            // journal.md "Wiring notes": vring, enabled, started (with used->idx read now), before the data path runs
             record("queue start", () -> {
                 journal.recordVring(
                         queueIndex,

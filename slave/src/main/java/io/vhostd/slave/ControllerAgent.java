@@ -672,7 +672,13 @@ final class ControllerAgent implements Runnable {
                     journal.availSkipped(q.index, q.vq.lastAvailIdx());
                 } else if (q.vq.packed()) {
                     // journal.md §6.5: copies of the chain's ring descriptors, committed with the new avail position
-                    journalPacked(q, head, start);
+                    try {
+                        journalPacked(q, head, start);
+                    } catch (IllegalStateException e) {
+                        // more ring descriptors in flight than the ring has: only a broken ring gets here
+                        markBroken(q, e);
+                        return taken;
+                    }
                 } else {
                     // journal.md "Wiring notes": recorded after the pop, before anything is submitted
                     journal.requestFetched(q.index, head, q.vq.lastAvailIdx());
