@@ -148,4 +148,36 @@ class PackedCellsTest {
         JournalException e = assertThrows(JournalException.class, () -> recover(s));
         assertTrue(e.getMessage().contains("part of the chain"), e.getMessage());
     }
+
+    @Test
+    void shouldAllocateNothingWhenFetchingAndCompletingPackedChains() {
+        SessionJournal j = started(region());
+        int[] batch = new int[4];
+        UsedPublisher publisher = q -> {};
+        var threads = (com.sun.management.ThreadMXBean) java.lang.management.ManagementFactory.getThreadMXBean();
+        long tid = Thread.currentThread().threadId();
+        long allocated = 0;
+        int position = 0;
+        boolean wrap = true;
+        for (int round = 0; round < 3; round++) { // the last round runs compiled code
+            long before = threads.getThreadAllocatedBytes(tid);
+            for (int i = 0; i < 20_000; i++) {
+                for (int id = 0; id < 4; id++) {
+                    // chains of 2 ring descriptors: 8 cells in flight, the whole ring
+                    j.packedDescriptorFetched(0, id, 0x1000, 16, 0, 1);
+                    j.packedDescriptorFetched(0, id, 0x2000, 4096, id, 0);
+                    position += 2;
+                    if (position == SIZE) {
+                        position = 0;
+                        wrap = !wrap;
+                    }
+                    j.packedChainFetched(0, id, position | (wrap ? W : 0));
+                    batch[id] = 3 - id;
+                }
+                j.requestsCompleted(0, batch, 4, position | (wrap ? W : 0), publisher);
+            }
+            allocated = threads.getThreadAllocatedBytes(tid) - before;
+        }
+        assertTrue(allocated < 4096, "80000 packed fetches and 20000 batches allocated " + allocated + " bytes");
+    }
 }
