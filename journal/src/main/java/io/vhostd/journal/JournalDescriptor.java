@@ -146,6 +146,23 @@ import org.agrona.SemanticVersion;
  * </pre>
  *
  * <p>A slot (16 bytes + entry copy): fetch sequence u64 at 0 (0 = free), reserved u64 at 8, entry copy at 16.
+ *
+ * <p>A packed ring with entry copies (version 1.2, spec §6.5) uses its slots as <em>cells</em>, one per ring
+ * descriptor of a chain in flight; the entry copy of a cell:
+ *
+ * <pre>
+ *    0                   1                   2                   3
+ *    0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1
+ *    +---------------------------------------------------------------+
+ *  0 |        The ring descriptor as fetched (struct pvirtq_desc):   |
+ *    |        addr u64 at 0, len u32 at 8, id u16 at 12, flags u16   |
+ *    |        at 14 (virtio 1.2 §2.8.13), little endian              |
+ *    +-------------------------------+-------------------------------+
+ * 16 |  Position in the chain (u16)  |  Buffer id of the chain (u16) |
+ *    +-------------------------------+-------------------------------+
+ * 20 |                     Reserved (44 bytes)                       |
+ *    +---------------------------------------------------------------+
+ * </pre>
  */
 public final class JournalDescriptor {
     /** "VHOSTDJL" read as a little-endian u64. */
@@ -155,7 +172,7 @@ public final class JournalDescriptor {
     public static final int MAJOR_VERSION = 1;
 
     /** Minor version: additions that a peer with a lower minor version may ignore. */
-    public static final int MINOR_VERSION = 1;
+    public static final int MINOR_VERSION = 2;
 
     /** Patch version: no layout change. */
     public static final int PATCH_VERSION = 0;
@@ -372,6 +389,18 @@ public final class JournalDescriptor {
 
     /** Length of an entry copy (an NVMe submission queue entry). */
     public static final int ENTRY_COPY_LENGTH = 64;
+
+    /** Packed cell (spec §6.5): the ring descriptor copy, at this offset of the entry copy. */
+    public static final int CELL_DESC_OFFSET = 0;
+
+    /** Packed cell: length of the ring descriptor copy ({@code struct pvirtq_desc}). */
+    public static final int CELL_DESC_LENGTH = 16;
+
+    /** Packed cell: the descriptor's position in its chain (u16, 0 = first), at this offset of the entry copy. */
+    public static final int CELL_POSITION_OFFSET = 16;
+
+    /** Packed cell: the chain's buffer id (u16, below the ring size), at this offset of the entry copy. */
+    public static final int CELL_ID_OFFSET = 18;
 
     /** Length of one batch list entry (u16 slot number). */
     public static final int BATCH_ENTRY_LENGTH = 2;

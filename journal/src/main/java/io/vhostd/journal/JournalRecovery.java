@@ -2,6 +2,10 @@ package io.vhostd.journal;
 
 import static io.vhostd.journal.JournalDescriptor.CACHE_MODE_WRITEBACK;
 import static io.vhostd.journal.JournalDescriptor.CACHE_MODE_WRITE_THROUGH;
+import static io.vhostd.journal.JournalDescriptor.CELL_DESC_LENGTH;
+import static io.vhostd.journal.JournalDescriptor.CELL_DESC_OFFSET;
+import static io.vhostd.journal.JournalDescriptor.CELL_ID_OFFSET;
+import static io.vhostd.journal.JournalDescriptor.CELL_POSITION_OFFSET;
 import static io.vhostd.journal.JournalDescriptor.ENTRY_COPY_LENGTH;
 import static io.vhostd.journal.JournalDescriptor.INT_LE;
 import static io.vhostd.journal.JournalDescriptor.LONG_LE;
@@ -52,8 +56,10 @@ import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.util.ArrayList;
 import java.util.Comparator;
+import java.util.HashSet;
 import java.util.List;
 import java.util.Objects;
+import java.util.Set;
 
 /**
  * Reads a session journal that a dead slave left behind (spec §7): validates everything (the region came from a dead
@@ -209,6 +215,10 @@ public final class JournalRecovery {
         if (entryCopies && entryLength != ENTRY_COPY_LENGTH) {
             throw new JournalException("journal config: queue " + q + ": entry copies in a journal without them");
         }
+        if (packed && entryCopies && vring.slotCount() != vring.size()) {
+            throw new JournalException("journal config: queue " + q + ": packed ring with entry copies: slot count "
+                    + vring.slotCount() + ", expected the ring size " + vring.size() + " (one cell per descriptor)");
+        }
         int startAvail = journal.get(INT_LE, v + VRING_START_AVAIL_IDX_OFFSET);
         int startUsed = journal.get(INT_LE, v + VRING_START_USED_IDX_OFFSET);
         long startFetchSeq = journal.get(LONG_LE, v + VRING_START_FETCH_SEQ_OFFSET);
@@ -302,6 +312,9 @@ public final class JournalRecovery {
 
         // spec §7.1: classify every slot; the sequence says in flight, free or torn
         int slotCount = vring.slotCount();
+        // spec §6.5: a packed ring with entry copies keeps one cell per ring descriptor; a chain's cells share a
+        // sequence
+        boolean cells = vring.packed() && vring.entryCopies();
         byte[] state = new byte[slotCount];
         final byte free = 0;
         final byte inflight = 1;
@@ -317,9 +330,9 @@ public final class JournalRecovery {
             }
             long age = JournalDescriptor.seqDistance(seq, fetchSeq);
             long afterStart = JournalDescriptor.seqDistance(qc.startFetchSeq(), seq);
-            if (seq == nextSeq && tornSlot < 0) {
+            if (seq == nextSeq && (tornSlot < 0 || cells)) {
                 state[s] = torn;
-                tornSlot = s;
+                tornSlot = tornSlot < 0 ? s : tornSlot;
             } else if ((seq & ~SEQ_MASK) == 0 && age < SEQ_WINDOW && afterStart != 0 && afterStart < SEQ_WINDOW) {
                 state[s] = inflight;
                 inflightSlots.add(new Slot(s, seq, age));
@@ -330,7 +343,7 @@ public final class JournalRecovery {
             }
         }
         inflightSlots.sort(Comparator.comparingLong(Slot::age).reversed());
-        for (int i = 1; i < inflightSlots.size(); i++) {
+        for (int i = 1; i < inflightSlots.size() && !cells; i++) {
             if (inflightSlots.get(i).seq() == inflightSlots.get(i - 1).seq()) {
                 throw new JournalException("journal: queue " + q + ": slots "
                         + inflightSlots.get(i - 1).slot() + " and "
@@ -372,6 +385,17 @@ public final class JournalRecovery {
             if (guest == newUsedIdx) {
                 outcome = BatchOutcome.ROLLED_FORWARD;
                 usedIdx = newUsedIdx;
+                if (cells) {
+                    // spec §6.5: a batch lists every cell of each chain it completes, never a part of a chain
+                    Set<Long> completed = new HashSet<>();
+                    inflightSlots.stream().filter(x -> seen[x.slot()]).forEach(x -> completed.add(x.seq()));
+                    for (Slot x : inflightSlots) {
+                        if (!seen[x.slot()] && completed.contains(x.seq())) {
+                            throw new JournalException("journal: queue " + q + ": the interrupted batch lists part of"
+                                    + " the chain with fetch sequence " + x.seq() + " but not its cell " + x.slot());
+                        }
+                    }
+                }
                 inflightSlots.removeIf(x -> seen[x.slot()]);
             } else if (guest == usedIdx) {
                 for (int s : batch) {
@@ -391,6 +415,10 @@ public final class JournalRecovery {
                     + ", expected the applied " + Integer.toUnsignedString(applied) + " or the next one");
         }
 
+        if (cells) {
+            return new RecoveredQueue(
+                    q, lastAvailIdx, usedIdx, chains(journal, q, vring, base, inflightSlots), outcome, tornSlot);
+        }
         List<InflightRequest> requests = new ArrayList<>(inflightSlots.size());
         for (Slot s : inflightSlots) {
             byte[] entry = new byte[vring.entryCopies() ? ENTRY_COPY_LENGTH : 0];
@@ -406,5 +434,63 @@ public final class JournalRecovery {
             requests.add(new InflightRequest(s.slot(), s.seq(), entry));
         }
         return new RecoveredQueue(q, lastAvailIdx, usedIdx, requests, outcome, tornSlot);
+    }
+
+    /**
+     * Spec §7.6 (packed cells): the in-flight cells, oldest fetch first, grouped by sequence into chains. A chain's
+     * cells hold positions 0..n-1 once each and one buffer id below the ring size; no two chains share an id. Returns
+     * per chain its buffer id as the slot and its ring descriptor copies in chain order as the entry.
+     */
+    private static List<InflightRequest> chains(
+            MemorySegment journal, int q, VringConfig vring, long base, List<Slot> inflightSlots) {
+        int entryLength = JournalDescriptor.entryLength(journal);
+        List<InflightRequest> requests = new ArrayList<>();
+        boolean[] idSeen = new boolean[vring.size()];
+        int i = 0;
+        while (i < inflightSlots.size()) {
+            long seq = inflightSlots.get(i).seq();
+            int end = i;
+            while (end < inflightSlots.size() && inflightSlots.get(end).seq() == seq) {
+                end++;
+            }
+            int n = end - i;
+            byte[] copies = new byte[n * CELL_DESC_LENGTH];
+            boolean[] positionSeen = new boolean[n];
+            int id = -1;
+            for (int k = i; k < end; k++) {
+                int cell = inflightSlots.get(k).slot();
+                long e = base + JournalDescriptor.slotOffset(entryLength, cell) + SLOT_ENTRY_OFFSET;
+                int position = journal.get(SHORT_LE, e + CELL_POSITION_OFFSET) & 0xFFFF;
+                int cellId = journal.get(SHORT_LE, e + CELL_ID_OFFSET) & 0xFFFF;
+                if (position >= n || positionSeen[position]) {
+                    throw new JournalException("journal: queue " + q + ": cell " + cell + " of the chain with fetch"
+                            + " sequence " + seq + " has position " + position
+                            + (position >= n ? ", out of [0, " + n + ")" : ", twice"));
+                }
+                if (cellId >= vring.size() || (id >= 0 && cellId != id)) {
+                    throw new JournalException("journal: queue " + q + ": cell " + cell + " of the chain with fetch"
+                            + " sequence " + seq + " names buffer id " + cellId
+                            + (cellId >= vring.size()
+                                    ? ", out of [0, " + vring.size() + ")"
+                                    : ", the chain's other cells " + id));
+                }
+                positionSeen[position] = true;
+                id = cellId;
+                MemorySegment.copy(
+                        journal,
+                        ValueLayout.JAVA_BYTE,
+                        e + CELL_DESC_OFFSET,
+                        copies,
+                        position * CELL_DESC_LENGTH,
+                        CELL_DESC_LENGTH);
+            }
+            if (idSeen[id]) {
+                throw new JournalException("journal: queue " + q + ": buffer id " + id + " in flight twice");
+            }
+            idSeen[id] = true;
+            requests.add(new InflightRequest(id, seq, copies));
+            i = end;
+        }
+        return requests;
     }
 }

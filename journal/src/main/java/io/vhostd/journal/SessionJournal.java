@@ -3,6 +3,9 @@ package io.vhostd.journal;
 import static io.vhostd.journal.JournalDescriptor.CACHE_MODE_UNRECORDED;
 import static io.vhostd.journal.JournalDescriptor.CACHE_MODE_WRITEBACK;
 import static io.vhostd.journal.JournalDescriptor.CACHE_MODE_WRITE_THROUGH;
+import static io.vhostd.journal.JournalDescriptor.CELL_DESC_OFFSET;
+import static io.vhostd.journal.JournalDescriptor.CELL_ID_OFFSET;
+import static io.vhostd.journal.JournalDescriptor.CELL_POSITION_OFFSET;
 import static io.vhostd.journal.JournalDescriptor.ENTRY_COPY_LENGTH;
 import static io.vhostd.journal.JournalDescriptor.INT_LE;
 import static io.vhostd.journal.JournalDescriptor.LONG_LE;
@@ -46,8 +49,13 @@ import static io.vhostd.journal.JournalDescriptor.VRING_START_FETCH_SEQ_OFFSET;
 import static io.vhostd.journal.JournalDescriptor.VRING_START_USED_IDX_OFFSET;
 import static io.vhostd.journal.JournalDescriptor.VRING_USED_GPA_OFFSET;
 
+import io.vhostd.journal.inflight.InflightDesc;
 import java.lang.foreign.MemorySegment;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.HashMap;
 import java.util.List;
+import java.util.Map;
 import java.util.Objects;
 
 /**
@@ -68,6 +76,11 @@ import java.util.Objects;
  * start and stop to the queue's thread, or stops the thread first). Misuse by the caller (a slot fetched twice, a
  * completion of a slot not in flight) throws {@link IllegalArgumentException} or {@link IllegalStateException} before
  * anything is stored.
+ *
+ * <p>A packed ring with entry copies (spec §6.5, version 1.2) keeps a copy of every ring descriptor of every chain in
+ * flight, because the device writes used descriptors in place and the guest may reuse ring positions before an older
+ * chain completes: {@link #packedDescriptorFetched} stages one descriptor in a free cell (a slot of the queue),
+ * {@link #packedChainFetched} commits the chain under its buffer id, and completion batches name buffer ids.
  */
 public final class SessionJournal {
     private final MemorySegment journal;
@@ -100,6 +113,23 @@ public final class SessionJournal {
         int pendingCount;
         int pendingNewUsedIdx;
 
+        // ---- packed ring with entry copies (spec §6.5): slots are cells, requests are buffer ids ----
+        /** Whether the slots are cells of ring descriptor copies; {@link #inflight} is then indexed by buffer id. */
+        boolean cells;
+        /** Cell → the next cell of the same chain, or -1. */
+        int[] cellNext = new int[0];
+        /** Buffer id → the chain's first cell, or -1. */
+        int[] chainFirstCell = new int[0];
+        /** Free cells (a stack). */
+        int[] freeCells = new int[0];
+
+        int freeCellCount;
+        /** Cells of the chain being fetched (F1 stored, not committed), in chain order. */
+        int[] stagedCells = new int[0];
+
+        int stagedCount;
+        int stagedId;
+
         QueueState(long offset) {
             this.offset = offset;
         }
@@ -111,6 +141,19 @@ public final class SessionJournal {
             pendingSlots = new int[slots];
             inflightCount = 0;
             pending = false;
+            stagedCount = 0;
+            if (cells) {
+                cellNext = new int[slots];
+                chainFirstCell = new int[slots];
+                Arrays.fill(chainFirstCell, -1);
+                freeCells = new int[slots];
+                stagedCells = new int[slots];
+                freeCellCount = 0;
+                // popped in ascending order
+                for (int c = slots - 1; c >= 0; c--) {
+                    freeCells[freeCellCount++] = c;
+                }
+            }
         }
     }
 
@@ -179,6 +222,7 @@ public final class SessionJournal {
 
     private void resumeQueue(QueueConfig qc, RecoveredQueue rq) {
         QueueState q = queues[qc.queueIndex()];
+        q.cells = qc.vring().packed() && qc.vring().entryCopies();
         q.allocate(qc.vring().slotCount());
         q.size = qc.vring().size();
         q.packed = qc.vring().packed();
@@ -193,6 +237,15 @@ public final class SessionJournal {
             // spec §7.5 step 1: the torn fetch's slot holds a sequence not yet committed; free it so that no later
             // fetch can commit the same sequence twice
             putLong(slotSeqOffset(q, rq.tornFetchSlot()), 0L, "repair.tornSlot");
+            if (q.cells) {
+                // spec §7.5 step 1, packed: every cell of the torn chain
+                long torn = JournalDescriptor.nextSeq(q.fetchSeq);
+                for (int c = 0; c < q.slotCount; c++) {
+                    if (journal.get(LONG_LE, slotSeqOffset(q, c)) == torn) {
+                        putLong(slotSeqOffset(q, c), 0L, "repair.tornSlot");
+                    }
+                }
+            }
         }
         switch (rq.interruptedBatch()) {
             case ROLLED_FORWARD -> {
@@ -223,7 +276,47 @@ public final class SessionJournal {
             q.inflight[r.slot()] = true;
         }
         q.inflightCount = rq.inflight().size();
+        if (q.cells) {
+            resumeCells(q, rq);
+        }
         q.started = true;
+    }
+
+    /** Packed cells after the repair: rebuilds each chain's cell list from the sequences and positions (§6.5). */
+    private void resumeCells(QueueState q, RecoveredQueue rq) {
+        Map<Long, Integer> idBySeq = new HashMap<>();
+        for (InflightRequest r : rq.inflight()) {
+            idBySeq.put(r.fetchSeq(), r.slot());
+        }
+        int[] chainLength = new int[q.slotCount];
+        int[][] chainCells = new int[q.slotCount][];
+        for (InflightRequest r : rq.inflight()) {
+            chainCells[r.slot()] = new int[r.entry().length / JournalDescriptor.CELL_DESC_LENGTH];
+        }
+        q.freeCellCount = 0;
+        for (int c = q.slotCount - 1; c >= 0; c--) {
+            long seq = journal.get(LONG_LE, slotSeqOffset(q, c));
+            Integer id = seq == 0 ? null : idBySeq.get(seq);
+            if (id == null) {
+                q.freeCells[q.freeCellCount++] = c;
+                continue;
+            }
+            int position =
+                    journal.get(SHORT_LE, slotSeqOffset(q, c) + SLOT_ENTRY_OFFSET + CELL_POSITION_OFFSET) & 0xFFFF;
+            chainCells[id][position] = c;
+            chainLength[id]++;
+        }
+        for (InflightRequest r : rq.inflight()) {
+            int[] cells = chainCells[r.slot()];
+            if (chainLength[r.slot()] != cells.length) {
+                throw new IllegalArgumentException("queue " + rq.queueIndex() + ": buffer id " + r.slot()
+                        + " does not match the region's cells (recovered from another region?)");
+            }
+            q.chainFirstCell[r.slot()] = cells[0];
+            for (int k = 0; k < cells.length; k++) {
+                q.cellNext[cells[k]] = k + 1 < cells.length ? cells[k + 1] : -1;
+            }
+        }
     }
 
     /** Max queues of the region (queue indexes are below it). */
@@ -340,6 +433,11 @@ public final class SessionJournal {
             throw new IllegalArgumentException(
                     "queue " + queueIndex + ": entry copies asked of a journal formatted without them");
         }
+        if (vring.packed() && vring.entryCopies() && vring.slotCount() != vring.size()) {
+            // spec §6.5: one cell per ring descriptor in flight, and at most size descriptors are in flight
+            throw new IllegalArgumentException("queue " + queueIndex + ": a packed ring with entry copies needs one"
+                    + " slot per ring descriptor: slot count " + vring.slotCount() + ", size " + vring.size());
+        }
         QueueState q = queues[queueIndex];
         long c = beginConfig();
         long v = c + JournalDescriptor.vringConfigOffset(queueIndex);
@@ -438,6 +536,7 @@ public final class SessionJournal {
         putInt(v + VRING_START_BATCH_SEQ_OFFSET, batchSeq, "config.startBatchSeq");
         putInt(v + VRING_FLAGS_OFFSET, flags | VRING_STARTED_MASK, "config.vringFlags");
         commitConfig();
+        q.cells = packed && (flags & VRING_ENTRY_COPIES_MASK) != 0;
         q.allocate(slotCount);
         q.size = size;
         q.packed = packed;
@@ -534,6 +633,10 @@ public final class SessionJournal {
     private void fetched(int queueIndex, int slot, int lastAvailIdx, MemorySegment entry, long entryOffset) {
         QueueState q = dataQueue(queueIndex);
         checkNoBatch(q, queueIndex);
+        if (q.cells) {
+            throw new IllegalArgumentException("queue " + queueIndex
+                    + ": a packed ring with entry copies records chains (packedDescriptorFetched, packedChainFetched)");
+        }
         checkSlot(q, queueIndex, slot);
         checkRingIndex(q, queueIndex, "last avail index", lastAvailIdx);
         if (q.inflight[slot]) {
@@ -574,6 +677,7 @@ public final class SessionJournal {
         QueueState q = dataQueue(queueIndex);
         checkNoBatch(q, queueIndex);
         checkRingIndex(q, queueIndex, "last avail index", lastAvailIdx);
+        dropStaged(q);
         long seq = JournalDescriptor.nextSeq(q.fetchSeq);
         // release: orders this commit after the previous ones (one word, nothing else to publish)
         JournalDescriptor.wordRelease(
@@ -584,13 +688,110 @@ public final class SessionJournal {
     }
 
     /**
+     * Stages one ring descriptor of a packed chain being fetched (spec §6.5, store F1): its copy goes into a free cell.
+     * Call it for each ring descriptor of the chain in ring order, then {@link #packedChainFetched}; nothing is
+     * committed before that. Staged descriptors of a chain that is not committed are dropped by the next {@link
+     * #availSkipped} or by a descriptor staged for another buffer id.
+     *
+     * @param queueIndex a started packed queue with entry copies
+     * @param chainId the chain's buffer id (the id of its last descriptor, virtio 1.2 §2.8.6), below the ring size
+     * @param addr the descriptor's {@code addr} as read from the ring
+     * @param lenBytes its {@code len} (u32)
+     * @param descId its {@code id} (u16)
+     * @param flags its {@code flags} (u16)
+     * @throws IllegalArgumentException if the queue keeps no packed copies or the id is out of range
+     * @throws IllegalStateException if the queue is not started, a batch is in progress, the id is in flight, or more
+     *     ring descriptors would be in flight than the ring has (impossible for a correct ring, virtio 1.2 §2.8)
+     */
+    public void packedDescriptorFetched(int queueIndex, int chainId, long addr, int lenBytes, int descId, int flags) {
+        QueueState q = cellQueue(queueIndex);
+        checkNoBatch(q, queueIndex);
+        checkSlot(q, queueIndex, chainId);
+        if (q.inflight[chainId]) {
+            throw new IllegalStateException("queue " + queueIndex + ": buffer id " + chainId + " is already in flight");
+        }
+        if (q.stagedCount > 0 && q.stagedId != chainId) {
+            dropStaged(q);
+        }
+        if (q.freeCellCount == 0) {
+            throw new IllegalStateException("queue " + queueIndex + ": more than " + q.slotCount
+                    + " ring descriptors in flight on a ring of size " + q.size);
+        }
+        int cell = q.freeCells[--q.freeCellCount];
+        long e = slotSeqOffset(q, cell) + SLOT_ENTRY_OFFSET;
+        journal.set(LONG_LE, e + CELL_DESC_OFFSET, addr);
+        journal.set(INT_LE, e + CELL_DESC_OFFSET + 8, lenBytes);
+        journal.set(SHORT_LE, e + CELL_DESC_OFFSET + 12, (short) descId);
+        journal.set(SHORT_LE, e + CELL_DESC_OFFSET + 14, (short) flags);
+        journal.set(SHORT_LE, e + CELL_POSITION_OFFSET, (short) q.stagedCount);
+        journal.set(SHORT_LE, e + CELL_ID_OFFSET, (short) chainId);
+        observer.afterStore("fetch.cell");
+        q.stagedCells[q.stagedCount++] = cell;
+        q.stagedId = chainId;
+    }
+
+    /**
+     * Commits the packed chain whose ring descriptors {@link #packedDescriptorFetched} staged (spec §6.5, stores F2 and
+     * F3): each of its cells gets the next fetch sequence, then one release store of the fetch word commits the chain
+     * with the new last avail position.
+     *
+     * @param queueIndex a started packed queue with entry copies
+     * @param chainId the buffer id the descriptors were staged for
+     * @param lastAvailIdx the last avail position after the chain: index | avail wrap counter &lt;&lt; 15
+     * @throws IllegalArgumentException if the queue keeps no packed copies or an index is out of range
+     * @throws IllegalStateException if nothing was staged for {@code chainId} or a batch is in progress
+     */
+    public void packedChainFetched(int queueIndex, int chainId, int lastAvailIdx) {
+        QueueState q = cellQueue(queueIndex);
+        checkNoBatch(q, queueIndex);
+        checkSlot(q, queueIndex, chainId);
+        checkRingIndex(q, queueIndex, "last avail index", lastAvailIdx);
+        if (q.stagedCount == 0 || q.stagedId != chainId) {
+            throw new IllegalStateException("queue " + queueIndex + ": no descriptor staged for buffer id " + chainId);
+        }
+        long seq = JournalDescriptor.nextSeq(q.fetchSeq);
+        for (int k = 0; k < q.stagedCount; k++) {
+            putLong(slotSeqOffset(q, q.stagedCells[k]), seq, "fetch.slotSeq");
+        }
+        // release: the cells' sequences and copies are visible before the fetch word that commits them
+        JournalDescriptor.wordRelease(
+                journal, q.offset + QUEUE_FETCH_WORD_OFFSET, JournalDescriptor.fetchWord(seq, lastAvailIdx));
+        observer.afterStore("fetch.commit");
+        for (int k = 0; k < q.stagedCount; k++) {
+            q.cellNext[q.stagedCells[k]] = k + 1 < q.stagedCount ? q.stagedCells[k + 1] : -1;
+        }
+        q.chainFirstCell[chainId] = q.stagedCells[0];
+        q.stagedCount = 0;
+        q.fetchSeq = seq;
+        q.lastAvailIdx = lastAvailIdx & 0xFFFF;
+        q.inflight[chainId] = true;
+        q.inflightCount++;
+    }
+
+    /** Returns staged, uncommitted cells to the free stack (their sequence was never stored: they are free). */
+    private static void dropStaged(QueueState q) {
+        while (q.stagedCount > 0) {
+            q.freeCells[q.freeCellCount++] = q.stagedCells[--q.stagedCount];
+        }
+    }
+
+    private QueueState cellQueue(int queueIndex) {
+        QueueState q = dataQueue(queueIndex);
+        if (!q.cells) {
+            throw new IllegalArgumentException("queue " + queueIndex + " is not a packed ring with entry copies");
+        }
+        return q;
+    }
+
+    /**
      * Phase 1 of a completion batch (spec §6.2): writes the batch's slot list and commits it with one release store of
      * the batch word. Call it before the used elements become visible to the guest, then publish them, then call
      * {@link #completionsEnd}. A crash before the guest sees the new used index rolls the batch back (its requests run
      * again); after, forward.
      *
      * @param queueIndex a started queue without a batch in progress
-     * @param slots the completed requests' slots, in any order (out-of-order completion is normal)
+     * @param slots the completed requests' slots, in any order (out-of-order completion is normal); for a packed ring
+     *     with entry copies their buffer ids
      * @param count how many entries of {@code slots} to take, in [1, slot count]
      * @param newUsedIdx the used index the guest will see after the batch (split: u16)
      * @throws IllegalArgumentException if count, a slot or the used index is out of range, or a slot appears twice
@@ -604,11 +805,21 @@ public final class SessionJournal {
         }
         checkBatch(q, queueIndex, slots, count);
         checkRingIndex(q, queueIndex, "used index", newUsedIdx);
+        dropStaged(q);
+        int listed = 0;
         for (int i = 0; i < count; i++) {
-            journal.set(SHORT_LE, q.offset + batchListOffset + 2L * i, (short) slots[i]);
-            observer.afterStore("batch.slot");
+            if (q.cells) {
+                // spec §6.5: the batch lists every cell of each completed chain
+                for (int c = q.chainFirstCell[slots[i]]; c >= 0; c = q.cellNext[c]) {
+                    journal.set(SHORT_LE, q.offset + batchListOffset + 2L * listed++, (short) c);
+                    observer.afterStore("batch.slot");
+                }
+            } else {
+                journal.set(SHORT_LE, q.offset + batchListOffset + 2L * listed++, (short) slots[i]);
+                observer.afterStore("batch.slot");
+            }
         }
-        putInt(q.offset + QUEUE_BATCH_COUNT_OFFSET, count, "batch.count");
+        putInt(q.offset + QUEUE_BATCH_COUNT_OFFSET, listed, "batch.count");
         int batchSeq = q.appliedBatchSeq + 1;
         // release: the slot list and count are visible before the batch word that makes the batch pending
         JournalDescriptor.wordRelease(
@@ -633,7 +844,13 @@ public final class SessionJournal {
             throw new IllegalStateException("queue " + queueIndex + ": no completion batch in progress");
         }
         for (int i = 0; i < q.pendingCount; i++) {
-            putLong(slotSeqOffset(q, q.pendingSlots[i]), 0L, "batch.slotFree");
+            if (q.cells) {
+                for (int c = q.chainFirstCell[q.pendingSlots[i]]; c >= 0; c = q.cellNext[c]) {
+                    putLong(slotSeqOffset(q, c), 0L, "batch.slotFree");
+                }
+            } else {
+                putLong(slotSeqOffset(q, q.pendingSlots[i]), 0L, "batch.slotFree");
+            }
         }
         int batchSeq = q.appliedBatchSeq + 1;
         // release: the freed slots are visible before the used word that applies the batch
@@ -641,7 +858,14 @@ public final class SessionJournal {
                 journal, q.offset + QUEUE_USED_WORD_OFFSET, JournalDescriptor.usedWord(batchSeq, q.pendingNewUsedIdx));
         observer.afterStore("used.commit");
         for (int i = 0; i < q.pendingCount; i++) {
-            q.inflight[q.pendingSlots[i]] = false;
+            int id = q.pendingSlots[i];
+            q.inflight[id] = false;
+            if (q.cells) {
+                for (int c = q.chainFirstCell[id]; c >= 0; c = q.cellNext[c]) {
+                    q.freeCells[q.freeCellCount++] = c;
+                }
+                q.chainFirstCell[id] = -1;
+            }
         }
         q.inflightCount -= q.pendingCount;
         q.appliedBatchSeq = batchSeq;
@@ -707,6 +931,35 @@ public final class SessionJournal {
         QueueState q = dataQueue(queueIndex);
         checkSlot(q, queueIndex, slot);
         return q.inflight[slot];
+    }
+
+    /**
+     * The ring descriptor copies of a packed chain in flight (spec §6.5), in chain order: what a replacement slave
+     * resubmits or takes over instead of re-reading ring positions the device may have overwritten with used
+     * descriptors. Control plane (allocates); not concurrently with the queue's data path.
+     *
+     * @param queueIndex a started packed queue with entry copies
+     * @param chainId a buffer id in flight
+     * @return the chain's copies
+     * @throws IllegalArgumentException if the queue keeps no packed copies or the id is out of range
+     * @throws IllegalStateException if the id is not in flight
+     */
+    public List<InflightDesc> packedChain(int queueIndex, int chainId) {
+        QueueState q = cellQueue(queueIndex);
+        checkSlot(q, queueIndex, chainId);
+        if (!q.inflight[chainId]) {
+            throw new IllegalStateException("queue " + queueIndex + ": buffer id " + chainId + " is not in flight");
+        }
+        List<InflightDesc> out = new ArrayList<>();
+        for (int c = q.chainFirstCell[chainId]; c >= 0; c = q.cellNext[c]) {
+            long e = slotSeqOffset(q, c) + SLOT_ENTRY_OFFSET + CELL_DESC_OFFSET;
+            out.add(new InflightDesc(
+                    journal.get(LONG_LE, e),
+                    journal.get(INT_LE, e + 8),
+                    journal.get(SHORT_LE, e + 12) & 0xFFFF,
+                    journal.get(SHORT_LE, e + 14) & 0xFFFF));
+        }
+        return out;
     }
 
     // ---------------------------------------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ import org.junit.jupiter.api.Timeout;
  */
 @Timeout(60)
 class JournalCrashTest {
-    private static final int MAX_QUEUES = 3;
+    private static final int MAX_QUEUES = 4;
     private static final int MAX_SLOTS = 8;
     private static final int W = 1 << 15;
 
@@ -188,6 +188,53 @@ class JournalCrashTest {
         };
     }
 
+    /** The ring descriptors of a packed chain of {@code n} with buffer id {@code id}, as the guest wrote them. */
+    static long[][] chain(int id, int n) {
+        long[][] d = new long[n][];
+        for (int k = 0; k < n; k++) {
+            // addr, len, id, flags: VIRTQ_DESC_F_NEXT (1) on all but the last, AVAIL (bit 7) as the driver set it
+            d[k] = new long[] {0x10000L * (id + 1) + 0x1000L * k, 512L * (k + 1), id, (k < n - 1 ? 1 : 0) | 0x80};
+        }
+        return d;
+    }
+
+    /** {@link #chain} as the journal's copies hold it (struct pvirtq_desc, little endian, chain order). */
+    static byte[] copies(long[][] d) {
+        java.nio.ByteBuffer b = java.nio.ByteBuffer.allocate(16 * d.length).order(java.nio.ByteOrder.LITTLE_ENDIAN);
+        for (long[] x : d) {
+            b.putLong(x[0]).putInt((int) x[1]).putShort((short) x[2]).putShort((short) x[3]);
+        }
+        return b.array();
+    }
+
+    private static Op fetchChain(int q, int id, int n, int avail) {
+        long[][] d = chain(id, n);
+        return new Op() {
+            @Override
+            public void run(SessionJournal j, Guest g) {
+                for (long[] x : d) {
+                    j.packedDescriptorFetched(q, id, x[0], (int) x[1], (int) x[2], (int) x[3]);
+                }
+                j.packedChainFetched(q, id, avail);
+            }
+
+            @Override
+            public void model(JournalModel m) {
+                m.fetch(q, id, avail, copies(d));
+            }
+
+            @Override
+            public String commitField() {
+                return "fetch.commit";
+            }
+
+            @Override
+            public String toString() {
+                return "fetch chain q" + q + " id " + id + " of " + n;
+            }
+        };
+    }
+
     private static byte[] entry(int seed) {
         byte[] e = new byte[64];
         for (int i = 0; i < e.length; i++) {
@@ -202,6 +249,8 @@ class JournalCrashTest {
     static final VringConfig Q1 = new VringConfig(4, false, 0x4000, 0x5000, 0x6000, 0, 0, 4, true);
     static final VringConfig Q1_MOVED = new VringConfig(4, false, 0x104000, 0x105000, 0x106000, 0x106000, 1, 4, true);
     static final VringConfig Q2 = new VringConfig(6, true, 0x7000, 0x8000, 0x9000, 0, 0, 6, false);
+    /** Packed with entry copies (spec §6.5): one cell per ring descriptor, slot count = size. */
+    static final VringConfig Q3 = new VringConfig(4, true, 0xa000, 0xb000, 0xc000, 0, 0, 4, true);
 
     static List<Op> workload() {
         List<Op> ops = new ArrayList<>();
@@ -223,6 +272,17 @@ class JournalCrashTest {
         ops.add(fetch(1, 2, 1, entry(1)));
         ops.add(fetch(1, 0, 2, entry(2)));
         ops.add(fetch(2, 4, 2 | W, null));
+        ops.add(config("vring q3", j -> j.recordVring(3, Q3), m -> m.vring(3, Q3)));
+        ops.add(start(3, W, W));
+        ops.add(fetchChain(3, 2, 2, 2 | W));
+        ops.add(fetchChain(3, 0, 1, 3 | W));
+        ops.add(complete(3, 1 | W, 0)); // out of order: id 2 (older) stays; its ring position 0 now holds a used desc
+        ops.add(skip(3, 0)); // one position consumed without a request: the avail wrap counter flips
+        ops.add(fetchChain(3, 1, 1, 1));
+        ops.add(complete(3, 0, 1, 2)); // 1 + 1 + 2 descriptors: the used wrap counter flips too
+        ops.add(fetchChain(3, 3, 3, 0 | W)); // cells freed out of order are reused; avail wraps again
+        ops.add(fetchChain(3, 2, 1, 1 | W));
+        ops.add(complete(3, 3, 3));
         ops.add(complete(0, 65535, 5, 3)); // out of order: slot 0 was fetched between them and stays in flight
         ops.add(fetch(0, 3, 2, null)); // slot 3 reused
         ops.add(complete(1, 1, 0));

@@ -143,7 +143,7 @@ class JournalDescriptorTest {
         MemorySegment s = arena.allocate(8);
         s.set(ValueLayout.JAVA_LONG.withOrder(ByteOrder.LITTLE_ENDIAN), 0, JournalDescriptor.MAGIC);
         assertEquals("VHOSTDJL", new String(s.toArray(ValueLayout.JAVA_BYTE), StandardCharsets.US_ASCII));
-        assertEquals(0x00010100, JournalDescriptor.VERSION, "1.1.0");
+        assertEquals(0x00010200, JournalDescriptor.VERSION, "1.2.0");
     }
 
     @Test

@@ -362,8 +362,11 @@ public final class Master implements AutoCloseable {
             }
             custody.hold(new FdCustody.Key(c.name(), "listen", 0), listenFd);
             journal = HugepageArena.create(
-                    "vhostd-journal-" + c.name(), JournalDescriptor.lengthBytes(c.numQueues(), QPAIR_DEPTH, 0), false);
-            JournalDescriptor.format(journal.segment(), c.numQueues(), QPAIR_DEPTH, 0);
+                    "vhostd-journal-" + c.name(),
+                    JournalDescriptor.lengthBytes(c.numQueues(), QPAIR_DEPTH, JournalDescriptor.ENTRY_COPY_LENGTH),
+                    false);
+            JournalDescriptor.format(
+                    journal.segment(), c.numQueues(), QPAIR_DEPTH, JournalDescriptor.ENTRY_COPY_LENGTH);
             journals.put(c.name(), journal);
             // virtnvme-shm/spec/stats.md: one region per controller, kept across slaves
             stats.createRegion(c.name(), bdev.name(), c.numQueues());
@@ -674,7 +677,8 @@ public final class Master implements AutoCloseable {
                         + " master " + maxSegments;
             }
             // the slave knows its mapping's length: the journal's, rounded up to whole pages
-            long journalBytes = JournalDescriptor.lengthBytes(m.numQueues(), QPAIR_DEPTH, 0);
+            long journalBytes =
+                    JournalDescriptor.lengthBytes(m.numQueues(), QPAIR_DEPTH, JournalDescriptor.ENTRY_COPY_LENGTH);
             if (m.journalLengthBytes() < journalBytes) {
                 return "controller " + m.name() + ": journal of " + m.journalLengthBytes() + " bytes, expected "
                         + journalBytes;
@@ -758,8 +762,9 @@ public final class Master implements AutoCloseable {
         custody.hold(new FdCustody.Key(c.name(), "listen", 0), r.listenFd);
         int listenFd = r.listenFd;
         r.listenFd = -1;
-        HugepageArena journal =
-                HugepageArena.attach(r.journalFd, JournalDescriptor.lengthBytes(r.spec.numQueues(), QPAIR_DEPTH, 0));
+        HugepageArena journal = HugepageArena.attach(
+                r.journalFd,
+                JournalDescriptor.lengthBytes(r.spec.numQueues(), QPAIR_DEPTH, JournalDescriptor.ENTRY_COPY_LENGTH));
         r.journalFd = -1;
         journals.put(c.name(), journal);
         if (r.statsFd >= 0) {
@@ -1074,7 +1079,11 @@ public final class Master implements AutoCloseable {
                     adopt.add(c.name());
                 } else {
                     // no session to continue: the next one starts on a fresh journal
-                    JournalDescriptor.format(journals.get(c.name()).segment(), c.numQueues(), QPAIR_DEPTH, 0);
+                    JournalDescriptor.format(
+                            journals.get(c.name()).segment(),
+                            c.numQueues(),
+                            QPAIR_DEPTH,
+                            JournalDescriptor.ENTRY_COPY_LENGTH);
                 }
             }
             long resetNs = System.nanoTime();
@@ -1317,7 +1326,8 @@ public final class Master implements AutoCloseable {
         boolean connected = custody.get(new FdCustody.Key(name, "connection", 0)) >= 0;
         if (!connected) {
             // no session to continue: the next one starts on a fresh journal
-            JournalDescriptor.format(journals.get(name).segment(), c.numQueues(), QPAIR_DEPTH, 0);
+            JournalDescriptor.format(
+                    journals.get(name).segment(), c.numQueues(), QPAIR_DEPTH, JournalDescriptor.ENTRY_COPY_LENGTH);
         }
         int carried = 0;
         for (ControlMessage.CarriedQueue q : released.carried()) {

@@ -14,7 +14,6 @@ import io.vhostd.shm.linux.Unistd;
 import io.vhostd.vhost.backend.VhostUserBackend;
 import io.vhostd.vhost.proto.VhostUserMemoryRegion;
 import io.vhostd.vhost.proto.VhostUserVringAddr;
-import io.vhostd.vhost.virtio.VirtioBlk;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
@@ -98,17 +97,13 @@ record Adoption(
      * @param fds "what/index" → fd from the master's custody (mem by region id, kick/call/err by queue); the fds the
      *     session uses are removed from the map and belong to the result
      * @throws JournalException if the journal does not recover
-     * @throws IllegalStateException if the session cannot be continued here (no negotiated session, a packed ring, a
-     *     region fd or ring missing)
+     * @throws IllegalStateException if the session cannot be continued here (no negotiated session, a packed ring
+     *     without descriptor copies, a region fd or ring missing)
      */
     static Adoption recover(MemorySegment journal, Map<String, Integer> fds) {
         JournalConfig config = JournalRecovery.readConfig(journal);
         if (!config.featuresSet() || !config.memoryTableSet()) {
             throw new IllegalStateException("the journal holds no negotiated session");
-        }
-        if ((config.features() & VirtioBlk.VIRTIO_F_RING_PACKED_MASK) != 0) {
-            // packed queues are not journaled yet: nothing says where they stood
-            throw new IllegalStateException("packed rings cannot be adopted yet (#4)");
         }
         for (JournalMemoryRegion r : config.memoryTable()) {
             if (!fds.containsKey("mem/" + r.regionId())) {
@@ -131,7 +126,7 @@ record Adoption(
             }
             recovered = JournalRecovery.recover(journal, (queueIndex, vring, committedUsedIdx, pendingUsedIdx) -> {
                 if (vring.packed()) {
-                    throw new JournalException("queue " + queueIndex + ": packed rings cannot be adopted yet (#4)");
+                    return packedGuestUsedIndex(config, mapped, queueIndex, vring, committedUsedIdx, pendingUsedIdx);
                 }
                 long gpa = vring.usedGpa() + VIRTQ_USED_IDX_OFFSET;
                 for (int i = 0; i < mapped.size(); i++) {
@@ -157,9 +152,9 @@ record Adoption(
                 continue;
             }
             VringConfig v = q.vring();
-            if (v.packed()) {
-                throw new IllegalStateException(
-                        "queue " + q.queueIndex() + ": packed rings cannot be adopted yet (#4)");
+            if (v.packed() && !v.entryCopies()) {
+                throw new IllegalStateException("queue " + q.queueIndex()
+                        + ": a packed ring journaled without descriptor copies (journal.md §6.5)");
             }
             RecoveredQueue rq = recovered.queue(q.queueIndex());
             int[] heads = new int[rq.inflight().size()];
@@ -179,7 +174,8 @@ record Adoption(
                     q.queueIndex(),
                     v.size(),
                     addr,
-                    rq.lastAvailIdx(),
+                    // packed: vhost-user.rst "Vring descriptor indices for packed virtqueues", both positions
+                    v.packed() ? rq.lastAvailIdx() | rq.usedIdx() << 16 : rq.lastAvailIdx(),
                     q.enabled(),
                     take(fds, "kick/" + q.queueIndex()),
                     take(fds, "call/" + q.queueIndex()),
@@ -192,6 +188,48 @@ record Adoption(
         List<Integer> unused = new ArrayList<>(fds.values());
         fds.clear();
         return new Adoption(recovered, state, replay, unused);
+    }
+
+    /** Offset of {@code flags} in a packed ring descriptor (virtio 1.2 §2.8.13: addr u64, len u32, id u16, flags u16). */
+    private static final long PVIRTQ_DESC_FLAGS_OFFSET = 14;
+
+    private static final int VIRTQ_DESC_F_AVAIL = 1 << 7;
+    private static final int VIRTQ_DESC_F_USED = 1 << 15;
+
+    /**
+     * journal.md §7.3 for a packed ring: the interrupted batch is visible iff the descriptor at the committed used
+     * position is no longer available in the lap the batch was published in. With W the committed used wrap counter,
+     * (AVAIL, USED) = (W, !W): still the driver's available descriptor, not published; (W, W): our first used
+     * descriptor; (!W, W): the driver saw it used and made the position available again in the next lap. Anything else
+     * (a used descriptor of the next lap) cannot follow an unpublished batch: refused.
+     */
+    private static int packedGuestUsedIndex(
+            JournalConfig config,
+            List<MemorySegment> mapped,
+            int queueIndex,
+            VringConfig vring,
+            int committedUsedIdx,
+            int pendingUsedIdx) {
+        long gpa = vring.descGpa() + 16L * (committedUsedIdx & 0x7FFF) + PVIRTQ_DESC_FLAGS_OFFSET;
+        for (int i = 0; i < mapped.size(); i++) {
+            JournalMemoryRegion r = config.memoryTable().get(i);
+            if (r.contains(gpa, 2)) {
+                int flags = mapped.get(i).get(LE_U16, gpa - r.guestPhysAddr()) & 0xFFFF;
+                boolean w = (committedUsedIdx & 0x8000) != 0;
+                boolean avail = (flags & VIRTQ_DESC_F_AVAIL) != 0;
+                boolean used = (flags & VIRTQ_DESC_F_USED) != 0;
+                if (avail == w && used != w) {
+                    return committedUsedIdx;
+                }
+                if (used == w) {
+                    return pendingUsedIdx;
+                }
+                throw new JournalException("queue " + queueIndex + ": packed descriptor at used position "
+                        + (committedUsedIdx & 0x7FFF) + " has flags 0x" + Integer.toHexString(flags)
+                        + ", neither available nor used in the committed lap");
+            }
+        }
+        throw new JournalException("queue " + queueIndex + ": descriptor ring outside guest memory");
     }
 
     private static int take(Map<String, Integer> fds, String key) {

@@ -4,6 +4,7 @@ import io.vhostd.journal.JournalMemoryRegion;
 import io.vhostd.journal.SessionJournal;
 import io.vhostd.journal.VringConfig;
 import io.vhostd.journal.inflight.InflightChain;
+import io.vhostd.journal.inflight.InflightDesc;
 import io.vhostd.journal.inflight.InflightHead;
 import io.vhostd.journal.inflight.InflightRegionSplit;
 import io.vhostd.shm.control.ControlMessage;
@@ -13,11 +14,14 @@ import io.vhostd.vhost.backend.VringInflight;
 import io.vhostd.vhost.proto.VhostUserProtocolFeature;
 import io.vhostd.vhost.virtio.GuestMemory;
 import io.vhostd.vhost.virtio.GuestMemoryRegion;
+import io.vhostd.vhost.virtio.PackedRingDescriptor;
+import io.vhostd.vhost.virtio.PackedVirtqueue;
 import io.vhostd.vhost.virtio.SplitVirtqueue;
 import io.vhostd.vhost.virtio.VirtioBlk;
 import io.vhostd.vhost.virtio.VirtioBlkConfig;
 import io.vhostd.vhost.virtio.Virtqueue;
 import java.util.ArrayList;
+import java.util.HashMap;
 import java.util.HashSet;
 import java.util.List;
 import java.util.Map;
@@ -261,9 +265,6 @@ final class BlkDevice implements VhostUserDevice {
         if (journalBroken) {
             return name + ": the session journal failed earlier; the session cannot be handed over";
         }
-        if ((negotiatedFeatures & VirtioBlk.VIRTIO_F_RING_PACKED_MASK) != 0) {
-            return name + ": packed rings are not journaled yet (#4); the session cannot be handed over";
-        }
         if (negotiatedFeatures == 0 || memory.regionCount() == 0) {
             return name + ": the front-end is still negotiating the session; try again";
         }
@@ -369,13 +370,53 @@ final class BlkDevice implements VhostUserDevice {
             runner.carried = carriedQueue;
         }
         int[] resubmitted = reconnectHeads;
-        if (heads != null) {
+        if (heads != null && vq instanceof PackedVirtqueue) {
+            // restored packed ring: the chains are resubmitted (and carried ones taken over) from the journal's
+            // descriptor copies (journal.md §6.5), never re-read from ring positions the device may have overwritten
+            runner.journaled = true;
+            runner.replayChains = restorePacked(queueIndex, heads, inflight, runner);
+        } else if (heads != null) {
             // restored: the journal already holds this queue as started, with these requests in flight
             runner.journaled = true;
             runner.replayHeads = heads;
+        } else if (journal != null && !journalBroken && vq instanceof PackedVirtqueue packed) {
+            // journal.md §6.5: vring (one cell per ring descriptor), enabled, started at the ring's positions, before
+            // the data path runs; chains a reconnect resubmits are recorded as fetched at [used, last avail)
+            InflightChain[] reconnectChains = runner.replayChains;
+            record("queue start", () -> {
+                journal.recordVring(
+                        queueIndex,
+                        new VringConfig(
+                                packed.size(),
+                                true,
+                                packed.descGpa(),
+                                packed.driverEventGpa(),
+                                packed.deviceEventGpa(),
+                                0,
+                                0,
+                                packed.size(),
+                                true));
+                journal.recordVringEnabled(queueIndex, true);
+                int used = packed.usedIdx();
+                journal.recordQueueStarted(
+                        queueIndex, reconnectChains.length == 0 ? packed.lastAvailIdx() : used, used);
+                int offset = used & PackedRingDescriptor.VRING_BASE_OFFSET_MASK;
+                boolean wrap = (used & PackedRingDescriptor.VRING_BASE_WRAP_MASK) != 0;
+                for (InflightChain c : reconnectChains) {
+                    int id = c.descriptors().getLast().id();
+                    for (InflightDesc d : c.descriptors()) {
+                        journal.packedDescriptorFetched(queueIndex, id, d.addr(), d.len(), d.id(), d.flags());
+                        if (++offset == packed.size()) {
+                            offset = 0;
+                            wrap = !wrap;
+                        }
+                    }
+                    journal.packedChainFetched(queueIndex, id, PackedRingDescriptor.encodeIndex(offset, wrap));
+                }
+                runner.journaled = true;
+            });
         } else if (journal != null && !journalBroken && vq instanceof SplitVirtqueue split) {
-            // journal.md "Wiring notes": vring, enabled, started (with used->idx read now), before the data path runs;
-            // packed rings are not journaled yet (TODO #4)
+            // journal.md "Wiring notes": vring, enabled, started (with used->idx read now), before the data path runs
             record("queue start", () -> {
                 journal.recordVring(
                         queueIndex,
@@ -411,6 +452,64 @@ final class BlkDevice implements VhostUserDevice {
                 controller.spec().name() + ": queue " + queueIndex + " started, " + (vq.packed() ? "packed" : "split")
                         + ", size " + vq.size());
         controller.reportState(this);
+    }
+
+    /**
+     * A restored packed queue (journal.md §6.5): the journal's chains in flight ({@code ids}, fetch order, without the
+     * carried ones) become the chains to resubmit, from the journal's descriptor copies; carried chains are kept for
+     * the take-over. The dead slave's packed inflight region, continued, holds the same chains except the newest when
+     * it died between its journal record and its region record (the data path records the journal first): those are
+     * recorded in the region now. Chains only the region holds (not expected) are resubmitted too, first.
+     */
+    private InflightChain[] restorePacked(int queueIndex, int[] ids, VringInflight inflight, QueueRunner runner) {
+        Map<Integer, InflightChain> regionChains = new HashMap<>();
+        if (inflight != null && inflight.packed() != null) {
+            for (InflightChain c : inflight.packedRecovery().resubmit()) {
+                regionChains.put(c.descriptors().getLast().id(), c);
+            }
+        }
+        List<InflightChain> out = new ArrayList<>();
+        ControlMessage.CarriedQueue carriedQueue = runner.carried;
+        List<Integer> carriedIds = carriedQueue == null ? List.of() : carriedQueue.heads();
+        Set<Integer> journalIds = new HashSet<>(carriedIds);
+        for (int id : ids) {
+            journalIds.add(id);
+        }
+        for (Map.Entry<Integer, InflightChain> e : regionChains.entrySet()) {
+            if (!journalIds.contains(e.getKey())) {
+                LOG.log(
+                        System.Logger.Level.WARNING,
+                        controller.spec().name() + ": queue " + queueIndex + ": the inflight region holds buffer id "
+                                + e.getKey() + " that the journal does not; resubmitted first");
+                out.add(e.getValue());
+            }
+        }
+        for (int id : ids) {
+            out.add(journalChain(queueIndex, id, regionChains, runner));
+        }
+        if (!carriedIds.isEmpty()) {
+            runner.carriedChains = new InflightChain[runner.vq.size()];
+            for (int id : carriedIds) {
+                runner.carriedChains[id] = journalChain(queueIndex, id, regionChains, runner);
+            }
+        }
+        return out.toArray(new InflightChain[0]);
+    }
+
+    /** A journal chain with its packed region entry (recorded in the region now if the region lacks it). */
+    private InflightChain journalChain(
+            int queueIndex, int id, Map<Integer, InflightChain> regionChains, QueueRunner runner) {
+        List<InflightDesc> copies = journal.packedChain(queueIndex, id);
+        InflightChain inRegion = regionChains.get(id);
+        int headEntry = inRegion == null ? -1 : inRegion.headEntry();
+        if (inRegion == null && runner.packedRegion != null) {
+            for (int k = 0; k < copies.size(); k++) {
+                InflightDesc d = copies.get(k);
+                headEntry = runner.packedRegion.descriptorFetched(
+                        d.addr(), d.len(), d.id(), d.flags(), k == 0, k == copies.size() - 1);
+            }
+        }
+        return new InflightChain(headEntry, 0, copies);
     }
 
     /**

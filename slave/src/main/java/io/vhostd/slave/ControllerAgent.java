@@ -382,16 +382,13 @@ final class ControllerAgent implements Runnable {
                 || c.cids().size() != c.cidHeads().size()) {
             throw new IllegalArgumentException("queue " + q.index + ": malformed carry-over");
         }
-        if (!(q.vq instanceof SplitVirtqueue split)) {
-            throw new IllegalArgumentException("queue " + q.index + ": carry-over on a packed ring");
-        }
         for (int i = 0; i < c.heads().size(); i++) {
             int head = c.heads().get(i);
             int state = c.states().get(i);
             if (head < 0 || head >= q.inflight.length || q.inflight[head] || (state & ~0x1FF) != 0) {
                 throw new IllegalArgumentException("queue " + q.index + ": carried request " + head + " invalid");
             }
-            if (split.popHead(head, chain) == Virtqueue.POP_MALFORMED || !request.parse(chain, q.memory)) {
+            if (popCarried(q, head) == Virtqueue.POP_MALFORMED || !request.parse(chain, q.memory)) {
                 throw new IllegalArgumentException("queue " + q.index + ": carried request " + head + " malformed");
             }
             // as begin() did when the previous slave fetched it
@@ -511,6 +508,28 @@ final class ControllerAgent implements Runnable {
                             + " command(s) the dead master had fetched submitted again");
         }
         return resubmitted;
+    }
+
+    /**
+     * A carried request's chain: split, re-read from the descriptor table by its head; packed, from the journal's
+     * descriptor copies (journal.md §6.5: the ring positions may hold used descriptors by now), its region entry kept.
+     */
+    private int popCarried(QueueRunner q, int head) {
+        if (q.vq instanceof SplitVirtqueue split) {
+            return split.popHead(head, chain);
+        }
+        InflightChain copy = q.carriedChains == null ? null : q.carriedChains[head];
+        if (copy == null) {
+            throw new IllegalArgumentException(
+                    "queue " + q.index + ": carried packed request " + head + " has no copy");
+        }
+        int r = ((PackedVirtqueue) q.vq).popCopies(copy.descriptors(), chain);
+        if (chain.head() != head) {
+            throw new IllegalArgumentException(
+                    "queue " + q.index + ": carried packed request " + head + " copies name buffer id " + chain.head());
+        }
+        q.packedEntry[head] = copy.headEntry();
+        return r;
     }
 
     /** State of the started queues, for {@code vhost_get_controllers}; -1 entries for queues not started. */
@@ -731,6 +750,15 @@ final class ControllerAgent implements Runnable {
                 if (head < 0 || duplicate) {
                     // consumed without a request of its own (journal.md §6.1 availSkipped)
                     journal.availSkipped(q.index, q.vq.lastAvailIdx());
+                } else if (q.vq.packed()) {
+                    // journal.md §6.5: copies of the chain's ring descriptors, committed with the new avail position
+                    try {
+                        journalPacked(q, head, start);
+                    } catch (IllegalStateException e) {
+                        // more ring descriptors in flight than the ring has: only a broken ring gets here
+                        markBroken(q, e);
+                        return taken;
+                    }
                 } else {
                     // journal.md "Wiring notes": recorded after the pop, before anything is submitted
                     journal.requestFetched(q.index, head, q.vq.lastAvailIdx());
@@ -764,6 +792,25 @@ final class ControllerAgent implements Runnable {
             submit(q, head);
         }
         return taken;
+    }
+
+    /** Records the ring descriptors of the packed chain just popped in the session journal (journal.md §6.5). */
+    private void journalPacked(QueueRunner q, int id, int start) {
+        PackedVirtqueue ring = (PackedVirtqueue) q.vq;
+        int size = ring.size();
+        int offset = start & PackedRingDescriptor.VRING_BASE_OFFSET_MASK;
+        int n = chain.ringDescriptorCount();
+        for (int k = 0; k < n; k++) {
+            journal.packedDescriptorFetched(
+                    q.index,
+                    id,
+                    ring.ringDescAddr(offset),
+                    ring.ringDescLen(offset),
+                    ring.ringDescId(offset),
+                    ring.ringDescFlags(offset));
+            offset = offset + 1 == size ? 0 : offset + 1;
+        }
+        journal.packedChainFetched(q.index, id, q.vq.lastAvailIdx());
     }
 
     /** Copies the ring descriptors of the chain just popped into the packed inflight region (before processing). */

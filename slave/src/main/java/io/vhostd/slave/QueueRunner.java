@@ -71,7 +71,7 @@ final class QueueRunner {
     boolean usedPending;
 
     // ---- session journal (issue #4): slot = head index ----
-    /** Whether the session journal tracks this queue (a split ring whose size fits the journal's slots). */
+    /** Whether the session journal tracks this queue (split: slot = head; packed: cells, journal.md §6.5). */
     boolean journaled;
     /** Heads pushed to the used ring since the last publication: the next completion batch (journal.md §6.2). */
     final int[] usedBatch;
@@ -110,6 +110,9 @@ final class QueueRunner {
      * data path takes this queue ({@link ControllerAgent#startQueue}); null otherwise.
      */
     io.vhostd.shm.control.ControlMessage.CarriedQueue carried;
+
+    /** Rolling upgrade of a packed ring: buffer id → the carried chain's journal copies (journal.md §6.5), or null. */
+    InflightChain[] carriedChains;
 
     boolean stopping;
     CompletableFuture<Integer> stopped;

@@ -562,6 +562,171 @@ class ControllerAgentTest {
         assertEquals(VIRTIO_BLK_S_OK, statusOf(d));
     }
 
+    /** A packed session journal of one queue of {@code size} (journal.md §6.5), started at the ring's positions. */
+    private SessionJournal packedJournal(MemorySegment region, PackedVirtqueue ring, int size) {
+        JournalDescriptor.format(region, 1, size, JournalDescriptor.ENTRY_COPY_LENGTH);
+        SessionJournal journal = SessionJournal.open(region, JournalRecovery.recover(region, (i, v, c, p) -> c));
+        journal.recordVring(
+                0,
+                new VringConfig(
+                        size, true, ring.descGpa(), ring.driverEventGpa(), ring.deviceEventGpa(), 0, 0, size, true));
+        journal.recordQueueStarted(0, ring.lastAvailIdx(), ring.usedIdx());
+        return journal;
+    }
+
+    /** What BlkDevice.restorePacked does without an inflight region: the journal's chains, from its copies. */
+    private static InflightChain journalChain(SessionJournal journal, int id) {
+        return new InflightChain(-1, 0, journal.packedChain(0, id));
+    }
+
+    @Test
+    void shouldResubmitPackedChainFromJournalCopiesWhenGuestReusedItsRingPositions() throws IOException {
+        int size = 16;
+        Queue q = startBare(size);
+        // the test is the device of the dead slave: commands stay "at the device" until it completes them
+        engine.detach(0);
+        long qpairBytes = VirtNvmeDescriptor.lengthBytes(QUEUE_SIZE, MAX_SEGMENTS);
+        VirtNvmeQueuePair device =
+                VirtNvmeQueuePair.attach(Mman.mmap(qpairBytes, RW, Mman.MAP_SHARED, q.qpairMemfd, 0, arena));
+        MemorySegment region =
+                arena.allocate(JournalDescriptor.lengthBytes(1, size, JournalDescriptor.ENTRY_COPY_LENGTH), 64);
+        PackedVirtqueue ring = q.packedRing.queue(true, MAX_SEGMENTS);
+        SessionJournal journal = packedJournal(region, ring, size);
+        agent.journal(journal);
+        QueueRunner runner = new QueueRunner(
+                0, ring, guest.memory(), q.kickFd, q.callFd, q.submitter, q.sqEventFd, q.cqEventFd, features);
+        runner.journaled = true;
+        agent.startQueue(runner);
+        byte[] dataA = pattern(4096, 41);
+        Request a = out(q, 8, dataA); // ring positions 0..2
+        Request b = out(q, 64, pattern(4096, 42)); // 3..5
+        q.kick();
+        awaitTrue(() -> device.submissionsPending() == 2, "both commands at the device");
+        List<Integer> cids = new ArrayList<>();
+        device.pollSubmissions(command -> cids.add(command.cid()), 2);
+        // b completes first: its used descriptor goes to ring position 0, over a's first descriptor
+        assertTrue(device.postCompletion(cids.get(1), VirtNvmeStatus.SUCCESS, 4096));
+        device.publishCompletions();
+        Eventfd.eventfd_write(q.cqEventFd, 1);
+        q.awaitPackedUsed(1);
+        assertEquals(b.head(), q.used.get(0).id());
+        awaitTrue(() -> journal.inflightCount(0) == 1, "b completed in the journal");
+        // the slave dies with a in flight
+        agent.close();
+
+        // the guest reuses ring positions: f takes 15, 0 and 1, where a's descriptors were
+        List<Request> later = new ArrayList<>();
+        List<byte[]> laterData = new ArrayList<>();
+        for (int i = 0; i < 4; i++) {
+            laterData.add(pattern(4096, 43 + i));
+            later.add(out(q, 128 + 64 * i, laterData.get(i)));
+        }
+
+        // the replacement: recovery gives a from the copies; the device is a real engine again
+        ControllerAgent next = new ControllerAgent("vhost.test", NSID, CAPACITY_BYTES, false, SERIAL, 1, MAX_SEGMENTS);
+        agent = next;
+        next.start();
+        RecoveredSession recovered = JournalRecovery.recover(region, (i, v, c, p) -> c);
+        RecoveredQueue rq = recovered.queue(0);
+        assertEquals(
+                List.of(a.head()),
+                rq.inflight().stream().map(InflightRequest::slot).toList());
+        assertEquals(PackedRingDescriptor.encodeIndex(6, true), rq.lastAvailIdx());
+        assertEquals(PackedRingDescriptor.encodeIndex(3, true), rq.usedIdx());
+        SessionJournal continued = SessionJournal.open(region, recovered);
+        next.journal(continued);
+        engine.attach(new QpairBinding(device, q.sqEventFd, q.cqEventFd, regions, NSID));
+        VirtNvmeQueuePair submitter =
+                VirtNvmeQueuePair.attach(Mman.mmap(qpairBytes, RW, Mman.MAP_SHARED, q.qpairMemfd, 0, arena));
+        PackedVirtqueue ring2 = q.packedRing.queue(true, MAX_SEGMENTS);
+        ring2.vringBase(rq.lastAvailIdx() | rq.usedIdx() << 16);
+        QueueRunner runner2 = new QueueRunner(
+                0, ring2, guest.memory(), q.kickFd, q.callFd, submitter, q.sqEventFd, q.cqEventFd, features);
+        runner2.journaled = true;
+        runner2.replayChains = new InflightChain[] {journalChain(continued, a.head())};
+        next.startQueue(runner2);
+        q.kick();
+        q.awaitPackedUsed(6);
+        assertEquals(VIRTIO_BLK_S_OK, statusOf(a));
+        assertArrayEquals(dataA, readBdev(8, 4096), "a executed from its copies, not from f's descriptors");
+        for (int i = 0; i < later.size(); i++) {
+            assertEquals(VIRTIO_BLK_S_OK, statusOf(later.get(i)));
+            assertArrayEquals(laterData.get(i), readBdev(128 + 64 * i, 4096));
+        }
+        assertEquals(
+                6, q.used.stream().map(TestGuest.PackedRing.Used::id).distinct().count(), "each request used once");
+        awaitTrue(() -> continued.inflightCount(0) == 0, "all completed in the journal");
+        assertEquals(ring2.usedIdx(), continued.usedIdx(0));
+        assertEquals(ring2.lastAvailIdx(), continued.lastAvailIdx(0));
+    }
+
+    @Test
+    void shouldCompleteCarriedPackedChainsOnceWhenQueueIsHandedOverInFlight() throws IOException {
+        int size = 16;
+        Queue q = startBare(size);
+        engine.detach(0);
+        long qpairBytes = VirtNvmeDescriptor.lengthBytes(QUEUE_SIZE, MAX_SEGMENTS);
+        VirtNvmeQueuePair device =
+                VirtNvmeQueuePair.attach(Mman.mmap(qpairBytes, RW, Mman.MAP_SHARED, q.qpairMemfd, 0, arena));
+        MemorySegment region =
+                arena.allocate(JournalDescriptor.lengthBytes(1, size, JournalDescriptor.ENTRY_COPY_LENGTH), 64);
+        PackedVirtqueue ring = q.packedRing.queue(true, MAX_SEGMENTS);
+        SessionJournal journal = packedJournal(region, ring, size);
+        agent.journal(journal);
+        QueueRunner runner = new QueueRunner(
+                0, ring, guest.memory(), q.kickFd, q.callFd, q.submitter, q.sqEventFd, q.cqEventFd, features);
+        runner.journaled = true;
+        agent.startQueue(runner);
+        Request a = out(q, 8, pattern(4096, 51));
+        Request b = out(q, 64, pattern(4096, 52));
+        q.kick();
+        awaitTrue(() -> device.submissionsPending() == 2, "both commands at the device");
+        List<Integer> cids = new ArrayList<>();
+        device.pollSubmissions(command -> cids.add(command.cid()), 2);
+
+        // the old slave lets go with both at the device
+        List<ControlMessage.CarriedQueue> carried = agent.handOverQueues(SlaveController.MAX_CARRIED_COMMANDS);
+        ControlMessage.CarriedQueue c = carried.get(0);
+        assertEquals(List.of(a.head(), b.head()), c.heads().stream().sorted().toList());
+        assertEquals(2, journal.inflightCount(0));
+        agent.close();
+        assertTrue(device.postCompletion(cids.get(1), VirtNvmeStatus.SUCCESS, 4096));
+        device.publishCompletions();
+
+        ControllerAgent next = new ControllerAgent("vhost.test", NSID, CAPACITY_BYTES, false, SERIAL, 1, MAX_SEGMENTS);
+        agent = next;
+        next.start();
+        RecoveredSession recovered = JournalRecovery.recover(region, (i, v, cc, p) -> cc);
+        SessionJournal continued = SessionJournal.open(region, recovered);
+        next.journal(continued);
+        VirtNvmeQueuePair submitter =
+                VirtNvmeQueuePair.attach(Mman.mmap(qpairBytes, RW, Mman.MAP_SHARED, q.qpairMemfd, 0, arena));
+        PackedVirtqueue ring2 = q.packedRing.queue(true, MAX_SEGMENTS);
+        RecoveredQueue rq = recovered.queue(0);
+        ring2.vringBase(rq.lastAvailIdx() | rq.usedIdx() << 16);
+        QueueRunner runner2 = new QueueRunner(
+                0, ring2, guest.memory(), q.kickFd, q.callFd, submitter, q.sqEventFd, q.cqEventFd, features);
+        runner2.journaled = true;
+        runner2.carried = c;
+        runner2.carriedChains = new InflightChain[size];
+        for (int id : c.heads()) {
+            runner2.carriedChains[id] = journalChain(continued, id);
+        }
+        next.startQueue(runner2);
+        assertTrue(device.postCompletion(cids.get(0), VirtNvmeStatus.SUCCESS, 4096));
+        device.publishCompletions();
+        Eventfd.eventfd_write(q.cqEventFd, 1);
+        q.awaitPackedUsed(2);
+        assertEquals(VIRTIO_BLK_S_OK, statusOf(a));
+        assertEquals(VIRTIO_BLK_S_OK, statusOf(b));
+        assertEquals(
+                Set.of(a.head(), b.head()),
+                q.used.stream().map(TestGuest.PackedRing.Used::id).collect(Collectors.toSet()));
+        assertEquals(2, submitter.sqTailIndex(), "nothing submitted again");
+        awaitTrue(() -> continued.inflightCount(0) == 0, "completed in the journal");
+        assertEquals(PackedRingDescriptor.encodeIndex(6, true), continued.usedIdx(0));
+    }
+
     @Test
     void shouldResubmitOnlyTheCommandsTheDeadMasterFetchedWhenTheMasterRestarts() throws IOException {
         Queue q = startBare();
