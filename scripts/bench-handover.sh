@@ -5,13 +5,16 @@
 # serving slave; the warm standby takes over). fio logs, per 10 ms window, the longest completion latency it saw
 # (--write_lat_log with --log_max_value=1 --log_avg_msec=10, Unix-epoch timestamps).
 #
-#   scripts/bench-handover.sh [--upgrades N] [--kills N] [--interval S] [--bdev file|null] [--out DIR]
+#   scripts/bench-handover.sh [--upgrades N] [--kills N] [--master-kills N] [--interval S] [--bdev file|null]
+#                             [--out DIR]
 #
 # Per event it prints the daemon's own figure (upgrade: pause_us of the RPC result = old slave stopped fetching ->
 # new slave fetches; kill: the master's "resumed ... us after slave died" = death noticed -> sessions adopted) and
 # the longest fio completion latency that ended in a window around the event ([start - 10 ms, end + 100 ms],
 # start/end: the RPC call / the kill and the master's resumed line), then p50 / p99 / max over the events of
-# each kind. Upgrades and kills alternate, --interval seconds apart (default 3; each waits until the standby is
+# each kind. --master-kills N (default 0) adds N master kills (SIGKILL of the master alone; a new master is started
+# at once and re-adopts the serving slave, issue #4 "master restart"; the daemon figure is kill -> "re-adopted" in
+# the new master's log, so it includes the new JVM's start). Upgrades, kills and master kills alternate, --interval seconds apart (default 3; each waits until the standby is
 # ready first, so a JVM start is never inside a measurement); fio runs from 10 s before the first event (warm-up)
 # to 2 s after the last. Baseline: the same figure over every 10 ms window with no event in the second before it.
 #
@@ -21,11 +24,12 @@ set -uo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 source "$REPO/tests/chroot/lib.sh"
 
-UPGRADES=10 KILLS=10 INTERVAL=3 BDEV=file OUT=""
+UPGRADES=10 KILLS=10 MASTER_KILLS=0 INTERVAL=3 BDEV=file OUT=""
 while [ $# -gt 0 ]; do
     case "$1" in
     --upgrades) UPGRADES=$2; shift 2 ;;
     --kills) KILLS=$2; shift 2 ;;
+    --master-kills) MASTER_KILLS=$2; shift 2 ;;
     --interval) INTERVAL=$2; shift 2 ;;
     --bdev) BDEV=$2; shift 2 ;;
     --out) OUT=$2; shift 2 ;;
@@ -82,11 +86,15 @@ mkdir -p "$WORK/fio"
 FIO_PID=$!
 VM_PIDS+=("$FIO_PID")
 
-python3 - "$WORK" "$UPGRADES" "$KILLS" "$INTERVAL" "$FIO_PID" <<'PY'
-import json, os, re, signal, socket, sys, time
+echo "$MASTER_PID" >"$WORK/master.pid"
+python3 - "$WORK" "$UPGRADES" "$KILLS" "$INTERVAL" "$FIO_PID" "$MASTER_KILLS" "$REPO" <<'PY'
+import json, os, re, signal, socket, subprocess, sys, time
 
 work, upgrades, kills, interval, fio_pid = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5])
+master_kills, repo = int(sys.argv[6]), sys.argv[7]
 log = os.path.join(work, "daemon.log")
+master_pid = int(open(os.path.join(work, "master.pid")).read())
+masters = []  # the masters this script started (children: reaped here)
 
 def rpc(method, params=None):
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -124,6 +132,14 @@ def alive(pid):
     except OSError:
         return False
 
+def gone(pid):
+    # exited: no /proc entry, or a zombie its parent has not reaped yet
+    try:
+        st = open("/proc/%d/stat" % pid).read()
+    except OSError:
+        return True
+    return st[st.rfind(")") + 2] in "ZX"
+
 # epoch - CLOCK_MONOTONIC, to place the daemon's monotonic timestamps on fio's epoch timeline
 mono_to_epoch_ns = time.time_ns() - time.monotonic_ns()
 STANDBY = r"standby slave \S+ \(pid \d+\) ready"
@@ -132,13 +148,15 @@ standbys = 1
 wait_count(STANDBY, standbys)
 time.sleep(10)  # fio's warm-up (JIT, page faults)
 events = []
-# alternate: u k u k ...
+# alternate: u k m u k m ...
 order = []
-while upgrades or kills:
+while upgrades or kills or master_kills:
     if upgrades:
         order.append("upgrade"); upgrades -= 1
     if kills:
         order.append("kill"); kills -= 1
+    if master_kills:
+        order.append("master-kill"); master_kills -= 1
 for i, kind in enumerate(order, 1):
     if not alive(fio_pid):
         print("fio ended early", file=sys.stderr)
@@ -156,6 +174,26 @@ for i, kind in enumerate(order, 1):
         start = stopped[-1] + mono_to_epoch_ns if stopped else t0
         end = start + daemon_us * 1000
         events.append((i, kind, daemon_us, start, end, t0, t1))
+    elif kind == "master-kill":
+        before = count(r"re-adopted: it serves")
+        t0 = time.time_ns()
+        os.kill(master_pid, signal.SIGKILL)
+        for m in masters:
+            if m.pid == master_pid:
+                m.wait()
+        while not gone(master_pid):
+            time.sleep(0.001)
+        p = subprocess.Popen([os.path.join(repo, "bin/vhostd"), "master", "--config", os.path.join(work, "vhostd.yaml")],
+                             stdout=open(log, "a"), stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        masters.append(p)
+        master_pid = p.pid
+        open(os.path.join(work, "master.pid"), "w").write(str(master_pid))
+        if not wait_count(r"re-adopted: it serves", before + 1, 60):
+            print("no re-adoption after master kill %d" % i, file=sys.stderr)
+            break
+        t1 = time.time_ns()
+        daemon_us = (t1 - t0) // 1000
+        events.append((i, kind, daemon_us, t0, t1, t0, t1))
     else:
         serving = rpc("vhost_get_controllers")[0]["slave_pid"]
         before = count(RESUMED)
@@ -179,6 +217,7 @@ with open(os.path.join(work, "events.tsv"), "w") as f:
         f.write("\t".join(str(x) for x in e) + "\n")
 PY
 PYRC=$?
+MASTER_PID=$(cat "$WORK/master.pid")
 wait "$FIO_PID"
 FIO_RC=$?
 UPTIME1=$(uptime)
@@ -232,7 +271,7 @@ for n, kind, daemon_us, worst_ms in rows:
 print()
 print("| event | count | daemon p50 / p99 / max (ms) | fio longest latency p50 / p99 / max (ms) |")
 print("|---|---:|---|---|")
-for kind in ("upgrade", "kill"):
+for kind in ("upgrade", "kill", "master-kill"):
     d = [r[2] / 1000.0 for r in rows if r[1] == kind]
     f = [r[3] for r in rows if r[1] == kind]
     if d:
