@@ -25,9 +25,12 @@ import net.openhft.chronicle.map.ChronicleMapBuilder;
  *
  * <p>The map is memory-mapped: a put is in the file (page cache) when it returns, so it survives the master's crash; it
  * is not synced to the disk per put (a host crash may lose the last changes). A lock file ({@code <file>.lock}, {@code
- * flock}) keeps a second master off the same registry and says whether the last master closed it ({@value #CLOSED}) or
- * died with it open ({@value #OPEN}); in the second case, as the master is then the file's only user, opening runs
- * Chronicle Map's recovery ({@code recoverPersistedTo}), which releases the segment locks a dead master may hold.
+ * flock}) keeps a second master off the same registry and says whether the map is at rest ({@value #CLOSED}: closed,
+ * or open with no access in progress) or was being accessed ({@value #OPEN}); a master that died in the middle of an
+ * access leaves {@value #OPEN}, and then opening runs Chronicle Map's recovery ({@code recoverPersistedTo}, as the
+ * master is the file's only user), which releases the segment locks the dead master may hold. Accesses are rare (RPC
+ * create/delete, start-up), so a master that dies at any other moment leaves a map that opens without recovery: the
+ * recovery's seconds are not added to a master restart (issue #4).
  *
  * <p>Chronicle Map needs the JVM flags of {@code vhostd.jvm.flags} (root pom, {@code bin/vhostd}, the jar's manifest);
  * its usage analytics and announcer are switched off here before its first use.
@@ -127,6 +130,8 @@ public final class PersistentRegistry implements AutoCloseable {
                     ? builder.recoverPersistedTo(absolute.toFile(), true)
                     : builder.createPersistedTo(absolute.toFile());
             LOG.log(System.Logger.Level.DEBUG, "registry " + absolute + ": " + map.size() + " record(s)");
+            // at rest until the next access
+            writeState(channel, CLOSED);
             return new PersistentRegistry(absolute, channel, lock, map);
         } catch (IOException | RuntimeException e) {
             lock.release();
@@ -172,6 +177,15 @@ public final class PersistentRegistry implements AutoCloseable {
 
     private synchronized void put(String key, ObjectNode record) {
         checkOpen();
+        busy();
+        try {
+            putAtRest(key, record);
+        } finally {
+            atRest();
+        }
+    }
+
+    private void putAtRest(String key, ObjectNode record) {
         ObjectNode stored = record.deepCopy();
         if (!stored.has(SEQ_FIELD)) {
             String old = map.get(key);
@@ -188,11 +202,43 @@ public final class PersistentRegistry implements AutoCloseable {
 
     private synchronized boolean remove(String key) {
         checkOpen();
-        return map.remove(key) != null;
+        busy();
+        try {
+            return map.remove(key) != null;
+        } finally {
+            atRest();
+        }
     }
 
     private synchronized List<ObjectNode> records(String prefix) {
         checkOpen();
+        busy();
+        try {
+            return recordsAtRest(prefix);
+        } finally {
+            atRest();
+        }
+    }
+
+    /** Marks an access in progress ({@value #OPEN}): a master that dies now needs recovery at the next open. */
+    private void busy() {
+        try {
+            writeState(lockChannel, OPEN);
+        } catch (IOException e) {
+            throw new java.io.UncheckedIOException("registry " + file + ": cannot mark the lock file", e);
+        }
+    }
+
+    /** The access is over: the map is consistent and no segment lock is held ({@value #CLOSED}). */
+    private void atRest() {
+        try {
+            writeState(lockChannel, CLOSED);
+        } catch (IOException e) {
+            LOG.log(System.Logger.Level.WARNING, "registry " + file + ": cannot mark the lock file: " + e);
+        }
+    }
+
+    private List<ObjectNode> recordsAtRest(String prefix) {
         List<ObjectNode> out = new ArrayList<>();
         for (Map.Entry<String, String> e : map.entrySet()) {
             if (e.getKey().startsWith(prefix)) {

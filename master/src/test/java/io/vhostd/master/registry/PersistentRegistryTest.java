@@ -79,14 +79,30 @@ class PersistentRegistryTest {
         assertEquals(
                 PersistentRegistry.CLOSED,
                 Files.readString(dir.resolve("registry.dat.lock")).strip());
-        // what a master killed while it had the registry open leaves behind
+        // what a master killed in the middle of an access leaves behind
         Files.writeString(dir.resolve("registry.dat.lock"), PersistentRegistry.OPEN + "\n");
 
         try (PersistentRegistry recovered = PersistentRegistry.open(file)) {
-            assertEquals(List.of("a"), names(recovered.bdevs()));
             assertEquals(
-                    PersistentRegistry.OPEN,
-                    Files.readString(dir.resolve("registry.dat.lock")).strip());
+                    PersistentRegistry.CLOSED,
+                    Files.readString(dir.resolve("registry.dat.lock")).strip(),
+                    "open, at rest");
+            assertEquals(List.of("a"), names(recovered.bdevs()));
+        }
+    }
+
+    @Test
+    void shouldLeaveTheLockFileAtRestBetweenAccessesWhileOpen() throws IOException {
+        Path file = dir.resolve("registry.dat");
+        Path lockFile = dir.resolve("registry.dat.lock");
+        try (PersistentRegistry registry = PersistentRegistry.open(file)) {
+            assertEquals(PersistentRegistry.CLOSED, Files.readString(lockFile).strip());
+            registry.putBdev("a", record("a", "null"));
+            registry.putController("c", record("c", "vhost-user-blk"));
+            assertEquals(List.of("a"), names(registry.bdevs()));
+            assertTrue(registry.removeController("c"));
+            // a master killed now leaves a map that opens without recovery (issue #4: a fast master restart)
+            assertEquals(PersistentRegistry.CLOSED, Files.readString(lockFile).strip());
         }
     }
 
