@@ -370,17 +370,7 @@ public final class Master implements AutoCloseable {
             journals.put(c.name(), journal);
             // virtnvme-shm/spec/stats.md: one region per controller, kept across slaves
             stats.createRegion(c.name(), bdev.name(), c.numQueues());
-            ControllerRuntime runtime = new ControllerRuntime(
-                    c.name(),
-                    c.type(),
-                    bdev,
-                    c.socket(),
-                    listenFd,
-                    c.numQueues(),
-                    c.serial(),
-                    c.readOnly() || bdev.readOnly(),
-                    List.copyOf(refs),
-                    List.copyOf(bindings));
+            ControllerRuntime runtime = runtime(c, bdev, listenFd, refs, bindings);
             controllers.put(c.name(), runtime);
             created = true;
             LOG.log(
@@ -410,6 +400,26 @@ public final class Master implements AutoCloseable {
                 bdevs.release(c.bdev(), c.name());
             }
         }
+    }
+
+    /** The runtime of controller {@code c} on {@code bdev} with its socket and queue pairs. */
+    private static ControllerRuntime runtime(
+            ControllerConfig c,
+            Bdev bdev,
+            int listenFd,
+            List<ControlMessage.QpairRef> qpairs,
+            List<QpairBinding> bindings) {
+        return new ControllerRuntime(
+                c.name(),
+                c.type(),
+                bdev,
+                c.socket(),
+                listenFd,
+                c.numQueues(),
+                c.serial(),
+                c.readOnly() || bdev.readOnly(),
+                List.copyOf(qpairs),
+                List.copyOf(bindings));
     }
 
     /** Arena space for one queue pair: a freed one first, else from the arena. */
@@ -780,17 +790,7 @@ public final class Master implements AutoCloseable {
                 h.fd = -1;
             }
         }
-        ControllerRuntime runtime = new ControllerRuntime(
-                c.name(),
-                c.type(),
-                bdev,
-                c.socket(),
-                listenFd,
-                c.numQueues(),
-                c.serial(),
-                c.readOnly() || bdev.readOnly(),
-                List.copyOf(r.spec.qpairs()),
-                List.copyOf(bindings));
+        ControllerRuntime runtime = runtime(c, bdev, listenFd, r.spec.qpairs(), bindings);
         controllers.put(c.name(), runtime);
         resumed.put(c.name(), List.copyOf(resume));
         LOG.log(

@@ -397,14 +397,7 @@ public final class SlaveMain implements Callable<Integer> {
                     LOG.log(System.Logger.Level.WARNING, "remove " + name + ": " + error);
                 }
             }
-            HugepageArena journal = servedJournals.remove(name);
-            if (journal != null) {
-                journal.close();
-            }
-            HugepageArena statsRegion = servedStats.remove(name);
-            if (statsRegion != null) {
-                statsRegion.close();
-            }
+            closeServed(name);
             LOG.log(
                     System.Logger.Level.INFO,
                     "controller " + name + " removed" + (c == null ? " (was not served)" : ""));

@@ -124,16 +124,20 @@ public final class StatsService {
                 "vhostd-stats-" + controller, StatsDescriptor.lengthBytes(numQueues, TRACE_CAPACITY), false);
         try {
             StatsDescriptor.format(arena.segment(), numQueues, TRACE_CAPACITY);
-            Controller c = new Controller(controller, bdev, arena);
-            if (histogramBdevs.contains(bdev)) {
-                c.reader.flag(StatsDescriptor.HISTOGRAM_ENABLED_MASK, true);
-            }
-            controllers.put(controller, c);
+            serve(new Controller(controller, bdev, arena));
             return arena;
         } catch (RuntimeException e) {
             arena.close();
             throw e;
         }
+    }
+
+    /** Starts serving {@code c}'s statistics, with histograms on when its bdev has them on. */
+    private void serve(Controller c) {
+        if (histogramBdevs.contains(c.bdev)) {
+            c.reader.flag(StatsDescriptor.HISTOGRAM_ENABLED_MASK, true);
+        }
+        controllers.put(c.name, c);
     }
 
     /**
@@ -164,10 +168,7 @@ public final class StatsService {
                 throw new IllegalArgumentException("stats region of " + controller + " has " + c.reader.numQueues()
                         + " queues, expected " + numQueues);
             }
-            if (histogramBdevs.contains(bdev)) {
-                c.reader.flag(StatsDescriptor.HISTOGRAM_ENABLED_MASK, true);
-            }
-            controllers.put(controller, c);
+            serve(c);
             return arena;
         } catch (RuntimeException e) {
             arena.close();

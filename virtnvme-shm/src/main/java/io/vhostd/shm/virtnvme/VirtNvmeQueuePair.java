@@ -273,17 +273,8 @@ public final class VirtNvmeQueuePair {
                 || segmentLengths.length < segmentCount) {
             throw new IllegalArgumentException("segment arrays shorter than segmentCount=" + segmentCount);
         }
-        if (sqTail - sqHeadCached >= depth) {
-            sqHeadCached = VirtNvmeDescriptor.sqHeadAcquire(memory);
-            final int used = sqTail - sqHeadCached;
-            if (Integer.compareUnsigned(used, depth) > 0) {
-                throw new IllegalStateException("VirtNvme qpair " + qpairId + ": SQ head "
-                        + Integer.toUnsignedString(sqHeadCached) + " is more than depth=" + depth
-                        + " behind tail " + Integer.toUnsignedString(sqTail) + " (peer corruption)");
-            }
-            if (used == depth) {
-                return false;
-            }
+        if (!sqHasRoom()) {
+            return false;
         }
 
         final boolean indirect = segmentCount > INLINE_SEGMENTS;
@@ -330,6 +321,26 @@ public final class VirtNvmeQueuePair {
     }
 
     /**
+     * Submitter: whether the SQ has a free slot at the shadow tail (re-reading the master's SQ head only when the
+     * cached one says full).
+     *
+     * @throws IllegalStateException if the master's SQ head is more than depth behind the tail (peer corruption)
+     */
+    private boolean sqHasRoom() {
+        if (sqTail - sqHeadCached < depth) {
+            return true;
+        }
+        sqHeadCached = VirtNvmeDescriptor.sqHeadAcquire(memory);
+        final int used = sqTail - sqHeadCached;
+        if (Integer.compareUnsigned(used, depth) > 0) {
+            throw new IllegalStateException("VirtNvme qpair " + qpairId + ": SQ head "
+                    + Integer.toUnsignedString(sqHeadCached) + " is more than depth=" + depth + " behind tail "
+                    + Integer.toUnsignedString(sqTail) + " (peer corruption)");
+        }
+        return used < depth;
+    }
+
+    /**
      * Submitter: the SQ index at which {@code cid} was last submitted ({@link #submit} or {@link #resubmit}). After a
      * master restart, an outstanding CID whose index is below the restarted master's SQ head was fetched by the dead
      * master and will never complete (spec §10.2 "Slave, on a master restart").
@@ -359,17 +370,8 @@ public final class VirtNvmeQueuePair {
         if (!sqeRecorded[cid]) {
             throw new IllegalStateException("VirtNvme qpair " + qpairId + ": cid " + cid + " was not submitted here");
         }
-        if (sqTail - sqHeadCached >= depth) {
-            sqHeadCached = VirtNvmeDescriptor.sqHeadAcquire(memory);
-            final int used = sqTail - sqHeadCached;
-            if (Integer.compareUnsigned(used, depth) > 0) {
-                throw new IllegalStateException("VirtNvme qpair " + qpairId + ": SQ head "
-                        + Integer.toUnsignedString(sqHeadCached) + " is more than depth=" + depth
-                        + " behind tail " + Integer.toUnsignedString(sqTail) + " (peer corruption)");
-            }
-            if (used == depth) {
-                return false;
-            }
+        if (!sqHasRoom()) {
+            return false;
         }
         final long sqe = VirtNvmeDescriptor.sqeOffset(sqTail & slotMask);
         MemorySegment.copy(
