@@ -26,6 +26,41 @@ final class GuestChecks {
 
     private GuestChecks() {}
 
+    /**
+     * Boots the guest on {@code config}'s controller in the background with fio {@code verifyJob} ({@code VERIFY_SIZE}
+     * {@code verifySize}, {@code numQueues} queues) and returns once fio starts (the guest printed its {@code @@GUEST}
+     * line): the slave, upgrade and master kill tests act while it runs. Console log: {@code boot.console.log}.
+     */
+    static CompletableFuture<GuestVm.Result> startFioVerify(
+            ItEnv env,
+            MasterConfig config,
+            int numQueues,
+            String verifySize,
+            String verifyJob,
+            Duration bootTimeout,
+            VhostdMaster master)
+            throws Exception {
+        Path console = env.logDir().resolve("boot.console.log");
+        // a console log of an earlier run must not be taken for this guest's
+        Files.deleteIfExists(console);
+        CompletableFuture<GuestVm.Result> boot = CompletableFuture.supplyAsync(() -> {
+            try {
+                return GuestVm.runFio(
+                        env,
+                        "boot",
+                        config.vhostSocket(),
+                        numQueues,
+                        java.util.Map.of("VERIFY_SIZE", verifySize),
+                        List.of(verifyJob),
+                        bootTimeout);
+            } catch (IOException | InterruptedException e) {
+                throw new IllegalStateException(e);
+            }
+        });
+        awaitFile(console, "@@GUEST", Duration.ofSeconds(240), boot, master);
+        return boot;
+    }
+
     /** Waits until {@code file} contains {@code needle}; fails when the guest ends first or at the deadline. */
     static void awaitFile(
             Path file, String needle, Duration timeout, CompletableFuture<GuestVm.Result> boot, VhostdMaster master)

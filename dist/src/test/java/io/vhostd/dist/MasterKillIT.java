@@ -78,23 +78,8 @@ class MasterKillIT {
             masters.add(first);
             step("master ready in %d ms", first.awaitReady(READY_TIMEOUT).toMillis());
             long slavePid = servingSlavePid(first);
-            Path console = env.logDir().resolve("boot.console.log");
-            Files.deleteIfExists(console);
-            CompletableFuture<GuestVm.Result> boot = CompletableFuture.supplyAsync(() -> {
-                try {
-                    return GuestVm.runFio(
-                            env,
-                            "boot",
-                            config.vhostSocket(),
-                            NUM_QUEUES,
-                            Map.of("VERIFY_SIZE", verifySize),
-                            List.of(VERIFY_JOB),
-                            BOOT_TIMEOUT);
-                } catch (IOException | InterruptedException e) {
-                    throw new IllegalStateException(e);
-                }
-            });
-            GuestChecks.awaitFile(console, "@@GUEST", Duration.ofSeconds(240), boot, first);
+            CompletableFuture<GuestVm.Result> boot =
+                    GuestChecks.startFioVerify(env, config, NUM_QUEUES, verifySize, VERIFY_JOB, BOOT_TIMEOUT, first);
             List<Long> pauseMs = new ArrayList<>();
             int resubmitted = 0;
             for (int k = 1; k <= kills && !boot.isDone(); k++) {

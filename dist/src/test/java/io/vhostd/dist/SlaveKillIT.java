@@ -12,7 +12,6 @@ import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
-import java.util.Map;
 import java.util.Random;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.TimeUnit;
@@ -64,25 +63,8 @@ class SlaveKillIT {
         Random random = new Random();
         try (VhostdMaster master = VhostdMaster.start(env, config, env.logDir().resolve("master.log"))) {
             step("master ready in %d ms", master.awaitReady(READY_TIMEOUT).toMillis());
-            Path console = env.logDir().resolve("boot.console.log");
-            // a console log of an earlier run must not be taken for this guest's
-            Files.deleteIfExists(console);
-            CompletableFuture<GuestVm.Result> boot = CompletableFuture.supplyAsync(() -> {
-                try {
-                    return GuestVm.runFio(
-                            env,
-                            "boot",
-                            config.vhostSocket(),
-                            NUM_QUEUES,
-                            Map.of("VERIFY_SIZE", verifySize),
-                            List.of(VERIFY_JOB),
-                            BOOT_TIMEOUT);
-                } catch (IOException | InterruptedException e) {
-                    throw new IllegalStateException(e);
-                }
-            });
-            // fio starts right after guest-fio.sh prints its @@GUEST line
-            GuestChecks.awaitFile(console, "@@GUEST", Duration.ofSeconds(240), boot, master);
+            CompletableFuture<GuestVm.Result> boot =
+                    GuestChecks.startFioVerify(env, config, NUM_QUEUES, verifySize, VERIFY_JOB, BOOT_TIMEOUT, master);
             List<Long> handoverUs = new ArrayList<>();
             for (int k = 1; k <= kills && !boot.isDone(); k++) {
                 // a random moment 0.5 - 2.5 s after the previous handover (issue #4: kills at random moments)

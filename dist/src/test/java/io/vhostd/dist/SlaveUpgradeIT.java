@@ -19,7 +19,6 @@ import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
-import java.util.Map;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.TimeUnit;
 import java.util.regex.Pattern;
@@ -92,23 +91,8 @@ class SlaveUpgradeIT {
                     refused.error().message());
             assertEquals(servingPid, servingPid(rpc), "the old slave must keep serving\n" + master.logTail());
 
-            Path console = env.logDir().resolve("boot.console.log");
-            Files.deleteIfExists(console);
-            CompletableFuture<GuestVm.Result> boot = CompletableFuture.supplyAsync(() -> {
-                try {
-                    return GuestVm.runFio(
-                            env,
-                            "boot",
-                            config.vhostSocket(),
-                            NUM_QUEUES,
-                            Map.of("VERIFY_SIZE", verifySize),
-                            List.of(VERIFY_JOB),
-                            BOOT_TIMEOUT);
-                } catch (IOException | InterruptedException e) {
-                    throw new IllegalStateException(e);
-                }
-            });
-            GuestChecks.awaitFile(console, "@@GUEST", Duration.ofSeconds(240), boot, master);
+            CompletableFuture<GuestVm.Result> boot =
+                    GuestChecks.startFioVerify(env, config, NUM_QUEUES, verifySize, VERIFY_JOB, BOOT_TIMEOUT, master);
             // fio has started: give it a moment to fill its queue
             Thread.sleep(1_000);
             List<Long> pausesUs = new ArrayList<>();
