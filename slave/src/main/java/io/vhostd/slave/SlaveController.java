@@ -169,6 +169,7 @@ final class SlaveController {
         for (int i = adopt.fds().size(); i < fds.length; i++) {
             Unistd.close(fds[i]);
         }
+        adopting = true;
         try {
             startAgent();
             if (journalRegion == null) {
@@ -223,6 +224,9 @@ final class SlaveController {
             }
             // restore owns the connection and the session's fds from here, and closes them if it fails
             VhostUserBackend backend = VhostUserBackend.restore(connection, device, spec.name(), adoption.state());
+            // every started queue is on the data path: the guest is served from here on
+            resumedNs = System.nanoTime();
+            adopting = false;
             if (writeback != null) {
                 // restoring the features may have applied §5.2.5.2's initial write-through: the guest's choice wins
                 agent.writeback(writeback);
@@ -233,7 +237,9 @@ final class SlaveController {
                     spec.name() + ": session adopted, " + replayed + " request(s) resubmitted, " + carriedCount
                             + " taken over in flight (" + recoveredState + ")");
             startSessionThread(backend, connection, device);
+            reportState(device);
         } catch (RuntimeException e) {
+            adopting = false;
             session = null;
             byName.values().forEach(Unistd::close);
             throw e;
@@ -275,6 +281,20 @@ final class SlaveController {
     }
 
     private boolean agentStarted;
+
+    /**
+     * While {@link #adopt} restores the session (issue #4): state reports are left out (one goes when it is done), so
+     * that the guest does not wait for them.
+     */
+    private volatile boolean adopting;
+
+    /** When the adopted session's queues were back on the data path (System.nanoTime), 0 before. */
+    private long resumedNs;
+
+    /** When {@link #adopt} put the session's queues back on the data path (CLOCK_MONOTONIC ns), 0 if it did not. */
+    long resumedNs() {
+        return resumedNs;
+    }
 
     private void startAgent() {
         if (!agentStarted) {
@@ -485,14 +505,21 @@ final class SlaveController {
             carried = List.of();
         }
         long releasedNs = System.nanoTime();
+        return new Released(stoppedNs, releasedNs, drained, carried);
+    }
+
+    /**
+     * After {@link #release()} and its answer (issue #4: the guest waits until the next slave runs, so the answer goes
+     * out first): ends the data-path thread, which no longer touches any queue, and closes this process's copies of
+     * the listening socket and eventfds (the master holds them and hands them to the next slave).
+     */
+    void closeReleased() {
         agent.close();
         Unistd.close(listenFd);
         for (Qpair q : qpairs) {
-            // this process's copies; the master holds the eventfds and hands them to the next slave
             Unistd.close(q.sqEventFd());
             Unistd.close(q.cqEventFd());
         }
-        return new Released(stoppedNs, releasedNs, drained, carried);
     }
 
     synchronized void sessionEnded(BlkDevice device) {
@@ -526,6 +553,9 @@ final class SlaveController {
 
     /** Tells the master the session state (for vhost_get_controllers). */
     void reportState(BlkDevice device) {
+        if (adopting) {
+            return;
+        }
         List<ControlMessage.QueueState> queues = new ArrayList<>();
         for (int i = 0; i < spec.numQueues(); i++) {
             QueueRunner q = agent.queue(i);

@@ -138,8 +138,8 @@ public final class SlaveMain implements Callable<Integer> {
                                         (ControlMessage.AdoptSession) adoption.message(),
                                         adoption.fds(),
                                         carryOver == null ? List.of() : carryOver.queues());
-                                // the queues are on the data path: it fetches from here on
-                                resumedNs = System.nanoTime();
+                                // when the queues went back on the data path (before the log and the session thread)
+                                resumedNs = c.resumedNs();
                             } catch (RuntimeException e) {
                                 error = e.toString();
                                 LOG.log(System.Logger.Level.ERROR, m.name() + ": cannot adopt the session: " + e, e);
@@ -162,7 +162,7 @@ public final class SlaveMain implements Callable<Integer> {
                 }
                 case ControlMessage.ReleaseController m -> {
                     closeAll(in.fds());
-                    master.send(release(m));
+                    release(m, master);
                 }
                 case ControlMessage.Ack m -> master.acked(m);
                 case ControlMessage.RemoveController m -> {
@@ -215,34 +215,39 @@ public final class SlaveMain implements Callable<Integer> {
      * {@code release_controller} (issue #4 rolling upgrade, control-channel.md "Rolling upgrade"): checks or releases
      * the controller; a released controller is forgotten here (the master hands it to another slave).
      */
-    private ControlMessage.ControllerReleased release(ControlMessage.ReleaseController m) {
+    private void release(ControlMessage.ReleaseController m, MasterLink master) {
         SlaveController c = controllers.get(m.controller());
         if (c == null) {
-            return new ControlMessage.ControllerReleased(
-                    m.controller(), "no controller " + m.controller(), 0, 0, 0, List.of());
+            master.send(new ControlMessage.ControllerReleased(
+                    m.controller(), "no controller " + m.controller(), 0, 0, 0, List.of()));
+            return;
         }
         String refusal = c.releaseRefusal();
         if (refusal != null || m.checkOnly()) {
-            return new ControlMessage.ControllerReleased(m.controller(), refusal, 0, 0, 0, List.of());
+            master.send(new ControlMessage.ControllerReleased(m.controller(), refusal, 0, 0, 0, List.of()));
+            return;
         }
+        SlaveController.Released r;
         try {
-            SlaveController.Released r = c.release();
+            r = c.release();
             controllers.remove(m.controller());
-            int carried = 0;
-            for (ControlMessage.CarriedQueue q : r.carried()) {
-                carried += q.heads().size();
-            }
-            LOG.log(
-                    System.Logger.Level.INFO,
-                    m.controller() + ": released in " + (r.releasedNs() - r.stoppedFetchingNs()) / 1_000 + " us ("
-                            + carried + " request(s) handed over in flight, " + r.drainedRequests()
-                            + " drained)");
-            return new ControlMessage.ControllerReleased(
-                    m.controller(), null, r.stoppedFetchingNs(), r.releasedNs(), r.drainedRequests(), r.carried());
         } catch (RuntimeException e) {
             LOG.log(System.Logger.Level.ERROR, m.controller() + ": release failed: " + e.getMessage(), e);
-            return new ControlMessage.ControllerReleased(m.controller(), e.toString(), 0, 0, 0, List.of());
+            master.send(new ControlMessage.ControllerReleased(m.controller(), e.toString(), 0, 0, 0, List.of()));
+            return;
         }
+        // the guest waits from here until the next slave runs: the answer first, the clean-up and the log after
+        master.send(new ControlMessage.ControllerReleased(
+                m.controller(), null, r.stoppedFetchingNs(), r.releasedNs(), r.drainedRequests(), r.carried()));
+        c.closeReleased();
+        int carried = 0;
+        for (ControlMessage.CarriedQueue q : r.carried()) {
+            carried += q.heads().size();
+        }
+        LOG.log(
+                System.Logger.Level.INFO,
+                m.controller() + ": released in " + (r.releasedNs() - r.stoppedFetchingNs()) / 1_000 + " us (" + carried
+                        + " request(s) handed over in flight, " + r.drainedRequests() + " drained)");
     }
 
     /**

@@ -254,6 +254,7 @@ final class SlaveWarmup {
                 LOG.log(System.Logger.Level.DEBUG, "warm-up: the scratch session is not releasable: " + refusal);
             }
             c.release();
+            c.closeReleased();
         } finally {
             open.forEach(Unistd::close);
         }
