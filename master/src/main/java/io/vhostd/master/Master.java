@@ -822,7 +822,9 @@ public final class Master implements AutoCloseable {
                                 + " keeps serving");
             }
         }
-        // 2. one at a time
+        // 2. what does not depend on where the old slave stops goes to the new one while the old one still serves
+        Set<String> prepared = prepareControllers(next, list);
+        // 3. one at a time
         old.retire();
         draining = old;
         LOG.log(
@@ -834,12 +836,12 @@ public final class Master implements AutoCloseable {
         try {
             for (ControllerRuntime c : list) {
                 current = c;
-                moved.add(moveController(old, next, c));
+                moved.add(moveController(old, next, c, prepared.contains(c.name())));
             }
         } catch (Exception e) {
             return upgradeFailed(old, next, current, e);
         }
-        // 3. the new slave serves everything: it is the one watched; the old one leaves; a standby of the new build
+        // 4. the new slave serves everything: it is the one watched; the old one leaves; a standby of the new build
         slave = next;
         draining = null;
         slaveClassPath = classPath;
@@ -935,7 +937,8 @@ public final class Master implements AutoCloseable {
      * the journal and the fds in custody as after a crash, but without resetting the queue pairs: the commands in
      * them complete into the new slave, which publishes them (nothing drained, nothing written twice).
      */
-    private Moved moveController(SlaveProcess old, SlaveProcess next, ControllerRuntime c) throws Exception {
+    private Moved moveController(SlaveProcess old, SlaveProcess next, ControllerRuntime c, boolean prepared)
+            throws Exception {
         String name = c.name();
         ControlMessage.ControllerReleased released =
                 old.release(name, false).get(RELEASE_TIMEOUT_MS, TimeUnit.MILLISECONDS);
@@ -952,12 +955,25 @@ public final class Master implements AutoCloseable {
         for (ControlMessage.CarriedQueue q : released.carried()) {
             carried += q.heads().size();
         }
-        if (connected && carried > 0) {
+        if (prepared) {
+            // the controller waits in the new slave: only the session's fds and the carried requests move now
+            if (connected) {
+                sendAdoptSession(next, c);
+            }
+            next.channel().send(new ControlMessage.CommitController(name, connected ? released.carried() : List.of()));
+            String error = next.adopted(name).get(TAKE_OVER_TIMEOUT_MS, TimeUnit.MILLISECONDS);
+            if (error != null) {
+                throw new IllegalStateException(
+                        "slave " + next.slaveId() + " did not take over " + name + ": " + error);
+            }
+        } else if (connected && carried > 0) {
             // before the adoption: the new slave completes these instead of replaying them
             next.channel().send(new ControlMessage.CarryOver(name, released.carried()));
         }
-        sendControllers(next, connected ? Set.of(name) : Set.of(), name::equals);
-        if (connected) {
+        if (!prepared) {
+            sendControllers(next, connected ? Set.of(name) : Set.of(), name::equals);
+        }
+        if (connected && !prepared) {
             String error = next.adopted(name).get(TAKE_OVER_TIMEOUT_MS, TimeUnit.MILLISECONDS);
             if (error != null) {
                 throw new IllegalStateException(
@@ -965,7 +981,7 @@ public final class Master implements AutoCloseable {
             }
         }
         next.listening(name).get(TAKE_OVER_TIMEOUT_MS, TimeUnit.MILLISECONDS);
-        long resumedNs = connected ? next.adoptedAtNs(name) : System.nanoTime();
+        long resumedNs = connected || prepared ? next.adoptedAtNs(name) : System.nanoTime();
         long stoppedNs = released.stoppedFetchingNs();
         Moved m = new Moved(
                 name, resumedNs - stoppedNs, released.releasedNs() - stoppedNs, released.drainedRequests(), carried);
@@ -975,8 +991,87 @@ public final class Master implements AutoCloseable {
                         + ": pause " + m.pauseNs() / 1_000 + " us (stopped fetching at " + stoppedNs
                         + " ns monotonic, released in " + m.drainNs() / 1_000 + " us, " + m.carriedRequests()
                         + " request(s) taken over in flight, " + m.drainedRequests() + " drained"
-                        + (connected ? "" : ", no session") + ")");
+                        + (connected ? "" : ", no session") + (prepared ? ", prepared" : "") + ")");
         return m;
+    }
+
+    /**
+     * Rolling upgrade, prepare phase (control-channel.md "Rolling upgrade" step 2): sends {@code next} each controller's
+     * stats region, journal and {@code prepare_controller} while the old slave still serves, and waits for the answers.
+     * A controller the new slave did not prepare (an error, no answer in time: e.g. a build without this step) moves
+     * the one-step way, everything inside the pause.
+     *
+     * @return the names of the controllers {@code next} prepared
+     */
+    private Set<String> prepareControllers(SlaveProcess next, List<ControllerRuntime> list) {
+        Set<String> prepared = new HashSet<>();
+        for (ControllerRuntime c : list) {
+            try {
+                sendPrepare(next, c);
+                String error = next.prepared(c.name()).get(RELEASE_TIMEOUT_MS, TimeUnit.MILLISECONDS);
+                if (error == null) {
+                    prepared.add(c.name());
+                } else {
+                    LOG.log(
+                            System.Logger.Level.WARNING,
+                            "upgrade: slave " + next.slaveId() + " did not prepare " + c.name() + " (" + error
+                                    + "); it moves inside the pause");
+                }
+            } catch (Exception e) {
+                LOG.log(
+                        System.Logger.Level.WARNING,
+                        "upgrade: slave " + next.slaveId() + " did not prepare " + c.name() + " (" + e
+                                + "); it moves inside the pause");
+            }
+        }
+        return prepared;
+    }
+
+    /** {@code controller_stats}, {@code controller_journal} and {@code prepare_controller} of {@code c} to {@code target}. */
+    private void sendPrepare(SlaveProcess target, ControllerRuntime c) {
+        ControlChannel channel = target.channel();
+        HugepageArena statsRegion = stats.region(c.name());
+        if (statsRegion != null) {
+            channel.send(new ControlMessage.ControllerStats(c.name(), statsRegion.sizeBytes()), statsRegion.fd());
+        }
+        HugepageArena journal = journals.get(c.name());
+        channel.send(new ControlMessage.ControllerJournal(c.name(), journal.sizeBytes()), journal.fd());
+        int[] fds = new int[1 + 2 * c.numQueues()];
+        fds[0] = c.listenFd();
+        for (int q = 0; q < c.numQueues(); q++) {
+            fds[1 + 2 * q] = c.bindings().get(q).sqEventFd();
+            fds[2 + 2 * q] = c.bindings().get(q).cqEventFd();
+        }
+        channel.send(
+                new ControlMessage.PrepareController(new ControlMessage.AddController(
+                        c.name(),
+                        c.bdev().name(),
+                        c.bindings().get(0).nsid(),
+                        c.bdev().sizeBytes(),
+                        c.bdev().blockSizeBytes(),
+                        c.readOnly(),
+                        c.serial(),
+                        c.numQueues(),
+                        maxSegments,
+                        c.qpairs())),
+                fds);
+    }
+
+    /** The {@code adopt_session} of {@code c}: the session's fds from custody. */
+    private void sendAdoptSession(SlaveProcess target, ControllerRuntime c) {
+        List<ControlMessage.AdoptedFd> refs = new ArrayList<>();
+        List<Integer> fds = new ArrayList<>();
+        for (Map.Entry<FdCustody.Key, Integer> e : custody.entries(c.name()).entrySet()) {
+            if (SlaveProcess.SESSION_FDS.contains(e.getKey().what())) {
+                refs.add(new ControlMessage.AdoptedFd(
+                        e.getKey().what(), e.getKey().index()));
+                fds.add(e.getValue());
+            }
+        }
+        target.channel()
+                .send(
+                        new ControlMessage.AdoptSession(c.name(), refs),
+                        fds.stream().mapToInt(Integer::intValue).toArray());
     }
 
     /**

@@ -36,7 +36,9 @@ final class SlaveController {
 
     private final ControlMessage.AddController spec;
     private final int listenFd;
-    private final List<Qpair> qpairs;
+    /** Re-attached at the published positions when a prepared controller is committed ({@link #commitQueuePairs}). */
+    private List<Qpair> qpairs;
+
     private final ControllerAgent agent;
     private final MasterLink master;
     private final Thread acceptor;
@@ -98,6 +100,7 @@ final class SlaveController {
             list.add(new Qpair(qp, fds[1 + 2 * q], fds[2 + 2 * q]));
         }
         this.qpairs = List.copyOf(list);
+        this.arena = arena;
         byte[] serial = Arrays.copyOf(spec.serial().getBytes(StandardCharsets.US_ASCII), 20);
         this.agent = new ControllerAgent(
                 spec.name(),
@@ -278,6 +281,33 @@ final class SlaveController {
             out.put(e.getKey(), rest);
         }
         return out;
+    }
+
+    /** The master's arena, in which {@link #qpairs} lie. */
+    private final MemorySegment arena;
+
+    /**
+     * Rolling upgrade, prepare phase (issue #4, control-channel.md "Rolling upgrade"): starts the data-path thread
+     * (idle: no queue runs) while the old slave still serves, so that the commit does not wait for a thread start.
+     */
+    void prepare() {
+        startAgent();
+    }
+
+    /**
+     * Rolling upgrade, commit phase: attaches again to every queue pair at the SQ tail and CQ head published now (the
+     * old slave kept submitting and consuming after {@link #prepare}; it has stopped since). Before the session is
+     * adopted and before {@link #start()}.
+     */
+    void commitQueuePairs() {
+        List<Qpair> list = new ArrayList<>();
+        for (int q = 0; q < qpairs.size(); q++) {
+            ControlMessage.QpairRef ref = spec.qpairs().get(q);
+            Qpair old = qpairs.get(q);
+            VirtNvmeQueuePair qp = VirtNvmeQueuePair.attach(arena.asSlice(ref.arenaOffsetBytes(), ref.lengthBytes()));
+            list.add(new Qpair(qp, old.sqEventFd(), old.cqEventFd()));
+        }
+        qpairs = List.copyOf(list);
     }
 
     private boolean agentStarted;

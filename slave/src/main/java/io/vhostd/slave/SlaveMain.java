@@ -41,6 +41,8 @@ public final class SlaveMain implements Callable<Integer> {
     private final Map<String, ControlChannel.Incoming> adoptions = new HashMap<>();
     /** Requests an upgraded-from slave left in flight, for the adoption of their controller (issue #4). */
     private final Map<String, ControlMessage.CarryOver> carryOvers = new HashMap<>();
+    /** Controllers prepared for a rolling upgrade, waiting for their commit (issue #4): name → controller. */
+    private final Map<String, SlaveController> prepared = new HashMap<>();
 
     public static void main(String[] args) {
         if (System.getProperty("java.util.logging.SimpleFormatter.format") == null) {
@@ -160,6 +162,11 @@ public final class SlaveMain implements Callable<Integer> {
                         }
                     }
                 }
+                case ControlMessage.PrepareController m -> prepare(m, in.fds(), arena, master);
+                case ControlMessage.CommitController m -> {
+                    closeAll(in.fds());
+                    commit(m, master);
+                }
                 case ControlMessage.ReleaseController m -> {
                     closeAll(in.fds());
                     release(m, master);
@@ -248,6 +255,103 @@ public final class SlaveMain implements Callable<Integer> {
                 System.Logger.Level.INFO,
                 m.controller() + ": released in " + (r.releasedNs() - r.stoppedFetchingNs()) / 1_000 + " us (" + carried
                         + " request(s) handed over in flight, " + r.drainedRequests() + " drained)");
+    }
+
+    /**
+     * {@code prepare_controller} (issue #4 rolling upgrade, control-channel.md "Rolling upgrade" step 2): builds the
+     * controller from its add_controller, maps its journal and stats region (sent before) and starts its data-path
+     * thread while the old slave still serves; answers {@code controller_prepared}. Peer input: a malformed spec or
+     * wrong fds are answered with an error and the fds closed.
+     */
+    private void prepare(ControlMessage.PrepareController m, int[] fds, HugepageArena arena, MasterLink master) {
+        ControlMessage.AddController spec = m.controller();
+        if (spec == null || spec.name() == null || spec.qpairs() == null) {
+            closeAll(fds);
+            master.send(new ControlMessage.ControllerPrepared(
+                    spec == null ? null : spec.name(), "prepare_controller without a controller"));
+            return;
+        }
+        String name = spec.name();
+        if (controllers.containsKey(name) || prepared.containsKey(name)) {
+            closeAll(fds);
+            master.send(new ControlMessage.ControllerPrepared(name, "controller " + name + " already here"));
+            return;
+        }
+        HugepageArena journal = journals.remove(name);
+        try {
+            SlaveController c =
+                    new SlaveController(spec, fds, arena.segment(), master, journal == null ? null : journal.segment());
+            attachStats(name, c);
+            if (journal != null) {
+                servedJournals.put(name, journal);
+            }
+            c.prepare();
+            prepared.put(name, c);
+            master.send(new ControlMessage.ControllerPrepared(name, null));
+        } catch (RuntimeException e) {
+            LOG.log(System.Logger.Level.ERROR, "cannot prepare " + name + ": " + e.getMessage(), e);
+            closeAll(fds);
+            if (journal != null) {
+                servedJournals.remove(name);
+                journal.close();
+            }
+            master.send(new ControlMessage.ControllerPrepared(name, e.toString()));
+        }
+    }
+
+    /**
+     * {@code commit_controller} (issue #4 rolling upgrade, step 3): the old slave released the controller; attaches to
+     * its queue pairs at the published positions, adopts the session if an adopt_session came (taking the carried
+     * requests over) and serves it. Always answers {@code session_adopted} (an unprepared name or a refused adoption
+     * with an error), then {@code controller_listening} if the controller runs.
+     */
+    private void commit(ControlMessage.CommitController m, MasterLink master) {
+        SlaveController c = m.name() == null ? null : prepared.remove(m.name());
+        ControlChannel.Incoming adoption = m.name() == null ? null : adoptions.remove(m.name());
+        if (c == null) {
+            if (adoption != null) {
+                closeAll(adoption.fds());
+            }
+            master.send(new ControlMessage.SessionAdopted(m.name(), "controller " + m.name() + " not prepared", 0));
+            return;
+        }
+        String error = null;
+        long resumedNs = 0;
+        try {
+            c.commitQueuePairs();
+            controllers.put(m.name(), c);
+            if (adoption != null) {
+                if (slaveId.equals(System.getProperty("vhostd.fault.adopt.slave"))) {
+                    // fault injection (tests of the master's fallback, issue #4)
+                    closeAll(adoption.fds());
+                    throw new IllegalStateException("fault injection: adoption refused");
+                }
+                c.adopt(
+                        (ControlMessage.AdoptSession) adoption.message(),
+                        adoption.fds(),
+                        m.carried() == null ? List.of() : m.carried());
+                resumedNs = c.resumedNs();
+            } else {
+                resumedNs = System.nanoTime();
+            }
+        } catch (RuntimeException e) {
+            error = e.toString();
+            LOG.log(System.Logger.Level.ERROR, m.name() + ": cannot adopt the session: " + e, e);
+            if (controllers.get(m.name()) != c) {
+                // not even attached to its queue pairs: nothing of it runs
+                c.close();
+                if (adoption != null) {
+                    closeAll(adoption.fds());
+                }
+            }
+        }
+        master.send(new ControlMessage.SessionAdopted(m.name(), error, resumedNs));
+        if (controllers.get(m.name()) == c) {
+            c.start();
+            LOG.log(
+                    System.Logger.Level.INFO,
+                    "serving controller " + m.name() + " (" + c.spec().numQueues() + " queue(s), prepared)");
+        }
     }
 
     /**

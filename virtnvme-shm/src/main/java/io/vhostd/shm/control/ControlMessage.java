@@ -30,6 +30,9 @@ import java.util.List;
     @JsonSubTypes.Type(value = ControlMessage.ReleaseController.class, name = "release_controller"),
     @JsonSubTypes.Type(value = ControlMessage.ControllerReleased.class, name = "controller_released"),
     @JsonSubTypes.Type(value = ControlMessage.CarryOver.class, name = "carry_over"),
+    @JsonSubTypes.Type(value = ControlMessage.PrepareController.class, name = "prepare_controller"),
+    @JsonSubTypes.Type(value = ControlMessage.ControllerPrepared.class, name = "controller_prepared"),
+    @JsonSubTypes.Type(value = ControlMessage.CommitController.class, name = "commit_controller"),
 })
 public sealed interface ControlMessage {
 
@@ -207,4 +210,31 @@ public sealed interface ControlMessage {
      * instead of replaying them. No fds. No answer (the adoption's {@link SessionAdopted} covers it).
      */
     record CarryOver(String controller, List<CarriedQueue> queues) implements ControlMessage {}
+
+    /**
+     * master → new slave in a rolling upgrade, before the old slave releases the controller (issue #4,
+     * control-channel.md "Rolling upgrade" step 2): everything of {@code controller} that does not depend on where the
+     * old slave stops. The slave builds the controller as for {@link AddController} (its {@link ControllerStats} and
+     * {@link ControllerJournal} come first) and starts its data-path thread, but neither accepts on the socket nor
+     * touches the queue pairs' positions until {@link CommitController}. fds: as {@link AddController}. Answer:
+     * {@link ControllerPrepared}.
+     */
+    record PrepareController(AddController controller) implements ControlMessage {}
+
+    /**
+     * slave → master, answer to {@link PrepareController}: {@code error} null when the controller waits for its
+     * {@link CommitController}. No fds.
+     */
+    record ControllerPrepared(String name, String error) implements ControlMessage {}
+
+    /**
+     * master → new slave in a rolling upgrade, after the old slave's {@link ControllerReleased} (and after the
+     * {@link AdoptSession} of {@code name} when a front-end is connected): take over the prepared controller. The slave
+     * attaches to the queue pairs at their published positions, adopts the session (if one came) taking the
+     * {@code carried} requests over as {@link CarryOver} says, and starts serving. No fds. Answer: {@link
+     * SessionAdopted} always (also without a session: then {@code resumedNs} is when the controller started; an
+     * unprepared {@code name} is answered with an error), then {@link ControllerListening} unless the controller could
+     * not start.
+     */
+    record CommitController(String name, List<CarriedQueue> carried) implements ControlMessage {}
 }
