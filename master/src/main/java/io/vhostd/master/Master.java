@@ -940,14 +940,19 @@ public final class Master implements AutoCloseable {
     private Moved moveController(SlaveProcess old, SlaveProcess next, ControllerRuntime c, boolean prepared)
             throws Exception {
         String name = c.name();
-        ControlMessage.ControllerReleased released =
-                old.release(name, false).get(RELEASE_TIMEOUT_MS, TimeUnit.MILLISECONDS);
+        java.util.concurrent.CompletableFuture<ControlMessage.ControllerReleased> answer = old.release(name, false);
+        // prepared: the commit goes out from the thread that receives the answer, no hand-off to this one in the pause
+        java.util.concurrent.CompletableFuture<Boolean> committed =
+                prepared ? answer.thenApply(r -> commitPrepared(next, c, r)) : null;
+        ControlMessage.ControllerReleased released = answer.get(RELEASE_TIMEOUT_MS, TimeUnit.MILLISECONDS);
         if (released.error() != null) {
             throw new IllegalStateException(
                     "slave " + old.slaveId() + " did not release " + name + ": " + released.error());
         }
-        boolean connected = custody.get(new FdCustody.Key(name, "connection", 0)) >= 0;
-        if (!connected) {
+        boolean connected = prepared
+                ? committed.get(RELEASE_TIMEOUT_MS, TimeUnit.MILLISECONDS)
+                : custody.get(new FdCustody.Key(name, "connection", 0)) >= 0;
+        if (!connected && !prepared) {
             // no session to continue: the next one starts on a fresh journal
             JournalDescriptor.format(journals.get(name).segment(), c.numQueues(), QPAIR_DEPTH, 0);
         }
@@ -956,11 +961,6 @@ public final class Master implements AutoCloseable {
             carried += q.heads().size();
         }
         if (prepared) {
-            // the controller waits in the new slave: only the session's fds and the carried requests move now
-            if (connected) {
-                sendAdoptSession(next, c);
-            }
-            next.channel().send(new ControlMessage.CommitController(name, connected ? released.carried() : List.of()));
             String error = next.adopted(name).get(TAKE_OVER_TIMEOUT_MS, TimeUnit.MILLISECONDS);
             if (error != null) {
                 throw new IllegalStateException(
@@ -993,6 +993,28 @@ public final class Master implements AutoCloseable {
                         + " request(s) taken over in flight, " + m.drainedRequests() + " drained"
                         + (connected ? "" : ", no session") + (prepared ? ", prepared" : "") + ")");
         return m;
+    }
+
+    /**
+     * Rolling upgrade, commit phase (control-channel.md "Rolling upgrade" step 3), on the thread that received the old
+     * slave's answer {@code released}: the controller waits in {@code next}; only the session's fds and the carried
+     * requests move now. Nothing is sent if the release failed.
+     *
+     * @return whether a front-end was connected (its session is adopted)
+     */
+    private boolean commitPrepared(SlaveProcess next, ControllerRuntime c, ControlMessage.ControllerReleased released) {
+        if (released.error() != null) {
+            return false;
+        }
+        boolean connected = custody.get(new FdCustody.Key(c.name(), "connection", 0)) >= 0;
+        if (connected) {
+            sendAdoptSession(next, c);
+        } else {
+            // no session to continue: the next one starts on a fresh journal
+            JournalDescriptor.format(journals.get(c.name()).segment(), c.numQueues(), QPAIR_DEPTH, 0);
+        }
+        next.channel().send(new ControlMessage.CommitController(c.name(), connected ? released.carried() : List.of()));
+        return connected;
     }
 
     /**
