@@ -477,6 +477,8 @@ public final class Master implements AutoCloseable {
                     new ControlMessage.ReleaseController("warm-up", false),
                     new ControlMessage.ControllerReleased("warm-up", null, 1, 2, 0, carried),
                     new ControlMessage.CarryOver("warm-up", carried),
+                    new ControlMessage.ControllerPrepared("warm-up", null),
+                    new ControlMessage.CommitController("warm-up", carried),
                     new ControlMessage.SessionAdopted("warm-up", null, 1))) {
                 a.send(m);
                 b.receive();
@@ -1166,14 +1168,15 @@ public final class Master implements AutoCloseable {
     }
 
     /**
-     * The slave's heap (issue #4): small and committed lazily. A killed process is reported (pidfd, waitpid, control
-     * socket EOF) only after the kernel freed its memory, and ZGC commits its whole initial heap (by default 1/64 of
-     * RAM, shared memory) up front: with the inherited defaults a SIGKILLed slave took 55 - 190 ms to be reported dead
-     * on a 24 GiB machine, with these 8 - 12 ms (docs/benchmarks.md "Slave handover"). The slave's own data is a few
-     * MiB per controller (guest memory and queue pairs are mappings, not heap). {@code slave.java_opts} come after
-     * these and win.
+     * The slave's heap (issue #4): small and committed lazily, given back soon. A killed process is reported (pidfd,
+     * waitpid, control socket EOF) only after the kernel freed its memory, and ZGC commits its whole initial heap (by
+     * default 1/64 of RAM, shared memory) up front: with the inherited defaults a SIGKILLed slave was reported dead
+     * 55 - 190 ms after the kill on a 24 GiB machine, with a 16 MiB initial heap ~10 - 25 ms (docs/benchmarks.md "Slave
+     * handover"). The soft limit keeps the heap small without a hard one (no OutOfMemoryError): the slave's own data
+     * is a few MiB per controller (guest memory and queue pairs are mappings, not heap). {@code slave.java_opts} come
+     * after these and win.
      */
-    static final List<String> SLAVE_HEAP_OPTS = List.of("-Xms16m", "-Xmx256m", "-XX:ZUncommitDelay=1");
+    static final List<String> SLAVE_HEAP_OPTS = List.of("-Xms16m", "-XX:SoftMaxHeapSize=64m", "-XX:ZUncommitDelay=1");
 
     private Process spawnSlave(String slaveId, String classPath) throws IOException {
         String java = ProcessHandle.current()
