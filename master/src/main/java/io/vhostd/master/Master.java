@@ -726,11 +726,13 @@ public final class Master implements AutoCloseable {
             awaitListening(next);
             slave = next;
             handingOver = false;
+            long doneNs = System.nanoTime();
             LOG.log(
                     System.Logger.Level.INFO,
                     "slave " + next.slaveId() + " (pid " + next.pid() + ") resumed " + adopt.size() + " session(s) "
-                            + (System.nanoTime() - noticedNs) / 1_000 + " us after slave " + dead.slaveId()
-                            + " died (queue pairs reset in " + (resetNs - resetStartNs) / 1_000 + " us)");
+                            + (lastResumedNs(next, adopt, doneNs) - noticedNs) / 1_000 + " us after slave "
+                            + dead.slaveId() + " died (queue pairs reset in " + (resetNs - resetStartNs) / 1_000
+                            + " us, handover done after " + (doneNs - noticedNs) / 1_000 + " us)");
             watch(next);
             startStandby();
             dead.reap();
@@ -742,6 +744,18 @@ public final class Master implements AutoCloseable {
             custody.close();
             stopped.countDown();
         }
+    }
+
+    /**
+     * When the last of the {@code adopted} sessions was back on {@code next}'s data path ({@code resumed_ns} of its
+     * {@code session_adopted}, CLOCK_MONOTONIC as System.nanoTime), or {@code otherwiseNs} if none said.
+     */
+    private static long lastResumedNs(SlaveProcess next, Set<String> adopted, long otherwiseNs) {
+        long last = 0;
+        for (String name : adopted) {
+            last = Math.max(last, next.adoptedAtNs(name));
+        }
+        return last > 0 ? last : otherwiseNs;
     }
 
     // --- rolling upgrade (issue #4): controllers move one at a time from the serving slave to a new one ---
