@@ -313,8 +313,9 @@ final class SlaveController {
     private boolean agentStarted;
 
     /**
-     * While {@link #adopt} restores the session (issue #4): state reports are left out (one goes when it is done), so
-     * that the guest does not wait for them.
+     * While {@link #adopt} restores the session (issue #4): state reports are left out (one goes when it is done) and
+     * so are custody messages for the session's fds (the master sent them from its custody), so that the guest does
+     * not wait for them.
      */
     private volatile boolean adopting;
 
@@ -566,6 +567,11 @@ final class SlaveController {
     }
 
     void custody(String what, int index, int fd) {
+        if (adopting) {
+            // the adopted session's fds came from the master's custody under these keys: it holds them already, and
+            // sending each back (a control message with an fd) would only lengthen the pause (issue #4)
+            return;
+        }
         try {
             master.send(new ControlMessage.Custody(spec.name(), what, index), fd);
         } catch (RuntimeException e) {
