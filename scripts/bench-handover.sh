@@ -9,7 +9,8 @@
 #                             [--out DIR]
 #
 # Per event it prints the daemon's own figure (upgrade: pause_us of the RPC result = old slave stopped fetching ->
-# new slave fetches; kill: the master's "resumed ... us after slave died" = death noticed -> sessions adopted) and
+# new slave fetches; kill: the master's "resumed ... us after slave died" = death noticed -> the standby's queues back
+# on its data path, resumed_ns of its session_adopted) and
 # the longest fio completion latency that ended in a window around the event ([start - 10 ms, end + 100 ms],
 # start/end: the RPC call / the kill and the master's resumed line), then p50 / p99 / max over the events of
 # each kind. --master-kills N (default 0) adds N master kills (SIGKILL of the master alone; a new master is started

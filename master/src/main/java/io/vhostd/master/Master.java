@@ -851,6 +851,8 @@ public final class Master implements AutoCloseable {
                     new ControlMessage.ReleaseController("warm-up", false),
                     new ControlMessage.ControllerReleased("warm-up", null, 1, 2, 0, carried),
                     new ControlMessage.CarryOver("warm-up", carried),
+                    new ControlMessage.ControllerPrepared("warm-up", null),
+                    new ControlMessage.CommitController("warm-up", carried),
                     new ControlMessage.SessionAdopted("warm-up", null, 1))) {
                 a.send(m);
                 b.receive();
@@ -1103,11 +1105,13 @@ public final class Master implements AutoCloseable {
             slave = next;
             handingOver = false;
             writeSlaveState(next);
+            long doneNs = System.nanoTime();
             LOG.log(
                     System.Logger.Level.INFO,
                     "slave " + next.slaveId() + " (pid " + next.pid() + ") resumed " + adopt.size() + " session(s) "
-                            + (System.nanoTime() - noticedNs) / 1_000 + " us after slave " + dead.slaveId()
-                            + " died (queue pairs reset in " + (resetNs - resetStartNs) / 1_000 + " us)");
+                            + (lastResumedNs(next, adopt, doneNs) - noticedNs) / 1_000 + " us after slave "
+                            + dead.slaveId() + " died (queue pairs reset in " + (resetNs - resetStartNs) / 1_000
+                            + " us, handover done after " + (doneNs - noticedNs) / 1_000 + " us)");
             watch(next);
             startStandby();
             dead.reap();
@@ -1119,6 +1123,18 @@ public final class Master implements AutoCloseable {
             custody.close();
             stopped.countDown();
         }
+    }
+
+    /**
+     * When the last of the {@code adopted} sessions was back on {@code next}'s data path ({@code resumed_ns} of its
+     * {@code session_adopted}, CLOCK_MONOTONIC as System.nanoTime), or {@code otherwiseNs} if none said.
+     */
+    private static long lastResumedNs(SlaveProcess next, Set<String> adopted, long otherwiseNs) {
+        long last = 0;
+        for (String name : adopted) {
+            last = Math.max(last, next.adoptedAtNs(name));
+        }
+        return last > 0 ? last : otherwiseNs;
     }
 
     // --- rolling upgrade (issue #4): controllers move one at a time from the serving slave to a new one ---
@@ -1201,7 +1217,9 @@ public final class Master implements AutoCloseable {
                                 + " keeps serving");
             }
         }
-        // 2. one at a time
+        // 2. what does not depend on where the old slave stops goes to the new one while the old one still serves
+        Set<String> prepared = prepareControllers(next, list);
+        // 3. one at a time
         old.retire();
         draining = old;
         LOG.log(
@@ -1213,12 +1231,12 @@ public final class Master implements AutoCloseable {
         try {
             for (ControllerRuntime c : list) {
                 current = c;
-                moved.add(moveController(old, next, c));
+                moved.add(moveController(old, next, c, prepared.contains(c.name())));
             }
         } catch (Exception e) {
             return upgradeFailed(old, next, current, e);
         }
-        // 3. the new slave serves everything: it is the one watched; the old one leaves; a standby of the new build
+        // 4. the new slave serves everything: it is the one watched; the old one leaves; a standby of the new build
         slave = next;
         draining = null;
         slaveClassPath = classPath;
@@ -1315,16 +1333,22 @@ public final class Master implements AutoCloseable {
      * the journal and the fds in custody as after a crash, but without resetting the queue pairs: the commands in
      * them complete into the new slave, which publishes them (nothing drained, nothing written twice).
      */
-    private Moved moveController(SlaveProcess old, SlaveProcess next, ControllerRuntime c) throws Exception {
+    private Moved moveController(SlaveProcess old, SlaveProcess next, ControllerRuntime c, boolean prepared)
+            throws Exception {
         String name = c.name();
-        ControlMessage.ControllerReleased released =
-                old.release(name, false).get(RELEASE_TIMEOUT_MS, TimeUnit.MILLISECONDS);
+        java.util.concurrent.CompletableFuture<ControlMessage.ControllerReleased> answer = old.release(name, false);
+        // prepared: the commit goes out from the thread that receives the answer, no hand-off to this one in the pause
+        java.util.concurrent.CompletableFuture<Boolean> committed =
+                prepared ? answer.thenApply(r -> commitPrepared(next, c, r)) : null;
+        ControlMessage.ControllerReleased released = answer.get(RELEASE_TIMEOUT_MS, TimeUnit.MILLISECONDS);
         if (released.error() != null) {
             throw new IllegalStateException(
                     "slave " + old.slaveId() + " did not release " + name + ": " + released.error());
         }
-        boolean connected = custody.get(new FdCustody.Key(name, "connection", 0)) >= 0;
-        if (!connected) {
+        boolean connected = prepared
+                ? committed.get(RELEASE_TIMEOUT_MS, TimeUnit.MILLISECONDS)
+                : custody.get(new FdCustody.Key(name, "connection", 0)) >= 0;
+        if (!connected && !prepared) {
             // no session to continue: the next one starts on a fresh journal
             JournalDescriptor.format(
                     journals.get(name).segment(), c.numQueues(), QPAIR_DEPTH, JournalDescriptor.ENTRY_COPY_LENGTH);
@@ -1333,12 +1357,20 @@ public final class Master implements AutoCloseable {
         for (ControlMessage.CarriedQueue q : released.carried()) {
             carried += q.heads().size();
         }
-        if (connected && carried > 0) {
+        if (prepared) {
+            String error = next.adopted(name).get(TAKE_OVER_TIMEOUT_MS, TimeUnit.MILLISECONDS);
+            if (error != null) {
+                throw new IllegalStateException(
+                        "slave " + next.slaveId() + " did not take over " + name + ": " + error);
+            }
+        } else if (connected && carried > 0) {
             // before the adoption: the new slave completes these instead of replaying them
             next.channel().send(new ControlMessage.CarryOver(name, released.carried()));
         }
-        sendControllers(next, connected ? Set.of(name) : Set.of(), name::equals);
-        if (connected) {
+        if (!prepared) {
+            sendControllers(next, connected ? Set.of(name) : Set.of(), name::equals);
+        }
+        if (connected && !prepared) {
             String error = next.adopted(name).get(TAKE_OVER_TIMEOUT_MS, TimeUnit.MILLISECONDS);
             if (error != null) {
                 throw new IllegalStateException(
@@ -1346,7 +1378,7 @@ public final class Master implements AutoCloseable {
             }
         }
         next.listening(name).get(TAKE_OVER_TIMEOUT_MS, TimeUnit.MILLISECONDS);
-        long resumedNs = connected ? next.adoptedAtNs(name) : System.nanoTime();
+        long resumedNs = connected || prepared ? next.adoptedAtNs(name) : System.nanoTime();
         long stoppedNs = released.stoppedFetchingNs();
         Moved m = new Moved(
                 name, resumedNs - stoppedNs, released.releasedNs() - stoppedNs, released.drainedRequests(), carried);
@@ -1356,8 +1388,109 @@ public final class Master implements AutoCloseable {
                         + ": pause " + m.pauseNs() / 1_000 + " us (stopped fetching at " + stoppedNs
                         + " ns monotonic, released in " + m.drainNs() / 1_000 + " us, " + m.carriedRequests()
                         + " request(s) taken over in flight, " + m.drainedRequests() + " drained"
-                        + (connected ? "" : ", no session") + ")");
+                        + (connected ? "" : ", no session") + (prepared ? ", prepared" : "") + ")");
         return m;
+    }
+
+    /**
+     * Rolling upgrade, commit phase (control-channel.md "Rolling upgrade" step 3), on the thread that received the old
+     * slave's answer {@code released}: the controller waits in {@code next}; only the session's fds and the carried
+     * requests move now. Nothing is sent if the release failed.
+     *
+     * @return whether a front-end was connected (its session is adopted)
+     */
+    private boolean commitPrepared(SlaveProcess next, ControllerRuntime c, ControlMessage.ControllerReleased released) {
+        if (released.error() != null) {
+            return false;
+        }
+        boolean connected = custody.get(new FdCustody.Key(c.name(), "connection", 0)) >= 0;
+        if (connected) {
+            sendAdoptSession(next, c);
+        } else {
+            // no session to continue: the next one starts on a fresh journal
+            JournalDescriptor.format(journals.get(c.name()).segment(), c.numQueues(), QPAIR_DEPTH, 0);
+        }
+        next.channel().send(new ControlMessage.CommitController(c.name(), connected ? released.carried() : List.of()));
+        return connected;
+    }
+
+    /**
+     * Rolling upgrade, prepare phase (control-channel.md "Rolling upgrade" step 2): sends {@code next} each controller's
+     * stats region, journal and {@code prepare_controller} while the old slave still serves, and waits for the answers.
+     * A controller the new slave did not prepare (an error, no answer in time: e.g. a build without this step) moves
+     * the one-step way, everything inside the pause.
+     *
+     * @return the names of the controllers {@code next} prepared
+     */
+    private Set<String> prepareControllers(SlaveProcess next, List<ControllerRuntime> list) {
+        Set<String> prepared = new HashSet<>();
+        for (ControllerRuntime c : list) {
+            try {
+                sendPrepare(next, c);
+                String error = next.prepared(c.name()).get(RELEASE_TIMEOUT_MS, TimeUnit.MILLISECONDS);
+                if (error == null) {
+                    prepared.add(c.name());
+                } else {
+                    LOG.log(
+                            System.Logger.Level.WARNING,
+                            "upgrade: slave " + next.slaveId() + " did not prepare " + c.name() + " (" + error
+                                    + "); it moves inside the pause");
+                }
+            } catch (Exception e) {
+                LOG.log(
+                        System.Logger.Level.WARNING,
+                        "upgrade: slave " + next.slaveId() + " did not prepare " + c.name() + " (" + e
+                                + "); it moves inside the pause");
+            }
+        }
+        return prepared;
+    }
+
+    /** {@code controller_stats}, {@code controller_journal} and {@code prepare_controller} of {@code c} to {@code target}. */
+    private void sendPrepare(SlaveProcess target, ControllerRuntime c) {
+        ControlChannel channel = target.channel();
+        HugepageArena statsRegion = stats.region(c.name());
+        if (statsRegion != null) {
+            channel.send(new ControlMessage.ControllerStats(c.name(), statsRegion.sizeBytes()), statsRegion.fd());
+        }
+        HugepageArena journal = journals.get(c.name());
+        channel.send(new ControlMessage.ControllerJournal(c.name(), journal.sizeBytes()), journal.fd());
+        int[] fds = new int[1 + 2 * c.numQueues()];
+        fds[0] = c.listenFd();
+        for (int q = 0; q < c.numQueues(); q++) {
+            fds[1 + 2 * q] = c.bindings().get(q).sqEventFd();
+            fds[2 + 2 * q] = c.bindings().get(q).cqEventFd();
+        }
+        channel.send(
+                new ControlMessage.PrepareController(new ControlMessage.AddController(
+                        c.name(),
+                        c.bdev().name(),
+                        c.bindings().get(0).nsid(),
+                        c.bdev().sizeBytes(),
+                        c.bdev().blockSizeBytes(),
+                        c.readOnly(),
+                        c.serial(),
+                        c.numQueues(),
+                        maxSegments,
+                        c.qpairs())),
+                fds);
+    }
+
+    /** The {@code adopt_session} of {@code c}: the session's fds from custody. */
+    private void sendAdoptSession(SlaveProcess target, ControllerRuntime c) {
+        List<ControlMessage.AdoptedFd> refs = new ArrayList<>();
+        List<Integer> fds = new ArrayList<>();
+        for (Map.Entry<FdCustody.Key, Integer> e : custody.entries(c.name()).entrySet()) {
+            if (SlaveProcess.SESSION_FDS.contains(e.getKey().what())) {
+                refs.add(new ControlMessage.AdoptedFd(
+                        e.getKey().what(), e.getKey().index()));
+                fds.add(e.getValue());
+            }
+        }
+        target.channel()
+                .send(
+                        new ControlMessage.AdoptSession(c.name(), refs),
+                        fds.stream().mapToInt(Integer::intValue).toArray());
     }
 
     /**
@@ -1429,6 +1562,17 @@ public final class Master implements AutoCloseable {
                 List.copyOf(bindings));
     }
 
+    /**
+     * The slave's heap (issue #4): small and committed lazily, given back soon. A killed process is reported (pidfd,
+     * waitpid, control socket EOF) only after the kernel freed its memory, and ZGC commits its whole initial heap (by
+     * default 1/64 of RAM, shared memory) up front: with the inherited defaults a SIGKILLed slave was reported dead
+     * 55 - 190 ms after the kill on a 24 GiB machine, with a 16 MiB initial heap ~10 - 25 ms (docs/benchmarks.md "Slave
+     * handover"). The soft limit keeps the heap small without a hard one (no OutOfMemoryError): the slave's own data
+     * is a few MiB per controller (guest memory and queue pairs are mappings, not heap). {@code slave.java_opts} come
+     * after these and win.
+     */
+    static final List<String> SLAVE_HEAP_OPTS = List.of("-Xms16m", "-XX:SoftMaxHeapSize=64m", "-XX:ZUncommitDelay=1");
+
     private Process spawnSlave(String slaveId, String classPath) throws IOException {
         String java = ProcessHandle.current()
                 .info()
@@ -1451,6 +1595,8 @@ public final class Master implements AutoCloseable {
                 cmd.add(flag);
             }
         }
+        // before the configured options, which may override them
+        cmd.addAll(SLAVE_HEAP_OPTS);
         cmd.addAll(config.slave().javaOpts());
         cmd.add("-cp");
         cmd.add(classPath);

@@ -32,6 +32,8 @@ public final class SlaveProcess {
     /** {@code release_controller} answers (issue #4 rolling upgrade): controller → the slave's answer. */
     private final Map<String, java.util.concurrent.CompletableFuture<ControlMessage.ControllerReleased>> released =
             new ConcurrentHashMap<>();
+    /** {@code prepare_controller} answers (issue #4 rolling upgrade): controller → the slave's error, null = prepared. */
+    private final Map<String, java.util.concurrent.CompletableFuture<String>> prepared = new ConcurrentHashMap<>();
     /** When (System.nanoTime, CLOCK_MONOTONIC) each adopted session resumed, as the slave said: controller → ns. */
     private final Map<String, Long> adoptedAtNs = new ConcurrentHashMap<>();
 
@@ -132,6 +134,14 @@ public final class SlaveProcess {
         return answer;
     }
 
+    /**
+     * Completes with the slave's {@link ControlMessage.ControllerPrepared} error for {@code controller} (null:
+     * prepared), exceptionally if the slave goes away first (issue #4 rolling upgrade).
+     */
+    java.util.concurrent.CompletableFuture<String> prepared(String controller) {
+        return prepared.computeIfAbsent(controller, k -> new java.util.concurrent.CompletableFuture<>());
+    }
+
     /** When the session of {@code controller} resumed in this slave (System.nanoTime), or 0. */
     long adoptedAtNs(String controller) {
         return adoptedAtNs.getOrDefault(controller, 0L);
@@ -182,6 +192,7 @@ public final class SlaveProcess {
             adopted.values().forEach(f -> f.completeExceptionally(new IllegalStateException("slave gone")));
             released.values().forEach(f -> f.completeExceptionally(new IllegalStateException("slave gone")));
             removed.values().forEach(f -> f.completeExceptionally(new IllegalStateException("slave gone")));
+            prepared.values().forEach(f -> f.completeExceptionally(new IllegalStateException("slave gone")));
         }
     }
 
@@ -258,6 +269,14 @@ public final class SlaveProcess {
                         released.remove(m.controller());
                 if (answer != null) {
                     answer.complete(m);
+                } else {
+                    LOG.log(System.Logger.Level.WARNING, "slave " + slaveId + ": unasked " + m);
+                }
+            }
+            case ControlMessage.ControllerPrepared m -> {
+                closeAll(fds);
+                if (m.name() != null && controllers.containsKey(m.name())) {
+                    prepared(m.name()).complete(m.error());
                 } else {
                     LOG.log(System.Logger.Level.WARNING, "slave " + slaveId + ": unasked " + m);
                 }

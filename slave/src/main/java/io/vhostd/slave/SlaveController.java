@@ -36,7 +36,9 @@ final class SlaveController {
 
     private final ControlMessage.AddController spec;
     private final int listenFd;
-    private final List<Qpair> qpairs;
+    /** Re-attached at the published positions when a prepared controller is committed ({@link #commitQueuePairs}). */
+    private List<Qpair> qpairs;
+
     private final ControllerAgent agent;
     private final MasterLink master;
     private final Thread acceptor;
@@ -98,6 +100,7 @@ final class SlaveController {
             list.add(new Qpair(qp, fds[1 + 2 * q], fds[2 + 2 * q]));
         }
         this.qpairs = List.copyOf(list);
+        this.arena = arena;
         byte[] serial = Arrays.copyOf(spec.serial().getBytes(StandardCharsets.US_ASCII), 20);
         this.agent = new ControllerAgent(
                 spec.name(),
@@ -169,6 +172,7 @@ final class SlaveController {
         for (int i = adopt.fds().size(); i < fds.length; i++) {
             Unistd.close(fds[i]);
         }
+        adopting = true;
         try {
             startAgent();
             if (journalRegion == null) {
@@ -223,6 +227,9 @@ final class SlaveController {
             }
             // restore owns the connection and the session's fds from here, and closes them if it fails
             VhostUserBackend backend = VhostUserBackend.restore(connection, device, spec.name(), adoption.state());
+            // every started queue is on the data path: the guest is served from here on
+            resumedNs = System.nanoTime();
+            adopting = false;
             if (writeback != null) {
                 // restoring the features may have applied §5.2.5.2's initial write-through: the guest's choice wins
                 agent.writeback(writeback);
@@ -233,7 +240,9 @@ final class SlaveController {
                     spec.name() + ": session adopted, " + replayed + " request(s) resubmitted, " + carriedCount
                             + " taken over in flight (" + recoveredState + ")");
             startSessionThread(backend, connection, device);
+            reportState(device);
         } catch (RuntimeException e) {
+            adopting = false;
             session = null;
             byName.values().forEach(Unistd::close);
             throw e;
@@ -274,7 +283,49 @@ final class SlaveController {
         return out;
     }
 
+    /** The master's arena, in which {@link #qpairs} lie. */
+    private final MemorySegment arena;
+
+    /**
+     * Rolling upgrade, prepare phase (issue #4, control-channel.md "Rolling upgrade"): starts the data-path thread
+     * (idle: no queue runs) while the old slave still serves, so that the commit does not wait for a thread start.
+     */
+    void prepare() {
+        startAgent();
+    }
+
+    /**
+     * Rolling upgrade, commit phase: attaches again to every queue pair at the SQ tail and CQ head published now (the
+     * old slave kept submitting and consuming after {@link #prepare}; it has stopped since). Before the session is
+     * adopted and before {@link #start()}.
+     */
+    void commitQueuePairs() {
+        List<Qpair> list = new ArrayList<>();
+        for (int q = 0; q < qpairs.size(); q++) {
+            ControlMessage.QpairRef ref = spec.qpairs().get(q);
+            Qpair old = qpairs.get(q);
+            VirtNvmeQueuePair qp = VirtNvmeQueuePair.attach(arena.asSlice(ref.arenaOffsetBytes(), ref.lengthBytes()));
+            list.add(new Qpair(qp, old.sqEventFd(), old.cqEventFd()));
+        }
+        qpairs = List.copyOf(list);
+    }
+
     private boolean agentStarted;
+
+    /**
+     * While {@link #adopt} restores the session (issue #4): state reports are left out (one goes when it is done) and
+     * so are custody messages for the session's fds (the master sent them from its custody), so that the guest does
+     * not wait for them.
+     */
+    private volatile boolean adopting;
+
+    /** When the adopted session's queues were back on the data path (System.nanoTime), 0 before. */
+    private long resumedNs;
+
+    /** When {@link #adopt} put the session's queues back on the data path (CLOCK_MONOTONIC ns), 0 if it did not. */
+    long resumedNs() {
+        return resumedNs;
+    }
 
     private void startAgent() {
         if (!agentStarted) {
@@ -485,14 +536,21 @@ final class SlaveController {
             carried = List.of();
         }
         long releasedNs = System.nanoTime();
+        return new Released(stoppedNs, releasedNs, drained, carried);
+    }
+
+    /**
+     * After {@link #release()} and its answer (issue #4: the guest waits until the next slave runs, so the answer goes
+     * out first): ends the data-path thread, which no longer touches any queue, and closes this process's copies of
+     * the listening socket and eventfds (the master holds them and hands them to the next slave).
+     */
+    void closeReleased() {
         agent.close();
         Unistd.close(listenFd);
         for (Qpair q : qpairs) {
-            // this process's copies; the master holds the eventfds and hands them to the next slave
             Unistd.close(q.sqEventFd());
             Unistd.close(q.cqEventFd());
         }
-        return new Released(stoppedNs, releasedNs, drained, carried);
     }
 
     synchronized void sessionEnded(BlkDevice device) {
@@ -515,7 +573,13 @@ final class SlaveController {
     private final Map<String, Integer> heldFds = new java.util.concurrent.ConcurrentHashMap<>();
 
     void custody(String what, int index, int fd) {
+        // tracked either way: a restarted master gets every session fd back from here (rejoin)
         heldFds.put(what + "/" + index, fd);
+        if (adopting) {
+            // the adopted session's fds came from the master's custody under these keys: it holds them already, and
+            // sending each back (a control message with an fd) would only lengthen the pause (issue #4)
+            return;
+        }
         try {
             master.send(new ControlMessage.Custody(spec.name(), what, index), fd);
         } catch (RuntimeException e) {
@@ -610,6 +674,9 @@ final class SlaveController {
 
     /** Tells the master the session state (for vhost_get_controllers). */
     void reportState(BlkDevice device) {
+        if (adopting) {
+            return;
+        }
         List<ControlMessage.QueueState> queues = new ArrayList<>();
         for (int i = 0; i < spec.numQueues(); i++) {
             QueueRunner q = agent.queue(i);

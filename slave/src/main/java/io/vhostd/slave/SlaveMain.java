@@ -51,6 +51,8 @@ public final class SlaveMain implements Callable<Integer> {
     private final Map<String, ControlChannel.Incoming> adoptions = new HashMap<>();
     /** Requests an upgraded-from slave left in flight, for the adoption of their controller (issue #4). */
     private final Map<String, ControlMessage.CarryOver> carryOvers = new HashMap<>();
+    /** Controllers prepared for a rolling upgrade, waiting for their commit (issue #4): name → controller. */
+    private final Map<String, SlaveController> prepared = new HashMap<>();
 
     public static void main(String[] args) {
         if (System.getProperty("java.util.logging.SimpleFormatter.format") == null) {
@@ -153,8 +155,8 @@ public final class SlaveMain implements Callable<Integer> {
                                         (ControlMessage.AdoptSession) adoption.message(),
                                         adoption.fds(),
                                         carryOver == null ? List.of() : carryOver.queues());
-                                // the queues are on the data path: it fetches from here on
-                                resumedNs = System.nanoTime();
+                                // when the queues went back on the data path (before the log and the session thread)
+                                resumedNs = c.resumedNs();
                             } catch (RuntimeException e) {
                                 error = e.toString();
                                 LOG.log(System.Logger.Level.ERROR, m.name() + ": cannot adopt the session: " + e, e);
@@ -175,9 +177,14 @@ public final class SlaveMain implements Callable<Integer> {
                         }
                     }
                 }
+                case ControlMessage.PrepareController m -> prepare(m, in.fds(), arena, master);
+                case ControlMessage.CommitController m -> {
+                    closeAll(in.fds());
+                    commit(m, master);
+                }
                 case ControlMessage.ReleaseController m -> {
                     closeAll(in.fds());
-                    master.send(release(m));
+                    release(m, master);
                 }
                 case ControlMessage.Ack m -> master.acked(m);
                 case ControlMessage.RemoveController m -> {
@@ -352,33 +359,135 @@ public final class SlaveMain implements Callable<Integer> {
      * {@code release_controller} (issue #4 rolling upgrade, control-channel.md "Rolling upgrade"): checks or releases
      * the controller; a released controller is forgotten here (the master hands it to another slave).
      */
-    private ControlMessage.ControllerReleased release(ControlMessage.ReleaseController m) {
+    private void release(ControlMessage.ReleaseController m, MasterLink master) {
         SlaveController c = controllers.get(m.controller());
         if (c == null) {
-            return new ControlMessage.ControllerReleased(
-                    m.controller(), "no controller " + m.controller(), 0, 0, 0, List.of());
+            master.send(new ControlMessage.ControllerReleased(
+                    m.controller(), "no controller " + m.controller(), 0, 0, 0, List.of()));
+            return;
         }
         String refusal = c.releaseRefusal();
         if (refusal != null || m.checkOnly()) {
-            return new ControlMessage.ControllerReleased(m.controller(), refusal, 0, 0, 0, List.of());
+            master.send(new ControlMessage.ControllerReleased(m.controller(), refusal, 0, 0, 0, List.of()));
+            return;
         }
+        SlaveController.Released r;
         try {
-            SlaveController.Released r = c.release();
+            r = c.release();
             controllers.remove(m.controller());
-            int carried = 0;
-            for (ControlMessage.CarriedQueue q : r.carried()) {
-                carried += q.heads().size();
-            }
-            LOG.log(
-                    System.Logger.Level.INFO,
-                    m.controller() + ": released in " + (r.releasedNs() - r.stoppedFetchingNs()) / 1_000 + " us ("
-                            + carried + " request(s) handed over in flight, " + r.drainedRequests()
-                            + " drained)");
-            return new ControlMessage.ControllerReleased(
-                    m.controller(), null, r.stoppedFetchingNs(), r.releasedNs(), r.drainedRequests(), r.carried());
         } catch (RuntimeException e) {
             LOG.log(System.Logger.Level.ERROR, m.controller() + ": release failed: " + e.getMessage(), e);
-            return new ControlMessage.ControllerReleased(m.controller(), e.toString(), 0, 0, 0, List.of());
+            master.send(new ControlMessage.ControllerReleased(m.controller(), e.toString(), 0, 0, 0, List.of()));
+            return;
+        }
+        // the guest waits from here until the next slave runs: the answer first, the clean-up and the log after
+        master.send(new ControlMessage.ControllerReleased(
+                m.controller(), null, r.stoppedFetchingNs(), r.releasedNs(), r.drainedRequests(), r.carried()));
+        c.closeReleased();
+        int carried = 0;
+        for (ControlMessage.CarriedQueue q : r.carried()) {
+            carried += q.heads().size();
+        }
+        LOG.log(
+                System.Logger.Level.INFO,
+                m.controller() + ": released in " + (r.releasedNs() - r.stoppedFetchingNs()) / 1_000 + " us (" + carried
+                        + " request(s) handed over in flight, " + r.drainedRequests() + " drained)");
+    }
+
+    /**
+     * {@code prepare_controller} (issue #4 rolling upgrade, control-channel.md "Rolling upgrade" step 2): builds the
+     * controller from its add_controller, maps its journal and stats region (sent before) and starts its data-path
+     * thread while the old slave still serves; answers {@code controller_prepared}. Peer input: a malformed spec or
+     * wrong fds are answered with an error and the fds closed.
+     */
+    private void prepare(ControlMessage.PrepareController m, int[] fds, HugepageArena arena, MasterLink master) {
+        ControlMessage.AddController spec = m.controller();
+        if (spec == null || spec.name() == null || spec.qpairs() == null) {
+            closeAll(fds);
+            master.send(new ControlMessage.ControllerPrepared(
+                    spec == null ? null : spec.name(), "prepare_controller without a controller"));
+            return;
+        }
+        String name = spec.name();
+        if (controllers.containsKey(name) || prepared.containsKey(name)) {
+            closeAll(fds);
+            master.send(new ControlMessage.ControllerPrepared(name, "controller " + name + " already here"));
+            return;
+        }
+        HugepageArena journal = journals.remove(name);
+        try {
+            SlaveController c =
+                    new SlaveController(spec, fds, arena.segment(), master, journal == null ? null : journal.segment());
+            attachStats(name, c);
+            if (journal != null) {
+                servedJournals.put(name, journal);
+            }
+            c.prepare();
+            prepared.put(name, c);
+            master.send(new ControlMessage.ControllerPrepared(name, null));
+        } catch (RuntimeException e) {
+            LOG.log(System.Logger.Level.ERROR, "cannot prepare " + name + ": " + e.getMessage(), e);
+            closeAll(fds);
+            if (journal != null) {
+                servedJournals.remove(name);
+                journal.close();
+            }
+            master.send(new ControlMessage.ControllerPrepared(name, e.toString()));
+        }
+    }
+
+    /**
+     * {@code commit_controller} (issue #4 rolling upgrade, step 3): the old slave released the controller; attaches to
+     * its queue pairs at the published positions, adopts the session if an adopt_session came (taking the carried
+     * requests over) and serves it. Always answers {@code session_adopted} (an unprepared name or a refused adoption
+     * with an error), then {@code controller_listening} if the controller runs.
+     */
+    private void commit(ControlMessage.CommitController m, MasterLink master) {
+        SlaveController c = m.name() == null ? null : prepared.remove(m.name());
+        ControlChannel.Incoming adoption = m.name() == null ? null : adoptions.remove(m.name());
+        if (c == null) {
+            if (adoption != null) {
+                closeAll(adoption.fds());
+            }
+            master.send(new ControlMessage.SessionAdopted(m.name(), "controller " + m.name() + " not prepared", 0));
+            return;
+        }
+        String error = null;
+        long resumedNs = 0;
+        try {
+            c.commitQueuePairs();
+            controllers.put(m.name(), c);
+            if (adoption != null) {
+                if (slaveId.equals(System.getProperty("vhostd.fault.adopt.slave"))) {
+                    // fault injection (tests of the master's fallback, issue #4)
+                    closeAll(adoption.fds());
+                    throw new IllegalStateException("fault injection: adoption refused");
+                }
+                c.adopt(
+                        (ControlMessage.AdoptSession) adoption.message(),
+                        adoption.fds(),
+                        m.carried() == null ? List.of() : m.carried());
+                resumedNs = c.resumedNs();
+            } else {
+                resumedNs = System.nanoTime();
+            }
+        } catch (RuntimeException e) {
+            error = e.toString();
+            LOG.log(System.Logger.Level.ERROR, m.name() + ": cannot adopt the session: " + e, e);
+            if (controllers.get(m.name()) != c) {
+                // not even attached to its queue pairs: nothing of it runs
+                c.close();
+                if (adoption != null) {
+                    closeAll(adoption.fds());
+                }
+            }
+        }
+        master.send(new ControlMessage.SessionAdopted(m.name(), error, resumedNs));
+        if (controllers.get(m.name()) == c) {
+            c.start();
+            LOG.log(
+                    System.Logger.Level.INFO,
+                    "serving controller " + m.name() + " (" + c.spec().numQueues() + " queue(s), prepared)");
         }
     }
 

@@ -167,7 +167,22 @@ final class SlaveWarmup {
                         List.of(new ControlMessage.CarriedQueue(0, List.of(1), List.of(0), List.of(2), List.of(1)))),
                 new ControlMessage.CarryOver(
                         "warm-up",
-                        List.of(new ControlMessage.CarriedQueue(0, List.of(), List.of(), List.of(), List.of()))));
+                        List.of(new ControlMessage.CarriedQueue(0, List.of(), List.of(), List.of(), List.of()))),
+                new ControlMessage.PrepareController(new ControlMessage.AddController(
+                        "warm-up",
+                        "bdev",
+                        1,
+                        1L << 30,
+                        512,
+                        false,
+                        "serial",
+                        1,
+                        128,
+                        List.of(new ControlMessage.QpairRef(1, 0, 4096)))),
+                new ControlMessage.ControllerPrepared("warm-up", null),
+                new ControlMessage.CommitController(
+                        "warm-up",
+                        List.of(new ControlMessage.CarriedQueue(0, List.of(1), List.of(0), List.of(2), List.of(1)))));
         int[] pair = Socket.socketpair(Socket.SOCK_SEQPACKET);
         try (ControlChannel a = new ControlChannel(pair[0]);
                 ControlChannel b = new ControlChannel(pair[1])) {
@@ -246,6 +261,9 @@ final class SlaveWarmup {
             ControlMessage.AddController spec = new ControlMessage.AddController(
                     "warm-up", "warm-up", 1, 1L << 30, 512, false, "WARM-UP", numQueues, maxSegments, refs);
             SlaveController c = new SlaveController(spec, controllerFds, qpairArena, master, journal);
+            // as a rolling upgrade's prepared controller: data-path thread first, queue pairs attached at the commit
+            c.prepare();
+            c.commitQueuePairs();
             c.adopt(
                     new ControlMessage.AdoptSession("warm-up", adopted),
                     adoptFds.stream().mapToInt(Integer::intValue).toArray());
@@ -254,6 +272,7 @@ final class SlaveWarmup {
                 LOG.log(System.Logger.Level.DEBUG, "warm-up: the scratch session is not releasable: " + refusal);
             }
             c.release();
+            c.closeReleased();
         } finally {
             open.forEach(Unistd::close);
         }

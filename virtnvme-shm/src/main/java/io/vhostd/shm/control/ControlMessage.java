@@ -34,6 +34,9 @@ import java.util.List;
     @JsonSubTypes.Type(value = ControlMessage.RejoinController.class, name = "rejoin_controller"),
     @JsonSubTypes.Type(value = ControlMessage.RejoinDone.class, name = "rejoin_done"),
     @JsonSubTypes.Type(value = ControlMessage.Rejoined.class, name = "rejoined"),
+    @JsonSubTypes.Type(value = ControlMessage.PrepareController.class, name = "prepare_controller"),
+    @JsonSubTypes.Type(value = ControlMessage.ControllerPrepared.class, name = "controller_prepared"),
+    @JsonSubTypes.Type(value = ControlMessage.CommitController.class, name = "commit_controller"),
 })
 public sealed interface ControlMessage {
 
@@ -263,4 +266,31 @@ public sealed interface ControlMessage {
 
     /** A queue pair's resume point after a master restart (virtnvme.md §10.2), u32 indexes. */
     record QpairResume(int index, int sqHead, int cqTail) {}
+
+    /**
+     * master → new slave in a rolling upgrade, before the old slave releases the controller (issue #4,
+     * control-channel.md "Rolling upgrade" step 2): everything of {@code controller} that does not depend on where the
+     * old slave stops. The slave builds the controller as for {@link AddController} (its {@link ControllerStats} and
+     * {@link ControllerJournal} come first) and starts its data-path thread, but neither accepts on the socket nor
+     * touches the queue pairs' positions until {@link CommitController}. fds: as {@link AddController}. Answer:
+     * {@link ControllerPrepared}.
+     */
+    record PrepareController(AddController controller) implements ControlMessage {}
+
+    /**
+     * slave → master, answer to {@link PrepareController}: {@code error} null when the controller waits for its
+     * {@link CommitController}. No fds.
+     */
+    record ControllerPrepared(String name, String error) implements ControlMessage {}
+
+    /**
+     * master → new slave in a rolling upgrade, after the old slave's {@link ControllerReleased} (and after the
+     * {@link AdoptSession} of {@code name} when a front-end is connected): take over the prepared controller. The slave
+     * attaches to the queue pairs at their published positions, adopts the session (if one came) taking the
+     * {@code carried} requests over as {@link CarryOver} says, and starts serving. No fds. Answer: {@link
+     * SessionAdopted} always (also without a session: then {@code resumedNs} is when the controller started; an
+     * unprepared {@code name} is answered with an error), then {@link ControllerListening} unless the controller could
+     * not start.
+     */
+    record CommitController(String name, List<CarriedQueue> carried) implements ControlMessage {}
 }

@@ -151,7 +151,33 @@ class ControlChannelTest {
                                         new ControlMessage.AdoptedFd("call", 0))),
                         4),
                 Arguments.of(new ControlMessage.SessionAdopted("vhost.0", null, 123_456_789L), 0),
-                Arguments.of(new ControlMessage.SessionAdopted("vhost.0", "packed rings cannot be adopted yet", 0), 0));
+                Arguments.of(new ControlMessage.SessionAdopted("vhost.0", "packed rings cannot be adopted yet", 0), 0),
+                Arguments.of(
+                        new ControlMessage.PrepareController(new ControlMessage.AddController(
+                                "vhost.0", "disk0", 1, 1L << 30, 512, false, "SERIAL-0001", 2, 128, qpairs(2))),
+                        1 + 2 * 2),
+                Arguments.of(new ControlMessage.ControllerPrepared("vhost.0", null), 0),
+                Arguments.of(new ControlMessage.ControllerPrepared("vhost.0", "cannot map the journal"), 0),
+                Arguments.of(
+                        new ControlMessage.CommitController(
+                                "vhost.0",
+                                List.of(new ControlMessage.CarriedQueue(
+                                        0, List.of(3), List.of(0x100), List.of(7), List.of(3)))),
+                        0),
+                Arguments.of(new ControlMessage.CommitController("vhost.0", List.of()), 0));
+    }
+
+    @Test
+    void shouldNestAddControllerWhenPrepareControllerIsEncoded() throws Exception {
+        sender.send(new ControlMessage.PrepareController(
+                new ControlMessage.AddController("vhost.0", "disk0", 1, 1L << 30, 512, false, "S", 1, 128, qpairs(1))));
+
+        JsonNode json = new ObjectMapper().readTree(receiveRaw());
+
+        assertEquals("prepare_controller", json.get("type").asText());
+        assertEquals(2, json.size(), "members: " + json);
+        assertEquals("vhost.0", json.get("controller").get("name").asText());
+        assertEquals(512, json.get("controller").get("block_size_bytes").asInt());
     }
 
     @ParameterizedTest(name = "{0}")
@@ -213,6 +239,22 @@ class ControlChannelTest {
                 Arguments.of("unknown member", "{\"type\":\"controller_listening\",\"name\":\"vhost.0\",\"extra\":1}"),
                 Arguments.of("wrong member type", "{\"type\":\"hello\",\"protocol_version\":\"one\",\"pid\":1}"),
                 Arguments.of("JSON null", "null"),
+                Arguments.of(
+                        "prepare_controller with a controller that is not an object",
+                        "{\"type\":\"prepare_controller\",\"controller\":\"vhost.0\"}"),
+                Arguments.of(
+                        "prepare_controller with a bad queue count",
+                        "{\"type\":\"prepare_controller\",\"controller\":{\"name\":\"vhost.0\",\"num_queues\":\"two\"}}"),
+                Arguments.of(
+                        "commit_controller with carried requests that are not a list",
+                        "{\"type\":\"commit_controller\",\"name\":\"vhost.0\",\"carried\":7}"),
+                Arguments.of(
+                        "commit_controller with a head that is not a number",
+                        "{\"type\":\"commit_controller\",\"name\":\"vhost.0\",\"carried\":[{\"index\":0,"
+                                + "\"heads\":[\"x\"],\"states\":[0],\"cids\":[],\"cid_heads\":[]}]}"),
+                Arguments.of(
+                        "controller_prepared with an unknown member",
+                        "{\"type\":\"controller_prepared\",\"name\":\"vhost.0\",\"error\":null,\"x\":1}"),
                 Arguments.of("JSON array", "[1,2,3]"));
     }
 
