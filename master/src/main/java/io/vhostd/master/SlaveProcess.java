@@ -170,7 +170,15 @@ public final class SlaveProcess {
         adopted.remove(controller);
     }
 
+    /**
+     * Nice value of the threads that read the slaves' control channels (issue #4): they sleep almost always, but a
+     * handover's pause waits for each of their wake-ups, which on a host whose CPUs are busy (guests, pollers) would
+     * otherwise wait for a time slice. {@code -Dvhostd.control.nice} (default -10; needs CAP_SYS_NICE, else ignored).
+     */
+    static final int CONTROL_NICE = Integer.getInteger("vhostd.control.nice", -10);
+
     private void readLoop() {
+        io.vhostd.shm.linux.Priority.niceCurrentThread(CONTROL_NICE);
         try {
             while (true) {
                 ControlChannel.Incoming in;

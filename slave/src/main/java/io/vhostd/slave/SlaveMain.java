@@ -62,8 +62,15 @@ public final class SlaveMain implements Callable<Integer> {
         System.exit(new CommandLine(new SlaveMain()).execute(args));
     }
 
+    /**
+     * Nice value of this slave's control thread (issue #4): a handover's pause waits for its wake-ups (release,
+     * commit, adoption). {@code -Dvhostd.control.nice} (default -10; needs CAP_SYS_NICE, else ignored).
+     */
+    static final int CONTROL_NICE = Integer.getInteger("vhostd.control.nice", -10);
+
     @Override
     public Integer call() {
+        io.vhostd.shm.linux.Priority.niceCurrentThread(CONTROL_NICE);
         // before the hello: the master counts a slave as ready (a standby) once it said hello (issue #4)
         LOG.log(System.Logger.Level.INFO, "slave " + slaveId + ": " + SlaveWarmup.run());
         ControlChannel channel = ControlChannel.connect(controlPath);
