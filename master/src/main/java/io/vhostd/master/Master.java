@@ -955,32 +955,45 @@ public final class Master implements AutoCloseable {
                         new ControlMessage.AdoptSession(c.name(), refs),
                         fds.stream().mapToInt(Integer::intValue).toArray());
             }
-            HugepageArena statsRegion = stats.region(c.name());
-            if (statsRegion != null) {
-                channel.send(new ControlMessage.ControllerStats(c.name(), statsRegion.sizeBytes()), statsRegion.fd());
-            }
-            HugepageArena journal = journals.get(c.name());
-            channel.send(new ControlMessage.ControllerJournal(c.name(), journal.sizeBytes()), journal.fd());
-            int[] fds = new int[1 + 2 * c.numQueues()];
-            fds[0] = c.listenFd();
-            for (int q = 0; q < c.numQueues(); q++) {
-                fds[1 + 2 * q] = c.bindings().get(q).sqEventFd();
-                fds[2 + 2 * q] = c.bindings().get(q).cqEventFd();
-            }
-            channel.send(
-                    new ControlMessage.AddController(
-                            c.name(),
-                            c.bdev().name(),
-                            c.bindings().get(0).nsid(),
-                            c.bdev().sizeBytes(),
-                            c.bdev().blockSizeBytes(),
-                            c.readOnly(),
-                            c.serial(),
-                            c.numQueues(),
-                            maxSegments,
-                            c.qpairs()),
-                    fds);
+            sendRegions(channel, c);
+            channel.send(addControllerOf(c), controllerFds(c));
         }
+    }
+
+    /** {@code controller_stats} (when the controller has a region) and {@code controller_journal} of {@code c}. */
+    private void sendRegions(ControlChannel channel, ControllerRuntime c) {
+        HugepageArena statsRegion = stats.region(c.name());
+        if (statsRegion != null) {
+            channel.send(new ControlMessage.ControllerStats(c.name(), statsRegion.sizeBytes()), statsRegion.fd());
+        }
+        HugepageArena journal = journals.get(c.name());
+        channel.send(new ControlMessage.ControllerJournal(c.name(), journal.sizeBytes()), journal.fd());
+    }
+
+    /** The {@code add_controller} description of {@code c}. */
+    private ControlMessage.AddController addControllerOf(ControllerRuntime c) {
+        return new ControlMessage.AddController(
+                c.name(),
+                c.bdev().name(),
+                c.bindings().get(0).nsid(),
+                c.bdev().sizeBytes(),
+                c.bdev().blockSizeBytes(),
+                c.readOnly(),
+                c.serial(),
+                c.numQueues(),
+                maxSegments,
+                c.qpairs());
+    }
+
+    /** The fds of {@code add_controller} / {@code prepare_controller}: the listening socket, per queue pair SQ/CQ eventfd. */
+    private static int[] controllerFds(ControllerRuntime c) {
+        int[] fds = new int[1 + 2 * c.numQueues()];
+        fds[0] = c.listenFd();
+        for (int q = 0; q < c.numQueues(); q++) {
+            fds[1 + 2 * q] = c.bindings().get(q).sqEventFd();
+            fds[2 + 2 * q] = c.bindings().get(q).cqEventFd();
+        }
+        return fds;
     }
 
     private void awaitListening(SlaveProcess target) throws Exception {
@@ -1449,31 +1462,8 @@ public final class Master implements AutoCloseable {
     /** {@code controller_stats}, {@code controller_journal} and {@code prepare_controller} of {@code c} to {@code target}. */
     private void sendPrepare(SlaveProcess target, ControllerRuntime c) {
         ControlChannel channel = target.channel();
-        HugepageArena statsRegion = stats.region(c.name());
-        if (statsRegion != null) {
-            channel.send(new ControlMessage.ControllerStats(c.name(), statsRegion.sizeBytes()), statsRegion.fd());
-        }
-        HugepageArena journal = journals.get(c.name());
-        channel.send(new ControlMessage.ControllerJournal(c.name(), journal.sizeBytes()), journal.fd());
-        int[] fds = new int[1 + 2 * c.numQueues()];
-        fds[0] = c.listenFd();
-        for (int q = 0; q < c.numQueues(); q++) {
-            fds[1 + 2 * q] = c.bindings().get(q).sqEventFd();
-            fds[2 + 2 * q] = c.bindings().get(q).cqEventFd();
-        }
-        channel.send(
-                new ControlMessage.PrepareController(new ControlMessage.AddController(
-                        c.name(),
-                        c.bdev().name(),
-                        c.bindings().get(0).nsid(),
-                        c.bdev().sizeBytes(),
-                        c.bdev().blockSizeBytes(),
-                        c.readOnly(),
-                        c.serial(),
-                        c.numQueues(),
-                        maxSegments,
-                        c.qpairs())),
-                fds);
+        sendRegions(channel, c);
+        channel.send(new ControlMessage.PrepareController(addControllerOf(c)), controllerFds(c));
     }
 
     /** The {@code adopt_session} of {@code c}: the session's fds from custody. */
