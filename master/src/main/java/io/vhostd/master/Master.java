@@ -725,8 +725,10 @@ public final class Master implements AutoCloseable {
                 end = Math.max(end, q.arenaOffsetBytes() + q.lengthBytes());
             }
         }
-        for (long offset = 0; offset + perQpair <= end; offset += perQpair) {
-            if (!used.contains(offset) && used.stream().allMatch(u -> u % perQpair == 0)) {
+        // the gaps are reusable only when every queue pair sits on the allocation grid (the bump allocator's)
+        boolean onGrid = used.stream().allMatch(u -> u % perQpair == 0);
+        for (long offset = 0; onGrid && offset + perQpair <= end; offset += perQpair) {
+            if (!used.contains(offset)) {
                 freeQpair(offset);
             }
         }
@@ -1015,6 +1017,13 @@ public final class Master implements AutoCloseable {
         });
     }
 
+    /** Takes the standby (ready or still starting) away from {@link #standby}; null when there is none. */
+    private synchronized java.util.concurrent.CompletableFuture<SlaveProcess> takeStandby() {
+        java.util.concurrent.CompletableFuture<SlaveProcess> taken = standby;
+        standby = null;
+        return taken;
+    }
+
     /** Spawns the next standby in the background (no JVM start on the critical path of a handover). */
     private synchronized void startStandby() {
         java.util.concurrent.CompletableFuture<SlaveProcess> next = new java.util.concurrent.CompletableFuture<>();
@@ -1256,11 +1265,7 @@ public final class Master implements AutoCloseable {
         writeSlaveState(next);
         watch(next);
         old.stop("upgraded to slave " + next.slaveId(), 5_000);
-        java.util.concurrent.CompletableFuture<SlaveProcess> oldStandby;
-        synchronized (this) {
-            oldStandby = standby;
-            standby = null;
-        }
+        java.util.concurrent.CompletableFuture<SlaveProcess> oldStandby = takeStandby();
         if (oldStandby != null) {
             // spawned from the previous build: replaced
             oldStandby.thenAccept(s -> s.stop("replaced by a standby of the new build", 5_000));
@@ -1295,11 +1300,7 @@ public final class Master implements AutoCloseable {
      */
     private SlaveProcess newSlaveFor(String classPath, boolean useStandby) throws RpcException {
         if (useStandby) {
-            java.util.concurrent.CompletableFuture<SlaveProcess> waiting;
-            synchronized (this) {
-                waiting = standby;
-                standby = null;
-            }
+            java.util.concurrent.CompletableFuture<SlaveProcess> waiting = takeStandby();
             if (waiting != null) {
                 try {
                     SlaveProcess s = waiting.get(60, TimeUnit.SECONDS);
@@ -2278,11 +2279,7 @@ public final class Master implements AutoCloseable {
         if (slave != null) {
             slave.stop(reason, 5_000);
         }
-        java.util.concurrent.CompletableFuture<SlaveProcess> waiting;
-        synchronized (this) {
-            waiting = standby;
-            standby = null;
-        }
+        java.util.concurrent.CompletableFuture<SlaveProcess> waiting = takeStandby();
         if (waiting != null) {
             try {
                 waiting.get(10, TimeUnit.SECONDS).stop(reason, 5_000);

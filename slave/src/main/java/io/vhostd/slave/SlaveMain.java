@@ -153,17 +153,8 @@ public final class SlaveMain implements Callable<Integer> {
                             String error = null;
                             long resumedNs = 0;
                             try {
-                                if (slaveId.equals(System.getProperty("vhostd.fault.adopt.slave"))) {
-                                    // fault injection (tests of the master's fallback, issue #4)
-                                    closeAll(adoption.fds());
-                                    throw new IllegalStateException("fault injection: adoption refused");
-                                }
-                                c.adopt(
-                                        (ControlMessage.AdoptSession) adoption.message(),
-                                        adoption.fds(),
-                                        carryOver == null ? List.of() : carryOver.queues());
-                                // when the queues went back on the data path (before the log and the session thread)
-                                resumedNs = c.resumedNs();
+                                resumedNs =
+                                        adoptSession(c, adoption, carryOver == null ? List.of() : carryOver.queues());
                             } catch (RuntimeException e) {
                                 error = e.toString();
                                 LOG.log(System.Logger.Level.ERROR, m.name() + ": cannot adopt the session: " + e, e);
@@ -444,6 +435,24 @@ public final class SlaveMain implements Callable<Integer> {
     }
 
     /**
+     * Continues the session {@code adoption} carried ({@code adopt_session}) in {@code c}, taking over {@code carried}
+     * (rolling upgrade); returns when its queues went back on the data path (CLOCK_MONOTONIC, before the log and the
+     * session thread). Fault injection for the master's fallback tests (issue #4): {@code
+     * -Dvhostd.fault.adopt.slave=<this slave's id>} refuses every adoption.
+     *
+     * @throws RuntimeException if the session cannot be continued (the fds are closed)
+     */
+    private long adoptSession(
+            SlaveController c, ControlChannel.Incoming adoption, List<ControlMessage.CarriedQueue> carried) {
+        if (slaveId.equals(System.getProperty("vhostd.fault.adopt.slave"))) {
+            closeAll(adoption.fds());
+            throw new IllegalStateException("fault injection: adoption refused");
+        }
+        c.adopt((ControlMessage.AdoptSession) adoption.message(), adoption.fds(), carried);
+        return c.resumedNs();
+    }
+
+    /**
      * {@code commit_controller} (issue #4 rolling upgrade, step 3): the old slave released the controller; attaches to
      * its queue pairs at the published positions, adopts the session if an adopt_session came (taking the carried
      * requests over) and serves it. Always answers {@code session_adopted} (an unprepared name or a refused adoption
@@ -465,16 +474,7 @@ public final class SlaveMain implements Callable<Integer> {
             c.commitQueuePairs();
             controllers.put(m.name(), c);
             if (adoption != null) {
-                if (slaveId.equals(System.getProperty("vhostd.fault.adopt.slave"))) {
-                    // fault injection (tests of the master's fallback, issue #4)
-                    closeAll(adoption.fds());
-                    throw new IllegalStateException("fault injection: adoption refused");
-                }
-                c.adopt(
-                        (ControlMessage.AdoptSession) adoption.message(),
-                        adoption.fds(),
-                        m.carried() == null ? List.of() : m.carried());
-                resumedNs = c.resumedNs();
+                resumedNs = adoptSession(c, adoption, m.carried() == null ? List.of() : m.carried());
             } else {
                 resumedNs = System.nanoTime();
             }

@@ -133,22 +133,23 @@ final class SlaveWarmup {
 
     /** Each message of the adoption / release path once through the channel's JSON codec. */
     private static void roundTripMessages() {
+        ControlMessage.AddController controller = new ControlMessage.AddController(
+                "warm-up",
+                "bdev",
+                1,
+                1L << 30,
+                512,
+                false,
+                "serial",
+                1,
+                128,
+                List.of(new ControlMessage.QpairRef(1, 0, 4096)));
         List<ControlMessage> samples = List.of(
                 new ControlMessage.AdoptSession(
                         "warm-up",
                         List.of(new ControlMessage.AdoptedFd("connection", 0), new ControlMessage.AdoptedFd("mem", 1))),
                 new ControlMessage.ControllerJournal("warm-up", 4096),
-                new ControlMessage.AddController(
-                        "warm-up",
-                        "bdev",
-                        1,
-                        1L << 30,
-                        512,
-                        false,
-                        "serial",
-                        1,
-                        128,
-                        List.of(new ControlMessage.QpairRef(1, 0, 4096))),
+                controller,
                 new ControlMessage.SessionAdopted("warm-up", null, 1),
                 new ControlMessage.ControllerListening("warm-up"),
                 new ControlMessage.Custody("warm-up", "kick", 0),
@@ -168,17 +169,7 @@ final class SlaveWarmup {
                 new ControlMessage.CarryOver(
                         "warm-up",
                         List.of(new ControlMessage.CarriedQueue(0, List.of(), List.of(), List.of(), List.of()))),
-                new ControlMessage.PrepareController(new ControlMessage.AddController(
-                        "warm-up",
-                        "bdev",
-                        1,
-                        1L << 30,
-                        512,
-                        false,
-                        "serial",
-                        1,
-                        128,
-                        List.of(new ControlMessage.QpairRef(1, 0, 4096)))),
+                new ControlMessage.PrepareController(controller),
                 new ControlMessage.ControllerPrepared("warm-up", null),
                 new ControlMessage.CommitController(
                         "warm-up",
