@@ -532,6 +532,17 @@ final class ControllerAgent implements Runnable {
         return r;
     }
 
+    /**
+     * Returns once the data-path thread has finished the loop iteration it was in (a no-op command's round trip):
+     * everything it did for what was visible before the call (used elements published, notifications decided and
+     * sent) is done.
+     */
+    void barrier() {
+        CompletableFuture<Void> done = new CompletableFuture<>();
+        enqueue(() -> done.complete(null));
+        done.join();
+    }
+
     /** State of the started queues, for {@code vhost_get_controllers}; -1 entries for queues not started. */
     QueueRunner queue(int index) {
         return queues[index];
