@@ -36,6 +36,7 @@ import io.vhostd.rpc.RpcSpec;
 import io.vhostd.shm.arena.HugepageArena;
 import io.vhostd.shm.control.ControlChannel;
 import io.vhostd.shm.control.ControlMessage;
+import io.vhostd.shm.control.HandoverWarmup;
 import io.vhostd.shm.linux.Eventfd;
 import io.vhostd.shm.linux.SdNotify;
 import io.vhostd.shm.linux.Socket;
@@ -840,28 +841,31 @@ public final class Master implements AutoCloseable {
     }
 
     /**
-     * Decodes once each control message of a handover that the master receives or sends only then (issue #4): their
-     * JSON codecs are built here, not while a guest waits.
+     * Compiles the control codec for the messages of a handover ({@link HandoverWarmup}) before a guest waits on them
+     * (issue #4): the master receives and sends them only then. On a thread of its own at nice 19; a failure is
+     * logged, the master runs without.
      */
+    /**
+     * The master's codec warm-up may take this long (wall time): it runs once per master, in the background, at nice
+     * 19, so on a busy machine it gets little CPU.
+     */
+    private static final long WARM_UP_BUDGET_NS = 60_000_000_000L;
+
     private static void warmUpHandoverCodec() {
-        List<ControlMessage.CarriedQueue> carried =
-                List.of(new ControlMessage.CarriedQueue(0, List.of(1), List.of(0), List.of(2), List.of(1)));
-        int[] pair = Socket.socketpair(Socket.SOCK_SEQPACKET);
-        try (ControlChannel a = new ControlChannel(pair[0]);
-                ControlChannel b = new ControlChannel(pair[1])) {
-            for (ControlMessage m : List.of(
-                    new ControlMessage.ReleaseController("warm-up", false),
-                    new ControlMessage.ControllerReleased("warm-up", null, 1, 2, 0, carried),
-                    new ControlMessage.CarryOver("warm-up", carried),
-                    new ControlMessage.ControllerPrepared("warm-up", null),
-                    new ControlMessage.CommitController("warm-up", carried),
-                    new ControlMessage.SessionAdopted("warm-up", null, 1))) {
-                a.send(m);
-                b.receive();
+        // in the background, at the lowest priority: after a master restart the guests are running
+        Thread.ofPlatform().name("warm-up").daemon(true).start(() -> {
+            io.vhostd.shm.linux.Priority.niceCurrentThread(19);
+            long startNs = System.nanoTime();
+            try {
+                int trips = HandoverWarmup.run(WARM_UP_BUDGET_NS);
+                LOG.log(
+                        System.Logger.Level.INFO,
+                        "handover codec warm-up: " + trips + " round trips in "
+                                + (System.nanoTime() - startNs) / 1_000_000 + " ms");
+            } catch (RuntimeException e) {
+                LOG.log(System.Logger.Level.WARNING, "handover codec warm-up: " + e);
             }
-        } catch (RuntimeException e) {
-            LOG.log(System.Logger.Level.DEBUG, "handover codec warm-up: " + e);
-        }
+        });
     }
 
     // --- slave replacement (issue #4): a warm standby takes the controllers of a slave that died ---
@@ -1402,7 +1406,8 @@ public final class Master implements AutoCloseable {
                         + ": pause " + m.pauseNs() / 1_000 + " us (stopped fetching at " + stoppedNs
                         + " ns monotonic, released in " + m.drainNs() / 1_000 + " us, " + m.carriedRequests()
                         + " request(s) taken over in flight, " + m.drainedRequests() + " drained"
-                        + (connected ? "" : ", no session") + (prepared ? ", prepared" : "") + ")");
+                        + (connected ? "" : ", no session")
+                        + (prepared ? ", prepared, answer here +" + (answerNs - stoppedNs) / 1_000 + " us" : "") + ")");
         return m;
     }
 
@@ -1413,10 +1418,14 @@ public final class Master implements AutoCloseable {
      *
      * @return whether a front-end was connected (its session is adopted)
      */
+    /** When the master received the last {@code controller_released} of a prepared move (System.nanoTime), for the log. */
+    private volatile long answerNs;
+
     private boolean commitPrepared(SlaveProcess next, ControllerRuntime c, ControlMessage.ControllerReleased released) {
         if (released.error() != null) {
             return false;
         }
+        answerNs = System.nanoTime();
         boolean connected = custody.get(new FdCustody.Key(c.name(), "connection", 0)) >= 0;
         if (connected) {
             sendAdoptSession(next, c);

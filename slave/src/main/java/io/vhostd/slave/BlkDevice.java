@@ -115,6 +115,32 @@ final class BlkDevice implements VhostUserDevice {
     void restoring(Map<Integer, int[]> replayHeads, Map<Integer, ControlMessage.CarriedQueue> carriedOver) {
         this.replay = replayHeads;
         this.carried = carriedOver;
+        this.restoredStarts = new ArrayList<>();
+    }
+
+    /** The restored session's queue starts handed to the data path, not yet awaited; null outside a restore. */
+    private List<java.util.concurrent.CompletableFuture<Void>> restoredStarts;
+
+    /**
+     * After the back-end restored the session ({@link #restoring(Map, Map)}): waits until the data-path thread took
+     * every started queue (one hand-off for all of them, issue #4).
+     *
+     * @throws IllegalStateException if a queue could not start (its carried requests malformed, or started twice)
+     */
+    void awaitRestoredQueues() {
+        List<java.util.concurrent.CompletableFuture<Void>> starts = restoredStarts;
+        restoredStarts = null;
+        if (starts == null) {
+            return;
+        }
+        for (java.util.concurrent.CompletableFuture<Void> f : starts) {
+            try {
+                f.join();
+            } catch (java.util.concurrent.CompletionException e) {
+                throw new IllegalStateException(
+                        "restored queue did not start: " + e.getCause().getMessage(), e);
+            }
+        }
     }
 
     /** Runs one configuration record; a journal error stops recording for this session (logged once). */
@@ -446,7 +472,13 @@ final class BlkDevice implements VhostUserDevice {
                 runner.journaled = true;
             });
         }
-        controller.agent().startQueue(runner);
+        List<java.util.concurrent.CompletableFuture<Void>> starts = restoredStarts;
+        if (starts != null) {
+            // a restored session: every queue goes to the data path at once, awaited by awaitRestoredQueues
+            starts.add(controller.agent().startQueueAsync(runner));
+        } else {
+            controller.agent().startQueue(runner);
+        }
         LOG.log(
                 System.Logger.Level.DEBUG,
                 controller.spec().name() + ": queue " + queueIndex + " started, " + (vq.packed() ? "packed" : "split")

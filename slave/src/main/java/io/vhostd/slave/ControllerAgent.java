@@ -62,6 +62,12 @@ final class ControllerAgent implements Runnable {
     static final long SPIN_NS = Long.getLong("vhostd.poll.spin.us", 20) * 1000;
 
     /**
+     * The data-path thread's nice value (System property {@code vhostd.datapath.nice}, default 0). It spins while
+     * requests are in flight; a raised priority would take its CPU from the guest's vCPUs and the master's engine.
+     */
+    static final int DATA_PATH_NICE = Integer.getInteger("vhostd.datapath.nice", 0);
+
+    /**
      * The polling budget while requests are at the device: their completions come within the device's latency (µs),
      * so waiting for them by polling saves the completion eventfd wake-up; waiting for the guest (nothing in flight)
      * uses the short {@link #SPIN_NS}. System property {@code vhostd.poll.inflight.spin.us} (microseconds).
@@ -234,6 +240,15 @@ final class ControllerAgent implements Runnable {
 
     /** Starts processing queue {@code runner.index}; returns when the data-path thread took it. */
     void startQueue(QueueRunner runner) {
+        startQueueAsync(runner).join();
+    }
+
+    /**
+     * Hands queue {@code runner.index} to the data-path thread; the future completes when it took it (exceptionally if
+     * the queue runs already or its carried requests are malformed). A restored session's queues go this way, all at
+     * once, so that a handover waits for one hand-off to the data-path thread rather than one per queue (issue #4).
+     */
+    CompletableFuture<Void> startQueueAsync(QueueRunner runner) {
         CompletableFuture<Void> done = new CompletableFuture<>();
         enqueue(() -> {
             if (queues[runner.index] != null) {
@@ -257,7 +272,45 @@ final class ControllerAgent implements Runnable {
             }
             done.complete(null);
         });
-        done.join();
+        return done;
+    }
+
+    /**
+     * How long the data-path thread stays favoured after {@link #expectHandover()}: the adoption's queue starts and the
+     * guest's backlog behind the pause fall inside it.
+     */
+    static final long HANDOVER_AWAKE_NS = 50_000_000L;
+
+    /**
+     * The data-path thread's nice value inside a handover (System property {@code vhostd.handover.datapath.nice},
+     * default -10; needs CAP_SYS_NICE, else the thread keeps {@link #DATA_PATH_NICE}).
+     */
+    static final int HANDOVER_NICE = Integer.getInteger("vhostd.handover.datapath.nice", -10);
+
+    /** The data-path thread's kernel id, -1 until it runs. */
+    private volatile int tid = -1;
+
+    /** Until when (System.nanoTime) the data-path thread keeps its handover priority, 0: not in a handover. */
+    private volatile long awakeUntilNs;
+
+    /**
+     * A session is about to be adopted into this controller (issue #4): from now until {@link #HANDOVER_AWAKE_NS} later
+     * the data-path thread runs at {@link #HANDOVER_NICE}, so that the queue starts and the first requests after the
+     * pause do not wait for a time slice on busy CPUs; it drops back to {@link #DATA_PATH_NICE} itself when the window
+     * ends. It is not made to poll meanwhile: on two CPUs a polling thread at that priority took the CPU from the
+     * adoption itself (upgrade pause p50 12.2 ms polling, 9.9 ms not, docs/benchmarks.md). Any thread.
+     */
+    void expectHandover() {
+        awakeUntilNs = System.nanoTime() + HANDOVER_AWAKE_NS;
+        int t = tid;
+        if (t > 0) {
+            try {
+                io.vhostd.shm.linux.Priority.setpriority(io.vhostd.shm.linux.Priority.PRIO_PROCESS, t, HANDOVER_NICE);
+            } catch (RuntimeException e) {
+                // no CAP_SYS_NICE: awake, at the usual priority
+            }
+        }
+        Eventfd.eventfd_write(wakeEventFd, 1);
     }
 
     /**
@@ -560,6 +613,9 @@ final class ControllerAgent implements Runnable {
 
     @Override
     public void run() {
+        tid = io.vhostd.shm.linux.Priority.gettid();
+        // not the nice of the control loop that started it (threads inherit it): the data path competes with the guest
+        io.vhostd.shm.linux.Priority.niceCurrentThread(awakeUntilNs != 0 ? HANDOVER_NICE : DATA_PATH_NICE);
         long idleSinceNs = 0;
         try {
             while (running) {
@@ -569,11 +625,18 @@ final class ControllerAgent implements Runnable {
                         work += process(q);
                     }
                 }
+                long now = System.nanoTime();
+                long awakeUntil = awakeUntilNs;
+                if (awakeUntil != 0 && now - awakeUntil >= 0) {
+                    // the handover window ended: back to the usual priority
+                    awakeUntilNs = 0;
+                    io.vhostd.shm.linux.Priority.niceCurrentThread(DATA_PATH_NICE);
+                    awakeUntil = 0;
+                }
                 if (work > 0) {
                     idleSinceNs = 0;
                     continue;
                 }
-                long now = System.nanoTime();
                 if (idleSinceNs == 0) {
                     idleSinceNs = now;
                 }

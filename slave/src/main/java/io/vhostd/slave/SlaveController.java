@@ -173,7 +173,9 @@ final class SlaveController {
             Unistd.close(fds[i]);
         }
         adopting = true;
+        long t0 = System.nanoTime();
         try {
+            agent.expectHandover();
             startAgent();
             if (journalRegion == null) {
                 throw new IllegalStateException("no journal to adopt the session from");
@@ -185,6 +187,7 @@ final class SlaveController {
             Adoption adoption;
             try {
                 adoption = Adoption.recover(journalRegion, byName);
+                tRecovered = System.nanoTime();
             } catch (RuntimeException e) {
                 Unistd.close(connection);
                 throw e;
@@ -200,6 +203,7 @@ final class SlaveController {
                 throw e;
             }
             agent.journal(journal);
+            long tOpened = System.nanoTime();
             BlkDevice device = new BlkDevice(this, master, journal);
             Map<Integer, ControlMessage.CarriedQueue> carriedByQueue = new HashMap<>();
             Map<Integer, int[]> replay;
@@ -227,6 +231,13 @@ final class SlaveController {
             }
             // restore owns the connection and the session's fds from here, and closes them if it fails
             VhostUserBackend backend = VhostUserBackend.restore(connection, device, spec.name(), adoption.state());
+            try {
+                device.awaitRestoredQueues();
+            } catch (RuntimeException e) {
+                // the connection and the session's fds are the back-end's now
+                backend.close();
+                throw e;
+            }
             // every started queue is on the data path: the guest is served from here on
             resumedNs = System.nanoTime();
             adopting = false;
@@ -238,7 +249,10 @@ final class SlaveController {
             LOG.log(
                     System.Logger.Level.INFO,
                     spec.name() + ": session adopted, " + replayed + " request(s) resubmitted, " + carriedCount
-                            + " taken over in flight (" + recoveredState + ")");
+                            + " taken over in flight (" + recoveredState + "); steps (us): recovery "
+                            + (tRecovered - t0) / 1_000 + ", journal " + (tOpened - tRecovered) / 1_000
+                            + ", back-end restore " + (resumedNs - tOpened) / 1_000 + ", adoption started at "
+                            + t0 + " ns");
             startSessionThread(backend, connection, device);
             reportState(device);
         } catch (RuntimeException e) {
@@ -322,6 +336,9 @@ final class SlaveController {
     /** When the adopted session's queues were back on the data path (System.nanoTime), 0 before. */
     private long resumedNs;
 
+    /** When {@link #adopt}'s journal recovery ended (System.nanoTime), for the log. */
+    private long tRecovered;
+
     /** When {@link #adopt} put the session's queues back on the data path (CLOCK_MONOTONIC ns), 0 if it did not. */
     long resumedNs() {
         return resumedNs;
@@ -353,6 +370,8 @@ final class SlaveController {
     }
 
     private void acceptLoop() {
+        // started by the control loop: not at its raised priority
+        io.vhostd.shm.linux.Priority.niceCurrentThread(0);
         while (!closed) {
             if (!awaitNoSession()) {
                 return;
@@ -418,6 +437,7 @@ final class SlaveController {
         CompletableFuture<Void> done = new CompletableFuture<>();
         sessionThreadDone = done;
         Thread.ofPlatform().name("vhost-" + spec.name()).daemon(true).start(() -> {
+            io.vhostd.shm.linux.Priority.niceCurrentThread(0);
             try {
                 serve(backend, connectionFd);
             } catch (RuntimeException e) {

@@ -68,11 +68,21 @@ public final class SlaveMain implements Callable<Integer> {
      */
     static final int CONTROL_NICE = Integer.getInteger("vhostd.control.nice", -10);
 
+    /**
+     * Nice value of the warm-up (issue #4): a standby warms up while the serving slave and the guests run, and its few
+     * seconds of CPU must not lengthen their requests. Only with CAP_SYS_NICE, which brings the thread back up.
+     */
+    static final int WARM_UP_NICE = 19;
+
     @Override
     public Integer call() {
-        io.vhostd.shm.linux.Priority.niceCurrentThread(CONTROL_NICE);
+        boolean canRaise = io.vhostd.shm.linux.Priority.niceCurrentThread(CONTROL_NICE);
+        if (canRaise) {
+            io.vhostd.shm.linux.Priority.niceCurrentThread(WARM_UP_NICE);
+        }
         // before the hello: the master counts a slave as ready (a standby) once it said hello (issue #4)
         LOG.log(System.Logger.Level.INFO, "slave " + slaveId + ": " + SlaveWarmup.run());
+        io.vhostd.shm.linux.Priority.niceCurrentThread(CONTROL_NICE);
         ControlChannel channel = ControlChannel.connect(controlPath);
         MasterLink master = new MasterLink(channel);
         channel.send(hello(slaveId));
@@ -470,6 +480,9 @@ public final class SlaveMain implements Callable<Integer> {
         }
         String error = null;
         long resumedNs = 0;
+        long receivedNs = System.nanoTime();
+        // the data-path thread wakes now, while the queue pairs are attached and the journal recovered
+        c.agent().expectHandover();
         try {
             c.commitQueuePairs();
             controllers.put(m.name(), c);
@@ -494,7 +507,8 @@ public final class SlaveMain implements Callable<Integer> {
             c.start();
             LOG.log(
                     System.Logger.Level.INFO,
-                    "serving controller " + m.name() + " (" + c.spec().numQueues() + " queue(s), prepared)");
+                    "serving controller " + m.name() + " (" + c.spec().numQueues() + " queue(s), prepared; commit"
+                            + " received at " + receivedNs + " ns)");
         }
     }
 
