@@ -167,10 +167,14 @@ final class SlaveWarmup {
      * journal that holds a negotiated session with started split queues over a scratch guest memory memfd, the fds
      * such a session has (connection, memory, kick, call), a controller over scratch queue pairs and a control link
      * whose peer only listens. Every class, lambda and string concatenation of {@link SlaveController#adopt} and
-     * {@link SlaveController#release} is linked here rather than on a guest's critical path. No request is in flight
-     * (nothing executes VirtNvme commands here). The released back-end keeps a few fds of the scratch session open.
+     * {@link SlaveController#release} is linked here rather than on a guest's critical path. Queue 0 holds {@link
+     * #CARRIED} virtio-blk reads in flight, taken over as a rolling upgrade's carried requests (their commands never
+     * complete: nothing executes VirtNvme commands here) and handed over again by the release. The released back-end
+     * keeps a few fds of the scratch session open.
+     *
+     * @return the requests the release handed over in flight ({@link #CARRIED} when every step worked)
      */
-    static void rehearseHandover() {
+    static int rehearseHandover() {
         int numQueues = 2;
         int queueSize = 16;
         int maxSegments = 8;
@@ -213,6 +217,7 @@ final class SlaveWarmup {
             int memfd = Memfd.memfd_create("vhostd-warm-up", Memfd.MFD_CLOEXEC);
             open.add(memfd);
             Unistd.ftruncate(memfd, guestBytes);
+            List<ControlMessage.CarriedQueue> carried = List.of(writeCarriedRequests(memfd, guestBytes, arena, writer));
             int[] connection = Socket.socketpair(Socket.SOCK_STREAM);
             open.add(connection[1]);
             List<ControlMessage.AdoptedFd> adopted = new ArrayList<>();
@@ -235,16 +240,73 @@ final class SlaveWarmup {
             c.commitQueuePairs();
             c.adopt(
                     new ControlMessage.AdoptSession("warm-up", adopted),
-                    adoptFds.stream().mapToInt(Integer::intValue).toArray());
+                    adoptFds.stream().mapToInt(Integer::intValue).toArray(),
+                    carried);
             String refusal = c.releaseRefusal();
             if (refusal != null) {
                 LOG.log(System.Logger.Level.DEBUG, "warm-up: the scratch session is not releasable: " + refusal);
             }
-            c.release();
+            SlaveController.Released released = c.release();
             c.closeReleased();
+            int handedOver = 0;
+            for (ControlMessage.CarriedQueue q : released.carried()) {
+                handedOver += q.heads().size();
+            }
+            return handedOver;
         } finally {
             open.forEach(Unistd::close);
         }
+    }
+
+    /** Requests of the rehearsal's queue 0 in flight at the device, taken over by the adoption. */
+    static final int CARRIED = 3;
+
+    /**
+     * Writes {@link #CARRIED} virtio-blk reads (header, 4 KiB data, status: 3 descriptors each, virtio 1.2 §5.2.6)
+     * into queue 0's split ring of the rehearsal's guest memory (GPA 0, ring at 0x1000, avail 0x2000), made available
+     * and journaled as fetched; returns them as a rolling upgrade's carried requests, one VirtNvme command each.
+     */
+    private static ControlMessage.CarriedQueue writeCarriedRequests(
+            int memfd, long guestBytes, Arena arena, SessionJournal writer) {
+        MemorySegment guest = io.vhostd.shm.linux.Mman.mmap(
+                guestBytes,
+                io.vhostd.shm.linux.Mman.PROT_READ | io.vhostd.shm.linux.Mman.PROT_WRITE,
+                io.vhostd.shm.linux.Mman.MAP_SHARED,
+                memfd,
+                0,
+                arena);
+        java.lang.foreign.ValueLayout.OfLong u64 = java.lang.foreign.ValueLayout.JAVA_LONG_UNALIGNED;
+        java.lang.foreign.ValueLayout.OfInt u32 = java.lang.foreign.ValueLayout.JAVA_INT_UNALIGNED;
+        java.lang.foreign.ValueLayout.OfShort u16 = java.lang.foreign.ValueLayout.JAVA_SHORT_UNALIGNED;
+        long desc = 0x1000;
+        long avail = 0x2000;
+        int next = 1;
+        int write = 2;
+        List<Integer> heads = new ArrayList<>();
+        List<Integer> states = new ArrayList<>();
+        List<Integer> cids = new ArrayList<>();
+        for (int i = 0; i < CARRIED; i++) {
+            int head = 3 * i;
+            long header = 0x10000 + 0x100L * i;
+            long data = 0x20000 + 0x1000L * i;
+            long[][] chain = {{header, 16, next}, {data, 4096, next | write}, {header + 16, 1, write}};
+            for (int d = 0; d < 3; d++) {
+                long at = desc + 16L * (head + d);
+                guest.set(u64, at, chain[d][0]);
+                guest.set(u32, at + 8, (int) chain[d][1]);
+                guest.set(u16, at + 12, (short) chain[d][2]);
+                guest.set(u16, at + 14, (short) (head + d + 1));
+            }
+            guest.set(u32, header, VirtioBlk.VIRTIO_BLK_T_IN);
+            guest.set(u64, header + 8, i * 8L);
+            guest.set(u16, avail + 4 + 2L * i, (short) head);
+            writer.requestFetched(0, head, i + 1);
+            heads.add(head);
+            states.add(0);
+            cids.add(i);
+        }
+        guest.set(u16, avail + 2, (short) CARRIED);
+        return new ControlMessage.CarriedQueue(0, heads, states, cids, heads);
     }
 
     /** The journal's writer (fetch, two-phase completion, configuration) and recovery over a scratch region. */

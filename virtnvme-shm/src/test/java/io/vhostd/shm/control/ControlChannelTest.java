@@ -216,6 +216,21 @@ class ControlChannelTest {
     }
 
     @Test
+    void shouldRoundTripEveryHandoverSampleWhenWarmingUp() {
+        // warmUp checks each message against what came back: a sample the codec changes throws
+        List<ControlMessage> samples = HandoverWarmup.samples();
+        assertEquals(3 * samples.size(), ControlChannel.warmUp(samples, 3, TimeUnit.SECONDS.toNanos(30)));
+        assertTrue(samples.stream()
+                .anyMatch(m -> m instanceof ControlMessage.ControllerReleased r
+                        && r.carried().stream().mapToInt(q -> q.heads().size()).sum() == 32));
+    }
+
+    @Test
+    void shouldStopAtBudgetWhenWarmingUp() {
+        assertEquals(0, ControlChannel.warmUp(HandoverWarmup.samples(), 1_000, 0));
+    }
+
+    @Test
     void shouldUseSpecTypeNamesAndSnakeCaseKeysWhenEncoded() throws Exception {
         sender.send(new ControlMessage.RegisterRegion(5, "vhost.0", 9, 8192, 4096));
 
