@@ -152,8 +152,13 @@ final class SlaveWarmup {
         int trips = HandoverWarmup.run(CODEC_BUDGET_NS);
         if (trips < HandoverWarmup.ROUNDS * HandoverWarmup.samples().size()) {
             Thread.ofPlatform().name("warm-up").daemon(true).start(() -> {
+                long startNs = System.nanoTime();
                 try {
-                    HandoverWarmup.run(BACKGROUND_CODEC_BUDGET_NS);
+                    int more = HandoverWarmup.run(BACKGROUND_CODEC_BUDGET_NS);
+                    LOG.log(
+                            System.Logger.Level.INFO,
+                            "warm-up: control messages: " + more + " more round trips in the background in "
+                                    + (System.nanoTime() - startNs) / 1_000_000 + " ms");
                 } catch (RuntimeException e) {
                     LOG.log(System.Logger.Level.DEBUG, "warm-up: control messages: " + e);
                 }
