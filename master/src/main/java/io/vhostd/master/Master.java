@@ -1563,15 +1563,42 @@ public final class Master implements AutoCloseable {
     }
 
     /**
-     * The slave's heap (issue #4): small and committed lazily, given back soon. A killed process is reported (pidfd,
-     * waitpid, control socket EOF) only after the kernel freed its memory, and ZGC commits its whole initial heap (by
-     * default 1/64 of RAM, shared memory) up front: with the inherited defaults a SIGKILLed slave was reported dead
-     * 55 - 190 ms after the kill on a 24 GiB machine, with a 16 MiB initial heap ~10 - 25 ms (docs/benchmarks.md "Slave
-     * handover"). The soft limit keeps the heap small without a hard one (no OutOfMemoryError): the slave's own data
-     * is a few MiB per controller (guest memory and queue pairs are mappings, not heap). {@code slave.java_opts} come
-     * after these and win.
+     * The slave's heap (issue #4): small and committed lazily. A killed process is reported (pidfd, waitpid, control
+     * socket EOF) only after the kernel tore its memory down: with the master's ZGC and its default initial heap (1/64
+     * of RAM, committed up front) a SIGKILLed slave was reported dead 55 - 190 ms after the kill on a 24 GiB machine,
+     * with ZGC and a 16 MiB initial heap ~10 ms, with G1 and a 16 MiB initial heap ~3 ms (docs/benchmarks.md "Slave
+     * handover"). The heap has no hard limit (no OutOfMemoryError); the slave's own data is a few MiB per controller
+     * (guest memory and queue pairs are mappings, not heap). {@code slave.java_opts} come after these and win.
      */
-    static final List<String> SLAVE_HEAP_OPTS = List.of("-Xms16m", "-XX:SoftMaxHeapSize=64m", "-XX:ZUncommitDelay=1");
+    static final List<String> SLAVE_HEAP_OPTS = List.of("-Xms16m");
+
+    /**
+     * The slave's collector, unless {@code slave.java_opts} chooses one: G1, not the master's ZGC (DESIGN §8 asks for
+     * ZGC). The slave's data path allocates nothing per request, so neither collector runs while it serves (none ran
+     * in 8 s of 4k random I/O at 80 k IOPS); but a SIGKILLed G1 slave is reported dead ~7 ms sooner, and a handover
+     * waits for that report. Measured with scripts/bench-handover.sh, 10 + 10 events: slave kill, fio's longest
+     * latency p50 37 -> 27 ms; upgrade pause p50 8 -> 5 ms (docs/benchmarks.md, session 4).
+     */
+    static final List<String> SLAVE_GC_OPTS = List.of("-XX:+UseG1GC");
+
+    /** A JVM option that chooses (or unchooses) a collector: the master's own is not passed on to its slaves. */
+    static boolean choosesCollector(String jvmOption) {
+        return jvmOption.matches("-XX:[+-]Use[A-Za-z0-9]*GC");
+    }
+
+    /**
+     * The JVM options the master starts a slave with, ending with {@code javaOpts} ({@code slave.java_opts}); the
+     * master's own collector choice is not among the options it passes on ({@link #choosesCollector}).
+     */
+    static List<String> slaveJvmOptions(List<String> javaOpts) {
+        List<String> out = new ArrayList<>(SLAVE_HEAP_OPTS);
+        boolean chosen = javaOpts.stream().anyMatch(Master::choosesCollector);
+        if (!chosen) {
+            out.addAll(SLAVE_GC_OPTS);
+        }
+        out.addAll(javaOpts);
+        return out;
+    }
 
     private Process spawnSlave(String slaveId, String classPath) throws IOException {
         String java = ProcessHandle.current()
@@ -1581,7 +1608,7 @@ public final class Master implements AutoCloseable {
         List<String> cmd = new ArrayList<>();
         cmd.add(java);
         for (String arg : ManagementFactory.getRuntimeMXBean().getInputArguments()) {
-            if (!arg.startsWith("-agentlib") && !arg.startsWith("-javaagent")) {
+            if (!arg.startsWith("-agentlib") && !arg.startsWith("-javaagent") && !choosesCollector(arg)) {
                 cmd.add(arg);
             }
         }
@@ -1595,9 +1622,8 @@ public final class Master implements AutoCloseable {
                 cmd.add(flag);
             }
         }
-        // before the configured options, which may override them
-        cmd.addAll(SLAVE_HEAP_OPTS);
-        cmd.addAll(config.slave().javaOpts());
+        // the slave's heap and collector, then the configured options, which may override them
+        cmd.addAll(slaveJvmOptions(config.slave().javaOpts()));
         cmd.add("-cp");
         cmd.add(classPath);
         cmd.add("io.vhostd.slave.SlaveMain");

@@ -1,0 +1,43 @@
+package io.vhostd.master;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+
+import java.util.List;
+import java.util.concurrent.TimeUnit;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.Timeout;
+
+/** The JVM options a slave starts with (issue #4): a small heap, G1 unless slave.java_opts chooses a collector. */
+@Timeout(value = 10, unit = TimeUnit.SECONDS)
+class SlaveJvmOptionsTest {
+
+    @Test
+    void shouldChooseG1AndSmallHeapWhenJavaOptsAreEmpty() {
+        assertEquals(List.of("-Xms16m", "-XX:+UseG1GC"), Master.slaveJvmOptions(List.of()));
+    }
+
+    @Test
+    void shouldPutConfiguredOptionsLastWhenTheyChooseNoCollector() {
+        assertEquals(
+                List.of("-Xms16m", "-XX:+UseG1GC", "-Xmx1g", "-Dvhostd.control.nice=0"),
+                Master.slaveJvmOptions(List.of("-Xmx1g", "-Dvhostd.control.nice=0")));
+    }
+
+    @Test
+    void shouldLeaveCollectorToConfigWhenJavaOptsChooseOne() {
+        // two collectors on one command line would stop the JVM ("Conflicting collector combinations")
+        assertEquals(List.of("-Xms16m", "-XX:+UseZGC"), Master.slaveJvmOptions(List.of("-XX:+UseZGC")));
+        assertEquals(
+                List.of("-Xms16m", "-XX:+UseSerialGC", "-Xmx64m"),
+                Master.slaveJvmOptions(List.of("-XX:+UseSerialGC", "-Xmx64m")));
+    }
+
+    @Test
+    void shouldRecognizeCollectorChoicesWhenFilteringTheMastersOptions() {
+        // the master runs with -XX:+UseZGC (bin/vhostd): passed on, it would conflict with the slave's collector
+        assertEquals(true, Master.choosesCollector("-XX:+UseZGC"));
+        assertEquals(true, Master.choosesCollector("-XX:-UseG1GC"));
+        assertEquals(false, Master.choosesCollector("-XX:ZUncommitDelay=1"));
+        assertEquals(false, Master.choosesCollector("-XX:+UseCompressedOops"));
+    }
+}
