@@ -1566,18 +1566,19 @@ public final class Master implements AutoCloseable {
      * The slave's heap (issue #4): small and committed lazily. A killed process is reported (pidfd, waitpid, control
      * socket EOF) only after the kernel tore its memory down: with the master's ZGC and its default initial heap (1/64
      * of RAM, committed up front) a SIGKILLed slave was reported dead 55 - 190 ms after the kill on a 24 GiB machine,
-     * with ZGC and a 16 MiB initial heap ~10 ms, with G1 and a 16 MiB initial heap ~3 ms (docs/benchmarks.md "Slave
-     * handover"). The heap has no hard limit (no OutOfMemoryError); the slave's own data is a few MiB per controller
-     * (guest memory and queue pairs are mappings, not heap). {@code slave.java_opts} come after these and win.
+     * with a 16 MiB initial heap 9 - 20 ms, with ZGC and G1 alike (docs/benchmarks.md "Slave handover"). The heap has
+     * no hard limit (no OutOfMemoryError); the slave's own data is a few MiB per controller (guest memory and queue
+     * pairs are mappings, not heap). {@code slave.java_opts} come after these and win.
      */
     static final List<String> SLAVE_HEAP_OPTS = List.of("-Xms16m");
 
     /**
      * The slave's collector, unless {@code slave.java_opts} chooses one: G1, not the master's ZGC (DESIGN §8 asks for
      * ZGC). The slave's data path allocates nothing per request, so neither collector runs while it serves (none ran
-     * in 8 s of 4k random I/O at 80 k IOPS); but a SIGKILLed G1 slave is reported dead ~7 ms sooner, and a handover
-     * waits for that report. Measured with scripts/bench-handover.sh, 10 + 10 events: slave kill, fio's longest
-     * latency p50 37 -> 27 ms; upgrade pause p50 8 -> 5 ms (docs/benchmarks.md, session 4).
+     * in 8 s of 4k random I/O at 80 k IOPS). A handover does allocate, in a JVM whose warm-up just ran several
+     * collections, and with G1 it was shorter: scripts/bench-handover.sh, 10 + 10 events, back to back, the adoption
+     * (death noticed → queues running) p50 12.6 → 8.8 ms, the upgrade pause p50 8.0 → 5.4 ms (docs/benchmarks.md,
+     * session 4).
      */
     static final List<String> SLAVE_GC_OPTS = List.of("-XX:+UseG1GC");
 
