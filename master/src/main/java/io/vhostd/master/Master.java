@@ -841,31 +841,19 @@ public final class Master implements AutoCloseable {
     }
 
     /**
-     * Compiles the control codec for the messages of a handover ({@link HandoverWarmup}) before a guest waits on them
-     * (issue #4): the master receives and sends them only then. On a thread of its own at nice 19; a failure is
-     * logged, the master runs without.
-     */
-    /**
      * The master's codec warm-up may take this long (wall time): it runs once per master, in the background, at nice
      * 19, so on a busy machine it gets little CPU.
      */
     private static final long WARM_UP_BUDGET_NS = 60_000_000_000L;
 
+    /**
+     * Compiles the control codec for the messages of a handover ({@link HandoverWarmup}) before a guest waits on them
+     * (issue #4): the master receives and sends them only then. On a thread of its own at nice 19; a failure is
+     * logged, the master runs without.
+     */
     private static void warmUpHandoverCodec() {
         // in the background, at the lowest priority: after a master restart the guests are running
-        Thread.ofPlatform().name("warm-up").daemon(true).start(() -> {
-            io.vhostd.shm.linux.Priority.niceCurrentThread(19);
-            long startNs = System.nanoTime();
-            try {
-                int trips = HandoverWarmup.run(WARM_UP_BUDGET_NS);
-                LOG.log(
-                        System.Logger.Level.INFO,
-                        "handover codec warm-up: " + trips + " round trips in "
-                                + (System.nanoTime() - startNs) / 1_000_000 + " ms");
-            } catch (RuntimeException e) {
-                LOG.log(System.Logger.Level.WARNING, "handover codec warm-up: " + e);
-            }
-        });
+        HandoverWarmup.startInBackground(WARM_UP_BUDGET_NS);
     }
 
     // --- slave replacement (issue #4): a warm standby takes the controllers of a slave that died ---

@@ -145,24 +145,13 @@ final class SlaveWarmup {
 
     /**
      * The control messages of a handover through the channel's codec until the JIT compiled it: up to {@link
-     * #CODEC_BUDGET_NS} here, then the remaining rounds on a background thread that keeps this thread's priority.
+     * #CODEC_BUDGET_NS} here, then all rounds again on a background thread at nice 19.
      * Returns the round trips made here.
      */
     private static int roundTripMessages() {
         int trips = HandoverWarmup.run(CODEC_BUDGET_NS);
         if (trips < HandoverWarmup.ROUNDS * HandoverWarmup.samples().size()) {
-            Thread.ofPlatform().name("warm-up").daemon(true).start(() -> {
-                long startNs = System.nanoTime();
-                try {
-                    int more = HandoverWarmup.run(BACKGROUND_CODEC_BUDGET_NS);
-                    LOG.log(
-                            System.Logger.Level.INFO,
-                            "warm-up: control messages: " + more + " more round trips in the background in "
-                                    + (System.nanoTime() - startNs) / 1_000_000 + " ms");
-                } catch (RuntimeException e) {
-                    LOG.log(System.Logger.Level.DEBUG, "warm-up: control messages: " + e);
-                }
-            });
+            HandoverWarmup.startInBackground(BACKGROUND_CODEC_BUDGET_NS);
         }
         return trips;
     }

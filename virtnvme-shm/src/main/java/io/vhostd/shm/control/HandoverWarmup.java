@@ -88,4 +88,29 @@ public final class HandoverWarmup {
     public static int run(long budgetNs) {
         return ControlChannel.warmUp(samples(), ROUNDS, budgetNs);
     }
+
+    /** Nice value of {@link #startInBackground}'s thread: the lowest priority, it must not delay anyone. */
+    public static final int BACKGROUND_NICE = 19;
+
+    private static final System.Logger LOG = System.getLogger(HandoverWarmup.class.getName());
+
+    /**
+     * {@link #run} on a daemon thread "warm-up" at nice {@link #BACKGROUND_NICE} (guests may be running: after a master
+     * restart, or while a standby finishes warming up); logs the round trips made when it ends. A failure is logged.
+     */
+    public static void startInBackground(long budgetNs) {
+        Thread.ofPlatform().name("warm-up").daemon(true).start(() -> {
+            io.vhostd.shm.linux.Priority.niceCurrentThread(BACKGROUND_NICE);
+            long startNs = System.nanoTime();
+            try {
+                int trips = run(budgetNs);
+                LOG.log(
+                        System.Logger.Level.INFO,
+                        "handover codec warm-up: " + trips + " round trips in the background in "
+                                + (System.nanoTime() - startNs) / 1_000_000 + " ms");
+            } catch (RuntimeException e) {
+                LOG.log(System.Logger.Level.WARNING, "handover codec warm-up: " + e);
+            }
+        });
+    }
 }
