@@ -57,7 +57,8 @@ class SlaveUpgradeIT {
     void shouldKeepGuestIoVerifiedWhenSlaveIsUpgradedRepeatedly() throws Exception {
         assumeTrue(GuestVm.qemuAvailable(), "qemu-system-x86_64 is not installed");
         int upgrades = Integer.parseInt(System.getenv().getOrDefault("VHOSTD_IT_UPGRADES", "20"));
-        String verifySize = System.getenv().getOrDefault("VHOSTD_IT_VERIFY_SIZE", "512M");
+        // 768M: the 20 upgrades, each waiting for a standby that warms up beside a TCG guest, must end before fio does
+        String verifySize = System.getenv().getOrDefault("VHOSTD_IT_VERIFY_SIZE", "768M");
         ItEnv env = ItEnv.forTest(getClass());
         GuestVm.buildGuest(env);
         Path socketDir = Files.createTempDirectory("vhostd-it-");

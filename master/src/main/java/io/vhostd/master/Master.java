@@ -1626,7 +1626,20 @@ public final class Master implements AutoCloseable {
         ProcessBuilder builder = new ProcessBuilder(cmd).inheritIO();
         // systemd's notification socket and watchdog are the master's: the slave must not speak for the service
         builder.environment().keySet().removeAll(SdNotify.ENVIRONMENT);
-        return builder.start();
+        // a child inherits its parent thread's nice: a slave spawned from a control thread (nice -10, e.g. the standby
+        // after a takeover) would run its warm-up and JIT at -10, ahead of the guests
+        int tid = io.vhostd.shm.linux.Priority.gettid();
+        int nice = io.vhostd.shm.linux.Priority.niceOf(tid);
+        if (nice < 0) {
+            io.vhostd.shm.linux.Priority.niceCurrentThread(0);
+        }
+        try {
+            return builder.start();
+        } finally {
+            if (nice < 0) {
+                io.vhostd.shm.linux.Priority.niceCurrentThread(nice);
+            }
+        }
     }
 
     /** Accepts the slave's control connection and checks (SO_PEERCRED) that it comes from the process we spawned. */

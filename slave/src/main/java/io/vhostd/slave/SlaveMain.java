@@ -68,19 +68,11 @@ public final class SlaveMain implements Callable<Integer> {
      */
     static final int CONTROL_NICE = Integer.getInteger("vhostd.control.nice", -10);
 
-    /**
-     * Nice value of the warm-up (issue #4): a standby warms up while the serving slave and the guests run, and its few
-     * seconds of CPU must not lengthen their requests. Only with CAP_SYS_NICE, which brings the thread back up.
-     */
-    static final int WARM_UP_NICE = 19;
-
     @Override
     public Integer call() {
-        boolean canRaise = io.vhostd.shm.linux.Priority.niceCurrentThread(CONTROL_NICE);
-        if (canRaise) {
-            io.vhostd.shm.linux.Priority.niceCurrentThread(WARM_UP_NICE);
-        }
-        // before the hello: the master counts a slave as ready (a standby) once it said hello (issue #4)
+        // before the hello: the master counts a slave as ready (a standby) once it said hello (issue #4). At the nice
+        // the slave was started with, not the control loop's: at -10 its CPU came from the guests (fio 61 k -> 34 k
+        // IOPS while standbys warmed up); at 19 a standby took 5 s to be ready under a TCG guest (docs/benchmarks.md)
         LOG.log(System.Logger.Level.INFO, "slave " + slaveId + ": " + SlaveWarmup.run());
         io.vhostd.shm.linux.Priority.niceCurrentThread(CONTROL_NICE);
         ControlChannel channel = ControlChannel.connect(controlPath);
