@@ -96,6 +96,11 @@ public final class SlaveMain implements Callable<Integer> {
             } catch (ControlChannel.ControlProtocolException e) {
                 LOG.log(System.Logger.Level.WARNING, "control channel: " + e.getMessage());
                 continue;
+            } catch (io.vhostd.shm.linux.ErrnoException e) {
+                // the same as EOF: e.g. ECONNRESET after a rejoin that reached a master still dying (the kernel closes
+                // a dead process's fds one by one: its listening socket took the connection, then closed)
+                LOG.log(System.Logger.Level.WARNING, "control channel: " + e.getMessage() + "; the master is gone");
+                in = null;
             }
             if (in == null) {
                 // the master died: without it no I/O completes, but the sessions stay open (issue #4)
