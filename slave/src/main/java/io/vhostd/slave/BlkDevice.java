@@ -26,6 +26,8 @@ import java.util.HashSet;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CompletionException;
 
 /**
  * The virtio-blk device of one vhost-user session (virtio 1.2 §5.2), as the back-end sees it: offered features and
@@ -119,7 +121,7 @@ final class BlkDevice implements VhostUserDevice {
     }
 
     /** The restored session's queue starts handed to the data path, not yet awaited; null outside a restore. */
-    private List<java.util.concurrent.CompletableFuture<Void>> restoredStarts;
+    private List<CompletableFuture<Void>> restoredStarts;
 
     /**
      * After the back-end restored the session ({@link #restoring(Map, Map)}): waits until the data-path thread took
@@ -128,15 +130,15 @@ final class BlkDevice implements VhostUserDevice {
      * @throws IllegalStateException if a queue could not start (its carried requests malformed, or started twice)
      */
     void awaitRestoredQueues() {
-        List<java.util.concurrent.CompletableFuture<Void>> starts = restoredStarts;
+        List<CompletableFuture<Void>> starts = restoredStarts;
         restoredStarts = null;
         if (starts == null) {
             return;
         }
-        for (java.util.concurrent.CompletableFuture<Void> f : starts) {
+        for (CompletableFuture<Void> f : starts) {
             try {
                 f.join();
-            } catch (java.util.concurrent.CompletionException e) {
+            } catch (CompletionException e) {
                 throw new IllegalStateException(
                         "restored queue did not start: " + e.getCause().getMessage(), e);
             }
@@ -472,7 +474,7 @@ final class BlkDevice implements VhostUserDevice {
                 runner.journaled = true;
             });
         }
-        List<java.util.concurrent.CompletableFuture<Void>> starts = restoredStarts;
+        List<CompletableFuture<Void>> starts = restoredStarts;
         if (starts != null) {
             // a restored session: every queue goes to the data path at once, awaited by awaitRestoredQueues
             starts.add(controller.agent().startQueueAsync(runner));

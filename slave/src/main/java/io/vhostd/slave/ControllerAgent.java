@@ -307,10 +307,9 @@ final class ControllerAgent implements Runnable {
             try {
                 io.vhostd.shm.linux.Priority.setpriority(io.vhostd.shm.linux.Priority.PRIO_PROCESS, t, HANDOVER_NICE);
             } catch (RuntimeException e) {
-                // no CAP_SYS_NICE: awake, at the usual priority
+                // no CAP_SYS_NICE: the usual priority
             }
         }
-        Eventfd.eventfd_write(wakeEventFd, 1);
     }
 
     /**

@@ -185,6 +185,7 @@ final class SlaveController {
                 throw new IllegalStateException("no connection fd to adopt");
             }
             Adoption adoption;
+            long tRecovered;
             try {
                 adoption = Adoption.recover(journalRegion, byName);
                 tRecovered = System.nanoTime();
@@ -335,9 +336,6 @@ final class SlaveController {
 
     /** When the adopted session's queues were back on the data path (System.nanoTime), 0 before. */
     private long resumedNs;
-
-    /** When {@link #adopt}'s journal recovery ended (System.nanoTime), for the log. */
-    private long tRecovered;
 
     /** When {@link #adopt} put the session's queues back on the data path (CLOCK_MONOTONIC ns), 0 if it did not. */
     long resumedNs() {

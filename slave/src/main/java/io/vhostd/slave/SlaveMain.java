@@ -478,7 +478,7 @@ public final class SlaveMain implements Callable<Integer> {
         String error = null;
         long resumedNs = 0;
         long receivedNs = System.nanoTime();
-        // the data-path thread wakes now, while the queue pairs are attached and the journal recovered
+        // the data-path thread is favoured from now, before the queue starts reach it
         c.agent().expectHandover();
         try {
             c.commitQueuePairs();
