@@ -136,6 +136,8 @@ public final class Master implements AutoCloseable {
      * hello (exceptionally if it could not be started). Null before the first one is spawned.
      */
     private java.util.concurrent.CompletableFuture<SlaveProcess> standby;
+    /** Counted down to start a {@link #standby} still waiting for its {@code standby_delay_ms} at once. */
+    private CountDownLatch standbyGo = new CountDownLatch(0);
     /** Each controller's session journal region (journal/spec/journal.md), formatted by the master. */
     private final Map<String, HugepageArena> journals = new LinkedHashMap<>();
     /** Each controller's stats region and the stats RPC methods (issue #5); created in {@link #start}. */
@@ -1009,19 +1011,41 @@ public final class Master implements AutoCloseable {
         });
     }
 
-    /** Takes the standby (ready or still starting) away from {@link #standby}; null when there is none. */
+    /**
+     * Takes the standby (ready, still starting or still waiting to start) away from {@link #standby}; null when there
+     * is none. One still waiting for its {@code standby_delay_ms} starts at once.
+     */
     private synchronized java.util.concurrent.CompletableFuture<SlaveProcess> takeStandby() {
         java.util.concurrent.CompletableFuture<SlaveProcess> taken = standby;
         standby = null;
+        standbyGo.countDown();
         return taken;
     }
 
-    /** Spawns the next standby in the background (no JVM start on the critical path of a handover). */
-    private synchronized void startStandby() {
+    /** Spawns the next standby in the background at once (no JVM start on the critical path of a handover). */
+    private void startStandby() {
+        startStandby(0);
+    }
+
+    /**
+     * Spawns the next standby in the background, {@code delayMs} from now ({@code slave.standby_delay_ms} after a
+     * handover: the JVM start and warm-up take CPU from the guests just when they resume), or as soon as a handover
+     * takes it ({@link #takeStandby}).
+     */
+    private synchronized void startStandby(long delayMs) {
         java.util.concurrent.CompletableFuture<SlaveProcess> next = new java.util.concurrent.CompletableFuture<>();
+        CountDownLatch go = new CountDownLatch(1);
         standby = next;
+        standbyGo = go;
         Thread.ofPlatform().name("standby-spawn").daemon(true).start(() -> {
             try {
+                if (delayMs > 0 && !go.await(delayMs, TimeUnit.MILLISECONDS)) {
+                    LOG.log(System.Logger.Level.DEBUG, "standby: starting " + delayMs + " ms after the handover");
+                }
+                if (shuttingDown) {
+                    next.completeExceptionally(new IllegalStateException("the master is shutting down"));
+                    return;
+                }
                 SlaveProcess started = connectSlave();
                 next.complete(started);
                 LOG.log(
@@ -1069,6 +1093,7 @@ public final class Master implements AutoCloseable {
             }
             waiting = standby;
             standby = null;
+            standbyGo.countDown();
             handingOver = true;
         }
         LOG.log(
@@ -1127,7 +1152,7 @@ public final class Master implements AutoCloseable {
                             + dead.slaveId() + " died (queue pairs reset in " + (resetNs - resetStartNs) / 1_000
                             + " us, handover done after " + (doneNs - noticedNs) / 1_000 + " us)");
             watch(next);
-            startStandby();
+            startStandby(config.slave().standbyDelayMs());
             dead.reap();
         } catch (Exception e) {
             LOG.log(
@@ -1262,7 +1287,7 @@ public final class Master implements AutoCloseable {
             // spawned from the previous build: replaced
             oldStandby.thenAccept(s -> s.stop("replaced by a standby of the new build", 5_000));
         }
-        startStandby();
+        startStandby(config.slave().standbyDelayMs());
         ObjectNode out = JSON.createObjectNode();
         out.put("slave_id", next.slaveId());
         out.put("pid", next.pid());

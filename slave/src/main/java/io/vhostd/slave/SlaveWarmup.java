@@ -12,6 +12,7 @@ import io.vhostd.shm.linux.Eventfd;
 import io.vhostd.shm.linux.Memfd;
 import io.vhostd.shm.linux.Socket;
 import io.vhostd.shm.linux.Unistd;
+import io.vhostd.shm.stats.StatsDescriptor;
 import io.vhostd.shm.virtnvme.VirtNvmeDescriptor;
 import io.vhostd.shm.virtnvme.VirtNvmeQueuePair;
 import io.vhostd.vhost.backend.VhostUserBackend;
@@ -45,6 +46,16 @@ final class SlaveWarmup {
     private static final List<String> PACKAGES =
             List.of("io/vhostd/slave/", "io/vhostd/journal/", "io/vhostd/vhost/", "io/vhostd/shm/");
 
+    /**
+     * Scratch requests the handover rehearsal runs through the data path (system property {@code
+     * vhostd.warmup.requests}): enough for C2 to compile the path (its thresholds: 5000 invocations, 15000 with loop
+     * back-edges). Without them the first ~100 ms after an adoption ran interpreted while ~130 methods compiled.
+     */
+    static final int DATA_PATH_REQUESTS = Integer.getInteger("vhostd.warmup.requests", 40_000);
+
+    /** The scratch requests may take this long (wall time) at most. */
+    private static final long DATA_PATH_BUDGET_NS = 3_000_000_000L;
+
     /** Journal fetch + completion iterations: enough for the JIT's first tier to compile the writer's methods. */
     private static final int JOURNAL_ROUNDS = 20_000;
 
@@ -73,8 +84,9 @@ final class SlaveWarmup {
             LOG.log(System.Logger.Level.DEBUG, "warm-up: journal: " + e);
         }
         long journalNs = System.nanoTime();
+        Rehearsal rehearsal = new Rehearsal(0, 0, 0);
         try {
-            rehearseHandover();
+            rehearsal = rehearseHandover(DATA_PATH_REQUESTS, DATA_PATH_BUDGET_NS);
         } catch (RuntimeException e) {
             LOG.log(System.Logger.Level.WARNING, "warm-up: handover rehearsal failed: " + e, e);
         }
@@ -82,7 +94,9 @@ final class SlaveWarmup {
         return "warm-up: " + classes + " classes in " + (classesNs - startNs) / 1_000_000 + " ms, control messages ("
                 + trips + " round trips) in " + (messagesNs - classesNs) / 1_000_000 + " ms, journal in "
                 + (journalNs - messagesNs) / 1_000_000
-                + " ms, handover rehearsal in " + (endNs - journalNs) / 1_000_000 + " ms";
+                + " ms, handover rehearsal (" + rehearsal.requests() + " requests through the data path, "
+                + rehearsal.failed() + " failed) in "
+                + (endNs - journalNs) / 1_000_000 + " ms";
     }
 
     private static int preloadClasses() {
@@ -166,15 +180,24 @@ final class SlaveWarmup {
      * complete: nothing executes VirtNvme commands here) and handed over again by the release. The released back-end
      * keeps a few fds of the scratch session open.
      *
-     * @return the requests the release handed over in flight ({@link #CARRIED} when every step worked)
+     * <p>Between the adoption and the release, queue 1 runs {@code requests} scratch requests through the slave's
+     * data path ({@link ScratchTraffic}), until {@code budgetNs} (wall time) passed at the latest.
+     *
+     * @return the requests the release handed over in flight ({@link #CARRIED} when every step worked) and the
+     *     scratch requests completed
      */
-    static int rehearseHandover() {
+    static Rehearsal rehearseHandover(int requests, long budgetNs) {
+        long deadlineNs = System.nanoTime() + budgetNs;
         int numQueues = 2;
-        int queueSize = 16;
+        int queueSize = 128;
         int maxSegments = 8;
         long guestBytes = 1L << 20;
         int regionId = 1;
-        long features = VirtioBlk.VIRTIO_F_VERSION_1_MASK | VhostUserFeature.VHOST_USER_F_PROTOCOL_FEATURES_MASK;
+        // a second region of the same memfd, high in the guest's address space, holds the scratch data buffers
+        int dataRegionId = 2;
+        // what a front-end negotiates (QEMU, libblkio): every feature offered but the packed ring
+        long features = (BlkDevice.FEATURES & ~VirtioBlk.VIRTIO_F_RING_PACKED_MASK)
+                | VhostUserFeature.VHOST_USER_F_PROTOCOL_FEATURES_MASK;
         List<Integer> open = new ArrayList<>();
         try (Arena arena = Arena.ofShared()) {
             int[] link = Socket.socketpair(Socket.SOCK_SEQPACKET);
@@ -184,10 +207,12 @@ final class SlaveWarmup {
             long qpairBytes = VirtNvmeDescriptor.lengthBytes(queueSize, maxSegments);
             MemorySegment qpairArena = arena.allocate(qpairBytes * numQueues, 4096);
             List<ControlMessage.QpairRef> refs = new ArrayList<>();
+            List<VirtNvmeQueuePair> executors = new ArrayList<>();
             int[] controllerFds = new int[1 + 2 * numQueues];
             controllerFds[0] = Eventfd.eventfd(0, Eventfd.EFD_CLOEXEC);
             for (int q = 0; q < numQueues; q++) {
-                VirtNvmeQueuePair.format(qpairArena.asSlice(qpairBytes * q, qpairBytes), q, queueSize, maxSegments);
+                executors.add(VirtNvmeQueuePair.format(
+                        qpairArena.asSlice(qpairBytes * q, qpairBytes), q, queueSize, maxSegments));
                 refs.add(new ControlMessage.QpairRef(q, qpairBytes * q, qpairBytes));
                 controllerFds[1 + 2 * q] = Eventfd.eventfd(0, Eventfd.EFD_CLOEXEC);
                 controllerFds[2 + 2 * q] = Eventfd.eventfd(0, Eventfd.EFD_CLOEXEC);
@@ -199,7 +224,10 @@ final class SlaveWarmup {
                     SessionJournal.open(journal, JournalRecovery.recover(journal, (q, v, committed, p) -> committed));
             writer.recordFeatures(features);
             writer.recordProtocolFeatures(BlkDevice.PROTOCOL_FEATURES & VhostUserBackend.SUPPORTED_PROTOCOL_FEATURES);
-            writer.recordMemoryTable(List.of(new JournalMemoryRegion(0, guestBytes, 0x7f00_0000_0000L, 0, regionId)));
+            writer.recordMemoryTable(List.of(
+                    new JournalMemoryRegion(0, guestBytes / 2, 0x7f00_0000_0000L, 0, regionId),
+                    new JournalMemoryRegion(
+                            TRAFFIC_DATA_GPA, guestBytes / 2, 0x7f00_1000_0000L, guestBytes / 2, dataRegionId)));
             for (int q = 0; q < numQueues; q++) {
                 long ring = 0x1000L * (1 + 3 * q);
                 writer.recordVring(
@@ -211,7 +239,14 @@ final class SlaveWarmup {
             int memfd = Memfd.memfd_create("vhostd-warm-up", Memfd.MFD_CLOEXEC);
             open.add(memfd);
             Unistd.ftruncate(memfd, guestBytes);
-            List<ControlMessage.CarriedQueue> carried = List.of(writeCarriedRequests(memfd, guestBytes, arena, writer));
+            MemorySegment guest = io.vhostd.shm.linux.Mman.mmap(
+                    guestBytes,
+                    io.vhostd.shm.linux.Mman.PROT_READ | io.vhostd.shm.linux.Mman.PROT_WRITE,
+                    io.vhostd.shm.linux.Mman.MAP_SHARED,
+                    memfd,
+                    0,
+                    arena);
+            List<ControlMessage.CarriedQueue> carried = List.of(writeCarriedRequests(guest, writer));
             int[] connection = Socket.socketpair(Socket.SOCK_STREAM);
             open.add(connection[1]);
             List<ControlMessage.AdoptedFd> adopted = new ArrayList<>();
@@ -220,15 +255,46 @@ final class SlaveWarmup {
             adoptFds.add(connection[0]);
             adopted.add(new ControlMessage.AdoptedFd("mem", regionId));
             adoptFds.add(Unistd.dup(memfd));
+            adopted.add(new ControlMessage.AdoptedFd("mem", dataRegionId));
+            adoptFds.add(Unistd.dup(memfd));
+            int[] kick = new int[numQueues];
+            int[] call = new int[numQueues];
             for (int q = 0; q < numQueues; q++) {
+                // the front-end's ends: this thread plays the driver of queue 1
+                kick[q] = Eventfd.eventfd(0, Eventfd.EFD_CLOEXEC | Eventfd.EFD_NONBLOCK);
+                call[q] = Eventfd.eventfd(0, Eventfd.EFD_CLOEXEC | Eventfd.EFD_NONBLOCK);
+                open.add(kick[q]);
+                open.add(call[q]);
                 adopted.add(new ControlMessage.AdoptedFd("kick", q));
-                adoptFds.add(Eventfd.eventfd(0, Eventfd.EFD_CLOEXEC | Eventfd.EFD_NONBLOCK));
+                adoptFds.add(Unistd.dup(kick[q]));
                 adopted.add(new ControlMessage.AdoptedFd("call", q));
-                adoptFds.add(Eventfd.eventfd(0, Eventfd.EFD_CLOEXEC | Eventfd.EFD_NONBLOCK));
+                adoptFds.add(Unistd.dup(call[q]));
             }
+            int q = 1;
+            long ring = 0x1000L * (1 + 3 * q);
+            ScratchTraffic traffic = new ScratchTraffic(
+                    guest,
+                    queueSize,
+                    ring,
+                    ring + 0x1000,
+                    ring + 0x2000,
+                    TRAFFIC_HEADERS_GPA,
+                    TRAFFIC_DATA_GPA,
+                    TRAFFIC_DEPTH,
+                    kick[q],
+                    call[q],
+                    executors.get(q),
+                    controllerFds[1 + 2 * q],
+                    controllerFds[2 + 2 * q]);
+            // queue 1 as a dead slave left it: the adoption resubmits these (the kill path's replay)
+            traffic.prefetch(PREFETCHED, writer, q);
             ControlMessage.AddController spec = new ControlMessage.AddController(
                     "warm-up", "warm-up", 1, 1L << 30, 512, false, "WARM-UP", numQueues, maxSegments, refs);
             SlaveController c = new SlaveController(spec, controllerFds, qpairArena, master, journal);
+            // counted as a served controller's data path is (SlaveMain hands it the master's stats region)
+            MemorySegment stats = arena.allocate(StatsDescriptor.lengthBytes(numQueues, STATS_TRACE_CAPACITY), 64);
+            StatsDescriptor.format(stats, numQueues, STATS_TRACE_CAPACITY);
+            c.agent().stats(stats);
             // as a rolling upgrade's prepared controller: data-path thread first, queue pairs attached at the commit
             c.prepare();
             c.commitQueuePairs();
@@ -236,6 +302,8 @@ final class SlaveWarmup {
                     new ControlMessage.AdoptSession("warm-up", adopted),
                     adoptFds.stream().mapToInt(Integer::intValue).toArray(),
                     carried);
+            // the data path's command queue carries work while requests flow, as in a served session
+            int completed = traffic.run(requests, deadlineNs, c.agent()::barrier);
             String refusal = c.releaseRefusal();
             if (refusal != null) {
                 LOG.log(System.Logger.Level.DEBUG, "warm-up: the scratch session is not releasable: " + refusal);
@@ -243,10 +311,10 @@ final class SlaveWarmup {
             SlaveController.Released released = c.release();
             c.closeReleased();
             int handedOver = 0;
-            for (ControlMessage.CarriedQueue q : released.carried()) {
-                handedOver += q.heads().size();
+            for (ControlMessage.CarriedQueue cq : released.carried()) {
+                handedOver += cq.heads().size();
             }
-            return handedOver;
+            return new Rehearsal(handedOver, completed, traffic.failed());
         } finally {
             open.forEach(Unistd::close);
         }
@@ -255,20 +323,36 @@ final class SlaveWarmup {
     /** Requests of the rehearsal's queue 0 in flight at the device, taken over by the adoption. */
     static final int CARRIED = 3;
 
+    /** Scratch requests the rehearsal keeps in flight on queue 1: a full fetch batch of the data path. */
+    static final int TRAFFIC_DEPTH = 32;
+
+    /** Queue 1's requests the adoption resubmits (left fetched in the journal, as by a slave that died). */
+    static final int PREFETCHED = 8;
+
+    /** Where queue 1's scratch requests have their headers (guest physical; queue 0's are below 0x24000). */
+    private static final long TRAFFIC_HEADERS_GPA = 0x40000;
+
+    /** The rehearsal's second memory region, which holds queue 1's data buffers (4 GiB, as above a PC's hole). */
+    private static final long TRAFFIC_DATA_GPA = 1L << 32;
+
+    /** Trace ring entries of the rehearsal's stats region. */
+    private static final int STATS_TRACE_CAPACITY = 64;
+
+    /**
+     * What {@link #rehearseHandover} did.
+     *
+     * @param handedOver requests the release handed over in flight
+     * @param requests scratch requests that went through the data path
+     * @param failed scratch requests whose virtio-blk status was not VIRTIO_BLK_S_OK
+     */
+    record Rehearsal(int handedOver, int requests, int failed) {}
+
     /**
      * Writes {@link #CARRIED} virtio-blk reads (header, 4 KiB data, status: 3 descriptors each, virtio 1.2 §5.2.6)
      * into queue 0's split ring of the rehearsal's guest memory (GPA 0, ring at 0x1000, avail 0x2000), made available
      * and journaled as fetched; returns them as a rolling upgrade's carried requests, one VirtNvme command each.
      */
-    private static ControlMessage.CarriedQueue writeCarriedRequests(
-            int memfd, long guestBytes, Arena arena, SessionJournal writer) {
-        MemorySegment guest = io.vhostd.shm.linux.Mman.mmap(
-                guestBytes,
-                io.vhostd.shm.linux.Mman.PROT_READ | io.vhostd.shm.linux.Mman.PROT_WRITE,
-                io.vhostd.shm.linux.Mman.MAP_SHARED,
-                memfd,
-                0,
-                arena);
+    private static ControlMessage.CarriedQueue writeCarriedRequests(MemorySegment guest, SessionJournal writer) {
         java.lang.foreign.ValueLayout.OfLong u64 = java.lang.foreign.ValueLayout.JAVA_LONG_UNALIGNED;
         java.lang.foreign.ValueLayout.OfInt u32 = java.lang.foreign.ValueLayout.JAVA_INT_UNALIGNED;
         java.lang.foreign.ValueLayout.OfShort u16 = java.lang.foreign.ValueLayout.JAVA_SHORT_UNALIGNED;

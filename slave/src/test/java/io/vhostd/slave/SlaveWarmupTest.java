@@ -14,13 +14,22 @@ class SlaveWarmupTest {
 
     @Test
     void shouldTakeOverAndHandOverCarriedRequestsWhenRehearsingHandover() {
-        // the adoption takes the scratch reads over as a rolling upgrade's carried requests; the release reports them
-        assertEquals(SlaveWarmup.CARRIED, assertDoesNotThrow(SlaveWarmup::rehearseHandover));
+        // the adoption takes the scratch reads over as a rolling upgrade's carried requests; the release reports them,
+        // and every scratch request went through the data path in between
+        SlaveWarmup.Rehearsal r =
+                assertDoesNotThrow(() -> SlaveWarmup.rehearseHandover(2_000, TimeUnit.SECONDS.toNanos(30)));
+        assertEquals(SlaveWarmup.CARRIED, r.handedOver());
+        assertEquals(2_000, r.requests());
+        assertEquals(0, r.failed());
     }
 
     @Test
     void shouldReportEveryStepWhenRun() {
         String summary = SlaveWarmup.run();
-        assertTrue(summary.contains("classes in") && summary.contains("handover rehearsal in"), summary);
+        assertTrue(
+                summary.contains("classes in")
+                        && summary.contains("handover rehearsal (" + SlaveWarmup.DATA_PATH_REQUESTS
+                                + " requests through the data path, 0 failed)"),
+                summary);
     }
 }

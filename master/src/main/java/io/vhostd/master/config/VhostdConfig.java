@@ -125,7 +125,8 @@ public record VhostdConfig(
 
     private static final Set<String> CONTROLLER_KEYS =
             Set.of("name", "type", "bdev", "socket", "num_queues", "queue_size_max", "serial", "read_only");
-    private static final Set<String> SLAVE_KEYS = Set.of("java_opts", "max_segments", "orphan_timeout_ms");
+    private static final Set<String> SLAVE_KEYS =
+            Set.of("java_opts", "max_segments", "orphan_timeout_ms", "standby_delay_ms");
 
     private static final Set<Long> BLOCK_SIZES = Set.of(512L, 1024L, 2048L, 4096L);
     /** Largest null/malloc bdev: 2^50 bytes (1 PiB), far beyond RAM, small enough that no size arithmetic overflows. */
@@ -324,6 +325,7 @@ public record VhostdConfig(
         slave.javaOpts().forEach(opts::add);
         slaveNode.put("max_segments", slave.maxSegments());
         slaveNode.put("orphan_timeout_ms", slave.orphanTimeoutMs());
+        slaveNode.put("standby_delay_ms", slave.standbyDelayMs());
         if (prometheus.enabled()) {
             root.putObject("prometheus").put("listen", prometheus.listenText());
         }
@@ -741,7 +743,9 @@ public record VhostdConfig(
                 node.intValue("max_segments", SlaveConfig.DEFAULT_MAX_SEGMENTS, 1, SlaveConfig.MAX_MAX_SEGMENTS);
         long orphanTimeoutMs = node.intValue("orphan_timeout_ms", (int) SlaveConfig.DEFAULT_ORPHAN_TIMEOUT_MS, 0, (int)
                 SlaveConfig.MAX_ORPHAN_TIMEOUT_MS);
-        return new SlaveConfig(javaOpts, maxSegments, orphanTimeoutMs);
+        long standbyDelayMs = node.intValue("standby_delay_ms", (int) SlaveConfig.DEFAULT_STANDBY_DELAY_MS, 0, (int)
+                SlaveConfig.MAX_STANDBY_DELAY_MS);
+        return new SlaveConfig(javaOpts, maxSegments, orphanTimeoutMs, standbyDelayMs);
     }
 
     private static String name(ConfigNode node) throws ConfigException {

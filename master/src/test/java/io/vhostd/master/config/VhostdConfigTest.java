@@ -49,7 +49,11 @@ class VhostdConfigTest {
                         new HugepagesConfig(true, 67108864),
                         List.of(),
                         List.of(),
-                        new SlaveConfig(List.of(), 128, SlaveConfig.DEFAULT_ORPHAN_TIMEOUT_MS)),
+                        new SlaveConfig(
+                                List.of(),
+                                128,
+                                SlaveConfig.DEFAULT_ORPHAN_TIMEOUT_MS,
+                                SlaveConfig.DEFAULT_STANDBY_DELAY_MS)),
                 config);
     }
 
@@ -82,6 +86,7 @@ class VhostdConfigTest {
                   java_opts: [-Xmx256m, -XX:+UseZGC]
                   max_segments: 64
                   orphan_timeout_ms: 5000
+                  standby_delay_ms: 250
                 """));
         String d = dir.toString();
         assertEquals(
@@ -111,7 +116,7 @@ class VhostdConfigTest {
                                         1024,
                                         "a-very-long-controll",
                                         true)),
-                        new SlaveConfig(List.of("-Xmx256m", "-XX:+UseZGC"), 64, 5_000)),
+                        new SlaveConfig(List.of("-Xmx256m", "-XX:+UseZGC"), 64, 5_000, 250)),
                 config);
     }
 
