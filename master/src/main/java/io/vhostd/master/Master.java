@@ -500,6 +500,7 @@ public final class Master implements AutoCloseable {
         writeSlaveState(slave);
         startStandby();
         warmUpHandoverCodec();
+        rehearseQpairResetInBackground();
     }
 
     private void bindControlSocket() throws IOException {
@@ -856,6 +857,85 @@ public final class Master implements AutoCloseable {
     private static void warmUpHandoverCodec() {
         // in the background, at the lowest priority: after a master restart the guests are running
         HandoverWarmup.startInBackground(WARM_UP_BUDGET_NS);
+    }
+
+    /** Queue pair id of the reset rehearsal's scratch queue pair: the real ones count from 1 ({@link #nextQpairId}). */
+    static final int REHEARSAL_QPAIR_ID = 0;
+
+    /** Attach + detach rounds of the reset rehearsal, per engine. */
+    private static final int RESET_REHEARSAL_ROUNDS = 300;
+
+    /**
+     * Nice value of the reset rehearsal's thread. Not 19: each round waits for the engine thread, and at 19 on a busy
+     * machine 1000 rounds took 6 - 7 s, longer than a master restart is from the next slave death in
+     * scripts/bench-handover.sh. The rounds are short (~0.1 ms of CPU each).
+     */
+    private static final int RESET_REHEARSAL_NICE = 0;
+
+    /**
+     * Runs the queue-pair reset of a handover ({@link #resetQpairs}: format, engine attach, engine detach) on a
+     * scratch queue pair with each controller's engine, {@link #RESET_REHEARSAL_ROUNDS} times, on a thread of its own
+     * (issue #4). A master restarted under running guests otherwise runs that code for the first time when the next
+     * slave dies: the reset took 5 - 12 ms then against ~2 ms later (docs/benchmarks.md, session 5). The scratch
+     * queue pair has no commands and no guest memory; an engine that refuses it (full) is skipped.
+     */
+    private void rehearseQpairResetInBackground() {
+        Set<DeviceEngine> engines = java.util.Collections.newSetFromMap(new java.util.IdentityHashMap<>());
+        for (ControllerRuntime c : controllerList()) {
+            bdevs.get(c.bdev().name()).ifPresent(e -> engines.add(e.engine()));
+        }
+        if (engines.isEmpty()) {
+            return;
+        }
+        Thread.ofPlatform().name("reset-rehearsal").daemon(true).start(() -> {
+            io.vhostd.shm.linux.Priority.niceCurrentThread(RESET_REHEARSAL_NICE);
+            long startNs = System.nanoTime();
+            try {
+                int rounds = rehearseQpairReset(
+                        engines, RESET_REHEARSAL_ROUNDS, QPAIR_DEPTH, maxSegments, () -> shuttingDown);
+                LOG.log(
+                        System.Logger.Level.INFO,
+                        "queue pair reset rehearsal: " + rounds + " rounds on " + engines.size() + " engine(s) in "
+                                + (System.nanoTime() - startNs) / 1_000_000 + " ms");
+            } catch (RuntimeException e) {
+                LOG.log(System.Logger.Level.WARNING, "queue pair reset rehearsal stopped: " + e);
+            }
+        });
+    }
+
+    /**
+     * {@code rounds} times per engine: formats a scratch queue pair ({@link #REHEARSAL_QPAIR_ID}, no guest memory),
+     * attaches it and detaches it again, as {@link #resetQpairs} does. Stops early when {@code stop} says so.
+     *
+     * @return the rounds done
+     * @throws IllegalStateException if an engine stopped or serves its maximum of queue pairs
+     */
+    static int rehearseQpairReset(
+            java.util.Collection<DeviceEngine> engines,
+            int rounds,
+            int depth,
+            int maxSegments,
+            java.util.function.BooleanSupplier stop) {
+        int done = 0;
+        int sqEventFd = Eventfd.eventfd(0, Eventfd.EFD_CLOEXEC);
+        int cqEventFd = Eventfd.eventfd(0, Eventfd.EFD_CLOEXEC);
+        try (java.lang.foreign.Arena scratch = java.lang.foreign.Arena.ofShared();
+                RegionTable noRegions = new RegionTable()) {
+            java.lang.foreign.MemorySegment memory =
+                    scratch.allocate(VirtNvmeDescriptor.lengthBytes(depth, maxSegments), 4096);
+            for (DeviceEngine engine : engines) {
+                for (int i = 0; i < rounds && !stop.getAsBoolean(); i++) {
+                    VirtNvmeQueuePair qp = VirtNvmeQueuePair.format(memory, REHEARSAL_QPAIR_ID, depth, maxSegments);
+                    engine.attach(new QpairBinding(qp, sqEventFd, cqEventFd, noRegions, 1));
+                    engine.detach(REHEARSAL_QPAIR_ID);
+                    done++;
+                }
+            }
+        } finally {
+            io.vhostd.shm.linux.Unistd.close(sqEventFd);
+            io.vhostd.shm.linux.Unistd.close(cqEventFd);
+        }
+        return done;
     }
 
     // --- slave replacement (issue #4): a warm standby takes the controllers of a slave that died ---
