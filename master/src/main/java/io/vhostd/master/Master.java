@@ -136,6 +136,14 @@ public final class Master implements AutoCloseable {
      * hello (exceptionally if it could not be started). Null before the first one is spawned.
      */
     private java.util.concurrent.CompletableFuture<SlaveProcess> standby;
+    /**
+     * A slave death less than this after the previous one (System.nanoTime) starts the next standby without {@code
+     * standby_delay_ms}: with deaths 0.5 - 2.5 s apart (SlaveKillIT) the delay made most handovers wait for a standby
+     * still starting, 1 - 2.7 s.
+     */
+    private static final long CRASH_LOOP_NS = 5_000_000_000L;
+    /** When the last slave death was noticed (System.nanoTime), 0 before the first. */
+    private long lastDeathNs;
     /** Counted down to start a {@link #standby} still waiting for its {@code standby_delay_ms} at once. */
     private CountDownLatch standbyGo = new CountDownLatch(0);
     /** Each controller's session journal region (journal/spec/journal.md), formatted by the master. */
@@ -1232,7 +1240,10 @@ public final class Master implements AutoCloseable {
                             + dead.slaveId() + " died (queue pairs reset in " + (resetNs - resetStartNs) / 1_000
                             + " us, handover done after " + (doneNs - noticedNs) / 1_000 + " us)");
             watch(next);
-            startStandby(config.slave().standbyDelayMs());
+            // a death soon after the previous one looks like a crash loop: the next standby starts at once
+            boolean crashLoop = lastDeathNs != 0 && noticedNs - lastDeathNs < CRASH_LOOP_NS;
+            lastDeathNs = noticedNs;
+            startStandby(crashLoop ? 0 : config.slave().standbyDelayMs());
             dead.reap();
         } catch (Exception e) {
             LOG.log(

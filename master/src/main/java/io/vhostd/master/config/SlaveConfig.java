@@ -14,7 +14,8 @@ import java.util.List;
  * @param standbyDelayMs how long after a handover (a slave's death or an upgrade) the master waits before it starts
  *     the next standby, 0..{@value #MAX_STANDBY_DELAY_MS} ms; key {@code standby_delay_ms}, default {@value
  *     #DEFAULT_STANDBY_DELAY_MS}. A JVM start takes CPU from the guests just when they resume; a handover that finds
- *     the standby still waiting starts it at once
+ *     the standby still waiting starts it at once, and a slave death less than 5 s after the previous one starts the
+ *     next standby without delay
  */
 public record SlaveConfig(List<String> javaOpts, int maxSegments, long orphanTimeoutMs, long standbyDelayMs) {
     /** Default {@code orphan_timeout_ms}: a minute, for a master restarted by systemd (RestartSec=1s). */
