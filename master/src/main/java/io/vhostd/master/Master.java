@@ -885,7 +885,8 @@ public final class Master implements AutoCloseable {
      * scratch queue pair with each controller's engine, {@link #RESET_REHEARSAL_ROUNDS} times, on a thread of its own
      * (issue #4). A master restarted under running guests otherwise runs that code for the first time when the next
      * slave dies: the reset took 5 - 12 ms then against ~2 ms later (docs/benchmarks.md, session 5). The scratch
-     * queue pair has no commands and no guest memory; an engine that refuses it (full) is skipped.
+     * queue pair has no commands and no guest memory; an engine that refuses it (full or stopped) ends the rehearsal,
+     * which is logged.
      */
     private void rehearseQpairResetInBackground() {
         Set<DeviceEngine> engines = java.util.Collections.newSetFromMap(new java.util.IdentityHashMap<>());
@@ -1179,9 +1180,7 @@ public final class Master implements AutoCloseable {
             if (shuttingDown) {
                 return;
             }
-            waiting = standby;
-            standby = null;
-            standbyGo.countDown();
+            waiting = takeStandby();
             handingOver = true;
         }
         LOG.log(

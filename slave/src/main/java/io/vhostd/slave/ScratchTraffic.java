@@ -43,7 +43,7 @@ final class ScratchTraffic {
     private static final int DATA_BYTES = 4096;
     private static final int SECTORS = 1 << 16;
     /** One round of depth requests in this many goes to the ring at once. */
-    static final int BURST_EVERY = 16;
+    private static final int BURST_EVERY = 16;
     /** {@code periodic} runs once per this many completed requests. */
     private static final int PERIODIC_EVERY = 512;
 
@@ -125,11 +125,6 @@ final class ScratchTraffic {
         for (int i = 0; i < depth; i++) {
             writeChain(i);
         }
-    }
-
-    /** Requests completed (used by the slave) so far. */
-    int completed() {
-        return completed;
     }
 
     /** Completed requests whose status byte was not VIRTIO_BLK_S_OK. */

@@ -176,7 +176,7 @@ final class SlaveWarmup {
      * such a session has (connection, memory, kick, call), a controller over scratch queue pairs and a control link
      * whose peer only listens. Every class, lambda and string concatenation of {@link SlaveController#adopt} and
      * {@link SlaveController#release} is linked here rather than on a guest's critical path. Queue 0 holds {@link
-     * #CARRIED} virtio-blk reads in flight, taken over as a rolling upgrade's carried requests (their commands never
+     * #CARRIED} virtio-blk requests in flight, taken over as a rolling upgrade's carried requests (their commands never
      * complete: nothing executes VirtNvme commands here) and handed over again by the release. The released back-end
      * keeps a few fds of the scratch session open.
      *
@@ -246,7 +246,6 @@ final class SlaveWarmup {
                     memfd,
                     0,
                     arena);
-            List<ControlMessage.CarriedQueue> carried = List.of(writeCarriedRequests(guest, writer));
             int[] connection = Socket.socketpair(Socket.SOCK_STREAM);
             open.add(connection[1]);
             List<ControlMessage.AdoptedFd> adopted = new ArrayList<>();
@@ -270,24 +269,30 @@ final class SlaveWarmup {
                 adopted.add(new ControlMessage.AdoptedFd("call", q));
                 adoptFds.add(Unistd.dup(call[q]));
             }
-            int q = 1;
-            long ring = 0x1000L * (1 + 3 * q);
-            ScratchTraffic traffic = new ScratchTraffic(
-                    guest,
-                    queueSize,
-                    ring,
-                    ring + 0x1000,
-                    ring + 0x2000,
-                    TRAFFIC_HEADERS_GPA,
-                    TRAFFIC_DATA_GPA,
-                    TRAFFIC_DEPTH,
-                    kick[q],
-                    call[q],
-                    executors.get(q),
-                    controllerFds[1 + 2 * q],
-                    controllerFds[2 + 2 * q]);
-            // queue 1 as a dead slave left it: the adoption resubmits these (the kill path's replay)
-            traffic.prefetch(PREFETCHED, writer, q);
+            ScratchTraffic[] drivers = new ScratchTraffic[numQueues];
+            for (int q = 0; q < numQueues; q++) {
+                long ring = 0x1000L * (1 + 3 * q);
+                drivers[q] = new ScratchTraffic(
+                        guest,
+                        queueSize,
+                        ring,
+                        ring + 0x1000,
+                        ring + 0x2000,
+                        q == 0 ? CARRIED_HEADERS_GPA : TRAFFIC_HEADERS_GPA,
+                        q == 0 ? CARRIED_DATA_GPA : TRAFFIC_DATA_GPA,
+                        q == 0 ? CARRIED : TRAFFIC_DEPTH,
+                        kick[q],
+                        call[q],
+                        executors.get(q),
+                        controllerFds[1 + 2 * q],
+                        controllerFds[2 + 2 * q]);
+            }
+            // queue 0: requests whose commands the "old slave" submitted, carried over (never served here); queue 1:
+            // requests a dead slave left fetched, which the adoption resubmits (the kill path's replay)
+            drivers[0].prefetch(CARRIED, writer, 0);
+            List<ControlMessage.CarriedQueue> carried = List.of(carried(CARRIED));
+            ScratchTraffic traffic = drivers[1];
+            traffic.prefetch(PREFETCHED, writer, 1);
             ControlMessage.AddController spec = new ControlMessage.AddController(
                     "warm-up", "warm-up", 1, 1L << 30, 512, false, "WARM-UP", numQueues, maxSegments, refs);
             SlaveController c = new SlaveController(spec, controllerFds, qpairArena, master, journal);
@@ -323,13 +328,18 @@ final class SlaveWarmup {
     /** Requests of the rehearsal's queue 0 in flight at the device, taken over by the adoption. */
     static final int CARRIED = 3;
 
+    /** Where queue 0's carried requests have their headers and data (guest physical, the first region). */
+    private static final long CARRIED_HEADERS_GPA = 0x10000;
+
+    private static final long CARRIED_DATA_GPA = 0x20000;
+
     /** Scratch requests the rehearsal keeps in flight on queue 1: a full fetch batch of the data path. */
-    static final int TRAFFIC_DEPTH = 32;
+    private static final int TRAFFIC_DEPTH = 32;
 
     /** Queue 1's requests the adoption resubmits (left fetched in the journal, as by a slave that died). */
-    static final int PREFETCHED = 8;
+    private static final int PREFETCHED = 8;
 
-    /** Where queue 1's scratch requests have their headers (guest physical; queue 0's are below 0x24000). */
+    /** Where queue 1's scratch requests have their headers (guest physical; queue 0's are below 0x23000). */
     private static final long TRAFFIC_HEADERS_GPA = 0x40000;
 
     /** The rehearsal's second memory region, which holds queue 1's data buffers (4 GiB, as above a PC's hole). */
@@ -348,42 +358,18 @@ final class SlaveWarmup {
     record Rehearsal(int handedOver, int requests, int failed) {}
 
     /**
-     * Writes {@link #CARRIED} virtio-blk reads (header, 4 KiB data, status: 3 descriptors each, virtio 1.2 §5.2.6)
-     * into queue 0's split ring of the rehearsal's guest memory (GPA 0, ring at 0x1000, avail 0x2000), made available
-     * and journaled as fetched; returns them as a rolling upgrade's carried requests, one VirtNvme command each.
+     * The rehearsal's queue-0 requests as a rolling upgrade's carried requests: {@code n} requests fetched by {@link
+     * ScratchTraffic#prefetch} (heads 0, 3, 6, ...), one VirtNvme command each, CID = request number.
      */
-    private static ControlMessage.CarriedQueue writeCarriedRequests(MemorySegment guest, SessionJournal writer) {
-        java.lang.foreign.ValueLayout.OfLong u64 = java.lang.foreign.ValueLayout.JAVA_LONG_UNALIGNED;
-        java.lang.foreign.ValueLayout.OfInt u32 = java.lang.foreign.ValueLayout.JAVA_INT_UNALIGNED;
-        java.lang.foreign.ValueLayout.OfShort u16 = java.lang.foreign.ValueLayout.JAVA_SHORT_UNALIGNED;
-        long desc = 0x1000;
-        long avail = 0x2000;
-        int next = 1;
-        int write = 2;
+    private static ControlMessage.CarriedQueue carried(int n) {
         List<Integer> heads = new ArrayList<>();
         List<Integer> states = new ArrayList<>();
         List<Integer> cids = new ArrayList<>();
-        for (int i = 0; i < CARRIED; i++) {
-            int head = 3 * i;
-            long header = 0x10000 + 0x100L * i;
-            long data = 0x20000 + 0x1000L * i;
-            long[][] chain = {{header, 16, next}, {data, 4096, next | write}, {header + 16, 1, write}};
-            for (int d = 0; d < 3; d++) {
-                long at = desc + 16L * (head + d);
-                guest.set(u64, at, chain[d][0]);
-                guest.set(u32, at + 8, (int) chain[d][1]);
-                guest.set(u16, at + 12, (short) chain[d][2]);
-                guest.set(u16, at + 14, (short) (head + d + 1));
-            }
-            guest.set(u32, header, VirtioBlk.VIRTIO_BLK_T_IN);
-            guest.set(u64, header + 8, i * 8L);
-            guest.set(u16, avail + 4 + 2L * i, (short) head);
-            writer.requestFetched(0, head, i + 1);
-            heads.add(head);
+        for (int i = 0; i < n; i++) {
+            heads.add(3 * i);
             states.add(0);
             cids.add(i);
         }
-        guest.set(u16, avail + 2, (short) CARRIED);
         return new ControlMessage.CarriedQueue(0, heads, states, cids, heads);
     }
 
