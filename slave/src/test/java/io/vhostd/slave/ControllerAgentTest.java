@@ -462,6 +462,11 @@ class ControllerAgentTest {
         assertArrayEquals(dataA, readBdev(8, 4096));
         assertArrayEquals(dataB, readBdev(64, 4096));
         assertArrayEquals(dataC, readBdev(128, 4096));
+        // the data path ends a batch's journal record after it published used->idx (journal.md §6.2): the guest can
+        // see the used element first
+        awaitTrue(
+                () -> continued.inflightCount(0) == 0 && continued.usedIdx(0) == 3,
+                "the last batch's journal record ended");
         assertEquals(0, continued.inflightCount(0));
         assertEquals(3, continued.usedIdx(0));
     }
