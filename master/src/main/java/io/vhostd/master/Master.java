@@ -146,6 +146,9 @@ public final class Master implements AutoCloseable {
     private long lastDeathNs;
     /** Counted down to start a {@link #standby} still waiting for its {@code standby_delay_ms} at once. */
     private CountDownLatch standbyGo = new CountDownLatch(0);
+
+    /** The process of {@link #standby} once spawned, to hurry it when a handover takes it still warming up. */
+    private StandbyStart standbyStart = new StandbyStart();
     /** Each controller's session journal region (journal/spec/journal.md), formatted by the master. */
     private final Map<String, HugepageArena> journals = new LinkedHashMap<>();
     /** Each controller's stats region and the stats RPC methods (issue #5); created in {@link #start}. */
@@ -956,15 +959,22 @@ public final class Master implements AutoCloseable {
 
     /** {@link #connectSlave()} from {@code classPath} (a jar, or the master's own class path). */
     private SlaveProcess connectSlave(String classPath) throws Exception {
+        return connectSlave(classPath, p -> {});
+    }
+
+    /** {@link #connectSlave(String)}; {@code spawned} gets the process as soon as it is spawned (before its hello). */
+    private SlaveProcess connectSlave(String classPath, java.util.function.Consumer<Process> spawned) throws Exception {
         synchronized (spawnLock) {
-            return connectSlaveLocked(classPath);
+            String slaveId = "slave-" + nextSlaveNumber++;
+            long spawnedUnixMs = System.currentTimeMillis();
+            Process process = spawnSlave(slaveId, classPath);
+            spawned.accept(process);
+            return connectSlaveLocked(slaveId, spawnedUnixMs, process, classPath);
         }
     }
 
-    private SlaveProcess connectSlaveLocked(String classPath) throws Exception {
-        String slaveId = "slave-" + nextSlaveNumber++;
-        long spawnedUnixMs = System.currentTimeMillis();
-        Process process = spawnSlave(slaveId, classPath);
+    private SlaveProcess connectSlaveLocked(String slaveId, long spawnedUnixMs, Process process, String classPath)
+            throws Exception {
         int fd = acceptFrom(process, 30_000);
         ControlChannel channel = new ControlChannel(fd);
         ControlChannel.Incoming hello = channel.receive();
@@ -1111,6 +1121,45 @@ public final class Master implements AutoCloseable {
         return taken;
     }
 
+    /**
+     * {@link #takeStandby()} for a handover that waits for it: a standby still warming up is told to stop warming up
+     * and say hello at once ({@link SlaveProcess#hurry}): a slave whose JIT has not compiled the data path yet serves
+     * after tens of milliseconds, one that finishes its warm-up (JVM start, classes, codec, rehearsal) after seconds on
+     * a loaded host (slave deaths 0.5 - 2.5 s apart in SlaveKillIT).
+     */
+    private synchronized java.util.concurrent.CompletableFuture<SlaveProcess> takeStandbyNow() {
+        java.util.concurrent.CompletableFuture<SlaveProcess> taken = takeStandby();
+        if (taken != null && !taken.isDone()) {
+            standbyStart.hurry();
+        }
+        return taken;
+    }
+
+    /**
+     * A standby on its way ({@link #startStandby}): its process once spawned and whether a handover waits for it. The
+     * two volatile fields are written and read in opposite orders by {@link #spawned} and {@link #hurry}, so at least
+     * one of the two hurries the process.
+     */
+    private static final class StandbyStart {
+        private volatile Process process;
+        private volatile boolean hurry;
+
+        void spawned(Process p) {
+            process = p;
+            if (hurry) {
+                SlaveProcess.hurry(p);
+            }
+        }
+
+        void hurry() {
+            hurry = true;
+            Process p = process;
+            if (p != null) {
+                SlaveProcess.hurry(p);
+            }
+        }
+    }
+
     /** Spawns the next standby in the background at once (no JVM start on the critical path of a handover). */
     private void startStandby() {
         startStandby(0);
@@ -1124,8 +1173,10 @@ public final class Master implements AutoCloseable {
     private synchronized void startStandby(long delayMs) {
         java.util.concurrent.CompletableFuture<SlaveProcess> next = new java.util.concurrent.CompletableFuture<>();
         CountDownLatch go = new CountDownLatch(1);
+        StandbyStart start = new StandbyStart();
         standby = next;
         standbyGo = go;
+        standbyStart = start;
         Thread.ofPlatform().name("standby-spawn").daemon(true).start(() -> {
             try {
                 if (delayMs > 0 && !go.await(delayMs, TimeUnit.MILLISECONDS)) {
@@ -1135,7 +1186,7 @@ public final class Master implements AutoCloseable {
                     next.completeExceptionally(new IllegalStateException("the master is shutting down"));
                     return;
                 }
-                SlaveProcess started = connectSlave();
+                SlaveProcess started = connectSlave(slaveClassPath, start::spawned);
                 next.complete(started);
                 LOG.log(
                         System.Logger.Level.INFO,
@@ -1180,7 +1231,7 @@ public final class Master implements AutoCloseable {
             if (shuttingDown) {
                 return;
             }
-            waiting = takeStandby();
+            waiting = takeStandbyNow();
             handingOver = true;
         }
         LOG.log(
@@ -1738,7 +1789,8 @@ public final class Master implements AutoCloseable {
         cmd.add("--orphan-timeout-ms");
         cmd.add(Long.toString(config.slave().orphanTimeoutMs()));
         LOG.log(System.Logger.Level.DEBUG, "spawning slave: " + String.join(" ", cmd));
-        ProcessBuilder builder = new ProcessBuilder(cmd).inheritIO();
+        // stdin is a pipe from the master: one byte on it hurries a standby's warm-up (SlaveProcess.hurry)
+        ProcessBuilder builder = new ProcessBuilder(cmd).inheritIO().redirectInput(ProcessBuilder.Redirect.PIPE);
         // systemd's notification socket and watchdog are the master's: the slave must not speak for the service
         builder.environment().keySet().removeAll(SdNotify.ENVIRONMENT);
         // a child inherits its parent thread's nice: a slave spawned from a control thread (nice -10, e.g. the standby

@@ -63,6 +63,22 @@ public final class SlaveProcess {
         reader.start();
     }
 
+    /**
+     * Tells a slave still warming up (before its hello) to stop warming up and say hello at once (issue #4): writes one
+     * byte to its stdin, a pipe from the master ({@code SlaveWarmup.hurried} in the slave). A slave that is gone or
+     * was not started with such a pipe is left alone.
+     */
+    static void hurry(Process slave) {
+        try {
+            java.io.OutputStream stdin = slave.getOutputStream();
+            stdin.write('!');
+            stdin.flush();
+            LOG.log(System.Logger.Level.INFO, "standby (pid " + slave.pid() + ") hurried: a handover waits for it");
+        } catch (java.io.IOException e) {
+            LOG.log(System.Logger.Level.DEBUG, "cannot hurry slave pid " + slave.pid() + ": " + e);
+        }
+    }
+
     public String slaveId() {
         return slaveId;
     }

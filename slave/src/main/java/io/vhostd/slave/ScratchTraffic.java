@@ -134,15 +134,21 @@ final class ScratchTraffic {
 
     /**
      * Before the session is adopted: makes requests 0 .. {@code n - 1} available and journals them as fetched on
-     * {@code queueIndex}, as a slave that died after fetching them would have left them; the adoption resubmits them.
+     * {@code queueIndex}, and in flight in the queue's vhost-user {@code inflight} region, as a slave that died after
+     * fetching them would have left them; the adoption resubmits them.
      */
-    void prefetch(int n, io.vhostd.journal.SessionJournal writer, int queueIndex) {
+    void prefetch(
+            int n,
+            io.vhostd.journal.SessionJournal writer,
+            int queueIndex,
+            io.vhostd.journal.inflight.InflightRegionSplit inflight) {
         if (n > depth || posted != 0) {
             throw new IllegalArgumentException("prefetch " + n + " of depth " + depth + " before any other request");
         }
         for (int i = 0; i < n; i++) {
             post(i);
             writer.requestFetched(queueIndex, 3 * i, i + 1);
+            inflight.fetched(3 * i);
         }
         U16_ATOMIC.setRelease(guest, availGpa + 2, (short) availIdx);
         availPublished = availIdx;
@@ -151,11 +157,12 @@ final class ScratchTraffic {
     /**
      * Runs requests (reads and writes alternating, 4 KiB each) with {@link #depth} in flight until {@code requests}
      * in all (those of {@link #prefetch} included) completed or {@code deadlineNs} (System.nanoTime) passed; then
-     * waits, until the same deadline, for those still in flight. Runs {@code periodic} now and then. Returns the
-     * requests completed.
+     * waits, until the same deadline, for those still in flight. Runs {@code periodic} now and then; once {@code stop}
+     * says so (asked at the same moments), posts no new request. Returns the requests completed.
      */
-    int run(int requests, long deadlineNs, Runnable periodic) {
-        for (int i = posted; i < depth && posted < requests; i++) {
+    int run(int requests, long deadlineNs, Runnable periodic, java.util.function.BooleanSupplier stop) {
+        int limit = requests;
+        for (int i = posted; i < depth && posted < limit; i++) {
             post(i);
         }
         publishAndKick();
@@ -165,9 +172,13 @@ final class ScratchTraffic {
             while (completed < posted && System.nanoTime() < deadlineNs) {
                 boolean progress = serveSubmissions();
                 int before = completed;
-                progress |= reapUsed(requests, deadlineNs);
+                progress |= reapUsed(limit, deadlineNs);
                 if (before / PERIODIC_EVERY != completed / PERIODIC_EVERY) {
                     periodic.run();
+                    if (stop.getAsBoolean()) {
+                        // no new request: those in flight complete (the release needs an idle ring)
+                        limit = posted;
+                    }
                 }
                 if (progress) {
                     continue;

@@ -236,6 +236,7 @@ final class SlaveController {
                 device.awaitRestoredQueues();
             } catch (RuntimeException e) {
                 // the connection and the session's fds are the back-end's now
+                backend.logDeferred();
                 backend.close();
                 throw e;
             }
@@ -247,6 +248,7 @@ final class SlaveController {
                 agent.writeback(writeback);
             }
             byName.clear();
+            backend.logDeferred();
             LOG.log(
                     System.Logger.Level.INFO,
                     spec.name() + ": session adopted, " + replayed + " request(s) resubmitted, " + carriedCount

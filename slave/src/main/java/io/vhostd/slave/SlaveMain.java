@@ -73,7 +73,7 @@ public final class SlaveMain implements Callable<Integer> {
         // before the hello: the master counts a slave as ready (a standby) once it said hello (issue #4). At the nice
         // the slave was started with, not the control loop's: at -10 its CPU came from the guests (fio 61 k -> 34 k
         // IOPS while standbys warmed up); at 19 a standby took 5 s to be ready under a TCG guest (docs/benchmarks.md)
-        LOG.log(System.Logger.Level.INFO, "slave " + slaveId + ": " + SlaveWarmup.run());
+        LOG.log(System.Logger.Level.INFO, "slave " + slaveId + ": " + SlaveWarmup.run(SlaveWarmup::hurriedOnStdin));
         io.vhostd.shm.linux.Priority.niceCurrentThread(CONTROL_NICE);
         ControlChannel channel = ControlChannel.connect(controlPath);
         MasterLink master = new MasterLink(channel);

@@ -4,7 +4,10 @@ import io.vhostd.journal.JournalDescriptor;
 import io.vhostd.journal.JournalMemoryRegion;
 import io.vhostd.journal.JournalRecovery;
 import io.vhostd.journal.SessionJournal;
+import io.vhostd.journal.StoreObserver;
 import io.vhostd.journal.VringConfig;
+import io.vhostd.journal.inflight.InflightRegionDescriptor;
+import io.vhostd.journal.inflight.InflightRegionSplit;
 import io.vhostd.shm.control.ControlChannel;
 import io.vhostd.shm.control.ControlMessage;
 import io.vhostd.shm.control.HandoverWarmup;
@@ -61,37 +64,66 @@ final class SlaveWarmup {
 
     private SlaveWarmup() {}
 
-    /** Runs the warm-up; never fails (a step that fails is logged and skipped). Returns a one-line summary. */
-    static String run() {
+    private static volatile boolean stdinHurried;
+
+    /**
+     * Whether the master wants this slave now (issue #4): a handover took the standby while it still warmed up, and
+     * wrote a byte to the slave's stdin, a pipe from the master ({@code SlaveProcess.hurry}). The warm-up then stops
+     * where it is and the slave says hello: one whose data path is not compiled yet serves after tens of milliseconds,
+     * one that finishes warming up after seconds on a loaded host. Stays true once true (the byte is never read). A
+     * slave started by hand (stdin a terminal or /dev/null) is hurried by input on stdin, or never.
+     */
+    static boolean hurriedOnStdin() {
+        if (!stdinHurried) {
+            try {
+                stdinHurried = System.in.available() > 0;
+            } catch (IOException e) {
+                // stdin closed: nobody to hurry us
+            }
+        }
+        return stdinHurried;
+    }
+
+    /**
+     * Runs the warm-up; never fails (a step that fails is logged and skipped). Returns a one-line summary.
+     *
+     * @param hurried asked between steps and within each: once true, the warm-up ends as soon as it can
+     */
+    static String run(java.util.function.BooleanSupplier hurried) {
         long startNs = System.nanoTime();
         int classes = 0;
         try {
-            classes = preloadClasses();
+            classes = preloadClasses(hurried);
         } catch (RuntimeException e) {
             LOG.log(System.Logger.Level.DEBUG, "warm-up: class preloading: " + e);
         }
         long classesNs = System.nanoTime();
         int trips = 0;
         try {
-            trips = roundTripMessages();
+            trips = roundTripMessages(hurried);
         } catch (RuntimeException e) {
             LOG.log(System.Logger.Level.DEBUG, "warm-up: control messages: " + e);
         }
         long messagesNs = System.nanoTime();
         try {
-            exerciseJournal();
+            if (!hurried.getAsBoolean()) {
+                exerciseJournal();
+            }
         } catch (RuntimeException e) {
             LOG.log(System.Logger.Level.DEBUG, "warm-up: journal: " + e);
         }
         long journalNs = System.nanoTime();
         Rehearsal rehearsal = new Rehearsal(0, 0, 0);
         try {
-            rehearsal = rehearseHandover(DATA_PATH_REQUESTS, DATA_PATH_BUDGET_NS);
+            if (!hurried.getAsBoolean()) {
+                rehearsal = rehearseHandover(DATA_PATH_REQUESTS, DATA_PATH_BUDGET_NS, hurried);
+            }
         } catch (RuntimeException e) {
             LOG.log(System.Logger.Level.WARNING, "warm-up: handover rehearsal failed: " + e, e);
         }
         long endNs = System.nanoTime();
-        return "warm-up: " + classes + " classes in " + (classesNs - startNs) / 1_000_000 + " ms, control messages ("
+        return (hurried.getAsBoolean() ? "hurried " : "") + "warm-up: " + classes + " classes in "
+                + (classesNs - startNs) / 1_000_000 + " ms, control messages ("
                 + trips + " round trips) in " + (messagesNs - classesNs) / 1_000_000 + " ms, journal in "
                 + (journalNs - messagesNs) / 1_000_000
                 + " ms, handover rehearsal (" + rehearsal.requests() + " requests through the data path, "
@@ -99,7 +131,7 @@ final class SlaveWarmup {
                 + (endNs - journalNs) / 1_000_000 + " ms";
     }
 
-    private static int preloadClasses() {
+    private static int preloadClasses(java.util.function.BooleanSupplier hurried) {
         ClassLoader loader = SlaveWarmup.class.getClassLoader();
         int loaded = 0;
         for (String entry : System.getProperty("java.class.path", "").split(File.pathSeparator)) {
@@ -109,6 +141,10 @@ final class SlaveWarmup {
             for (String resource : classResources(Path.of(entry))) {
                 if (PACKAGES.stream().noneMatch(resource::startsWith) || resource.endsWith("module-info.class")) {
                     continue;
+                }
+                if (hurried.getAsBoolean()) {
+                    // the rest loads as the handover uses it
+                    return loaded;
                 }
                 String name = resource.substring(0, resource.length() - ".class".length())
                         .replace('/', '.');
@@ -162,8 +198,8 @@ final class SlaveWarmup {
      * #CODEC_BUDGET_NS} here, then all rounds again on a background thread at nice 19.
      * Returns the round trips made here.
      */
-    private static int roundTripMessages() {
-        int trips = HandoverWarmup.run(CODEC_BUDGET_NS);
+    private static int roundTripMessages(java.util.function.BooleanSupplier hurried) {
+        int trips = HandoverWarmup.run(CODEC_BUDGET_NS, hurried);
         if (trips < HandoverWarmup.ROUNDS * HandoverWarmup.samples().size()) {
             HandoverWarmup.startInBackground(BACKGROUND_CODEC_BUDGET_NS);
         }
@@ -187,6 +223,11 @@ final class SlaveWarmup {
      *     scratch requests completed
      */
     static Rehearsal rehearseHandover(int requests, long budgetNs) {
+        return rehearseHandover(requests, budgetNs, () -> false);
+    }
+
+    /** {@link #rehearseHandover(int, long)} whose scratch requests stop early once {@code stop} says so. */
+    static Rehearsal rehearseHandover(int requests, long budgetNs, java.util.function.BooleanSupplier stop) {
         long deadlineNs = System.nanoTime() + budgetNs;
         int numQueues = 2;
         int queueSize = 128;
@@ -256,6 +297,30 @@ final class SlaveWarmup {
             adoptFds.add(Unistd.dup(memfd));
             adopted.add(new ControlMessage.AdoptedFd("mem", dataRegionId));
             adoptFds.add(Unistd.dup(memfd));
+            // the vhost-user inflight region of a QEMU session (INFLIGHT_SHMFD) as the previous slave left it: started,
+            // the requests it left fetched marked in flight; the data path then records every request in it too
+            long inflightQueueBytes = InflightRegionDescriptor.queueRegionLengthBytes(queueSize, false);
+            int inflightFd = Memfd.memfd_create("vhostd-warm-up-inflight", Memfd.MFD_CLOEXEC);
+            open.add(inflightFd);
+            Unistd.ftruncate(inflightFd, inflightQueueBytes * numQueues);
+            MemorySegment inflightBuffer = io.vhostd.shm.linux.Mman.mmap(
+                    inflightQueueBytes * numQueues,
+                    io.vhostd.shm.linux.Mman.PROT_READ | io.vhostd.shm.linux.Mman.PROT_WRITE,
+                    io.vhostd.shm.linux.Mman.MAP_SHARED,
+                    inflightFd,
+                    0,
+                    arena);
+            InflightRegionSplit[] inflight = new InflightRegionSplit[numQueues];
+            for (int q = 0; q < numQueues; q++) {
+                inflight[q] = new InflightRegionSplit(
+                        InflightRegionDescriptor.queueRegion(inflightBuffer, q, queueSize, false),
+                        q,
+                        queueSize,
+                        StoreObserver.NONE);
+                inflight[q].start(0);
+            }
+            adopted.add(new ControlMessage.AdoptedFd("inflight", 0));
+            adoptFds.add(Unistd.dup(inflightFd));
             int[] kick = new int[numQueues];
             int[] call = new int[numQueues];
             for (int q = 0; q < numQueues; q++) {
@@ -289,10 +354,10 @@ final class SlaveWarmup {
             }
             // queue 0: requests whose commands the "old slave" submitted, carried over (never served here); queue 1:
             // requests a dead slave left fetched, which the adoption resubmits (the kill path's replay)
-            drivers[0].prefetch(CARRIED, writer, 0);
+            drivers[0].prefetch(CARRIED, writer, 0, inflight[0]);
             List<ControlMessage.CarriedQueue> carried = List.of(carried(CARRIED));
             ScratchTraffic traffic = drivers[1];
-            traffic.prefetch(PREFETCHED, writer, 1);
+            traffic.prefetch(PREFETCHED, writer, 1, inflight[1]);
             ControlMessage.AddController spec = new ControlMessage.AddController(
                     "warm-up", "warm-up", 1, 1L << 30, 512, false, "WARM-UP", numQueues, maxSegments, refs);
             SlaveController c = new SlaveController(spec, controllerFds, qpairArena, master, journal);
@@ -308,7 +373,7 @@ final class SlaveWarmup {
                     adoptFds.stream().mapToInt(Integer::intValue).toArray(),
                     carried);
             // the data path's command queue carries work while requests flow, as in a served session
-            int completed = traffic.run(requests, deadlineNs, c.agent()::barrier);
+            int completed = traffic.run(requests, deadlineNs, c.agent()::barrier, stop);
             String refusal = c.releaseRefusal();
             if (refusal != null) {
                 LOG.log(System.Logger.Level.DEBUG, "warm-up: the scratch session is not releasable: " + refusal);

@@ -24,8 +24,29 @@ class SlaveWarmupTest {
     }
 
     @Test
+    void shouldStopScratchRequestsAndStillHandOverWhenHurried() {
+        // a handover waits for this standby: the rehearsal stops posting at its next look and still releases cleanly
+        java.util.concurrent.atomic.AtomicInteger looks = new java.util.concurrent.atomic.AtomicInteger();
+        SlaveWarmup.Rehearsal r = assertDoesNotThrow(() ->
+                SlaveWarmup.rehearseHandover(40_000, TimeUnit.SECONDS.toNanos(30), () -> looks.incrementAndGet() > 1));
+        assertEquals(SlaveWarmup.CARRIED, r.handedOver());
+        assertTrue(r.requests() >= 1_024 && r.requests() < 2_048, "requests " + r.requests());
+        assertEquals(0, r.failed());
+    }
+
+    @Test
+    void shouldSkipEveryStepLeftWhenHurriedBeforeWarmingUp() {
+        String summary = SlaveWarmup.run(() -> true);
+        assertTrue(
+                summary.startsWith("hurried warm-up: 0 classes")
+                        && summary.contains("control messages (0 round trips)")
+                        && summary.contains("handover rehearsal (0 requests through the data path, 0 failed)"),
+                summary);
+    }
+
+    @Test
     void shouldReportEveryStepWhenRun() {
-        String summary = SlaveWarmup.run();
+        String summary = SlaveWarmup.run(() -> false);
         assertTrue(
                 summary.contains("classes in")
                         && summary.contains("handover rehearsal (" + SlaveWarmup.DATA_PATH_REQUESTS

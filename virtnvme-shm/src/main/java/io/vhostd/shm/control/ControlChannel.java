@@ -117,12 +117,21 @@ public final class ControlChannel implements AutoCloseable {
      * @throws IllegalStateException if a sample does not survive the round trip (a codec bug)
      */
     public static int warmUp(java.util.List<ControlMessage> samples, int rounds, long budgetNs) {
+        return warmUp(samples, rounds, budgetNs, () -> false);
+    }
+
+    /** {@link #warmUp(java.util.List, int, long)} that also ends, after a round, once {@code stop} says so. */
+    public static int warmUp(
+            java.util.List<ControlMessage> samples,
+            int rounds,
+            long budgetNs,
+            java.util.function.BooleanSupplier stop) {
         long deadlineNs = System.nanoTime() + budgetNs;
         int[] pair = Socket.socketpair(Socket.SOCK_SEQPACKET);
         int trips = 0;
         try (ControlChannel a = new ControlChannel(pair[0]);
                 ControlChannel b = new ControlChannel(pair[1])) {
-            for (int round = 0; round < rounds && System.nanoTime() < deadlineNs; round++) {
+            for (int round = 0; round < rounds && System.nanoTime() < deadlineNs && !stop.getAsBoolean(); round++) {
                 for (ControlMessage m : samples) {
                     a.send(m);
                     Incoming in = b.receive();

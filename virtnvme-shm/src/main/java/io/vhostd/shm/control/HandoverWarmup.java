@@ -89,6 +89,11 @@ public final class HandoverWarmup {
         return ControlChannel.warmUp(samples(), ROUNDS, budgetNs);
     }
 
+    /** {@link #run(long)} that also ends, after a round, once {@code stop} says so. */
+    public static int run(long budgetNs, java.util.function.BooleanSupplier stop) {
+        return ControlChannel.warmUp(samples(), ROUNDS, budgetNs, stop);
+    }
+
     /** Nice value of {@link #startInBackground}'s thread: the lowest priority, it must not delay anyone. */
     public static final int BACKGROUND_NICE = 19;
 
