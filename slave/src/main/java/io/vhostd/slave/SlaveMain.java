@@ -115,6 +115,8 @@ public final class SlaveMain implements Callable<Integer> {
                 channel = awaitRestartedMaster(master);
                 continue;
             }
+            // any message from here on is work: the background warm-up stops allocating
+            SlaveWarmup.atWork();
             switch (in.message()) {
                 case ControlMessage.Rejoined m -> {
                     closeAll(in.fds());
