@@ -81,6 +81,16 @@ class SlaveKillIT {
                     result.exitCode(), result.wall().toMillis(), handoverUs);
             GuestChecks.assertFioVerified(result, master, VERIFY_JOB, true);
             assertEquals(kills, handoverUs.size(), "fio ended before the last kill\n" + result.output());
+            // a kill that finds the standby still warming up tells it to stop warming up and take over at once
+            String log = Files.readString(master.log(), StandardCharsets.UTF_8);
+            long stillStarting = log.lines()
+                    .filter(l -> l.contains("handing its controllers to the standby (still starting)"))
+                    .count();
+            long hurried = log.lines()
+                    .filter(l -> l.contains("hurried: a handover waits for it"))
+                    .count();
+            step("%d of %d kills found the standby still starting; %d hurried", stillStarting, kills, hurried);
+            assertTrue(hurried >= stillStarting, "a standby still starting was not hurried\n" + master.logTail());
         } finally {
             Files.deleteIfExists(image);
             ToolChroot.deleteTree(socketDir);

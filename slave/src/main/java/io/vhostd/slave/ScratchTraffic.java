@@ -134,8 +134,8 @@ final class ScratchTraffic {
 
     /**
      * Before the session is adopted: makes requests 0 .. {@code n - 1} available and journals them as fetched on
-     * {@code queueIndex}, and in flight in the queue's vhost-user {@code inflight} region, as a slave that died after
-     * fetching them would have left them; the adoption resubmits them.
+     * {@code queueIndex}, and in flight in the queue's vhost-user {@code inflight} region if there is one (else null),
+     * as a slave that died after fetching them would have left them; the adoption resubmits them.
      */
     void prefetch(
             int n,
@@ -148,7 +148,9 @@ final class ScratchTraffic {
         for (int i = 0; i < n; i++) {
             post(i);
             writer.requestFetched(queueIndex, 3 * i, i + 1);
-            inflight.fetched(3 * i);
+            if (inflight != null) {
+                inflight.fetched(3 * i);
+            }
         }
         U16_ATOMIC.setRelease(guest, availGpa + 2, (short) availIdx);
         availPublished = availIdx;

@@ -24,11 +24,21 @@ class SlaveWarmupTest {
     }
 
     @Test
+    void shouldTakeOverAndHandOverCarriedRequestsWhenRehearsingWithoutInflightRegion() {
+        // libblkio negotiates no INFLIGHT_SHMFD: the same rehearsal over a session without an inflight region
+        SlaveWarmup.Rehearsal r = assertDoesNotThrow(
+                () -> SlaveWarmup.rehearseHandover(2_000, TimeUnit.SECONDS.toNanos(30), () -> false, false));
+        assertEquals(SlaveWarmup.CARRIED, r.handedOver());
+        assertEquals(2_000, r.requests());
+        assertEquals(0, r.failed());
+    }
+
+    @Test
     void shouldStopScratchRequestsAndStillHandOverWhenHurried() {
         // a handover waits for this standby: the rehearsal stops posting at its next look and still releases cleanly
         java.util.concurrent.atomic.AtomicInteger looks = new java.util.concurrent.atomic.AtomicInteger();
-        SlaveWarmup.Rehearsal r = assertDoesNotThrow(() ->
-                SlaveWarmup.rehearseHandover(40_000, TimeUnit.SECONDS.toNanos(30), () -> looks.incrementAndGet() > 1));
+        SlaveWarmup.Rehearsal r = assertDoesNotThrow(() -> SlaveWarmup.rehearseHandover(
+                40_000, TimeUnit.SECONDS.toNanos(30), () -> looks.incrementAndGet() > 1, true));
         assertEquals(SlaveWarmup.CARRIED, r.handedOver());
         assertTrue(r.requests() >= 1_024 && r.requests() < 2_048, "requests " + r.requests());
         assertEquals(0, r.failed());
@@ -40,7 +50,7 @@ class SlaveWarmupTest {
         assertTrue(
                 summary.startsWith("hurried warm-up: 0 classes")
                         && summary.contains("control messages (0 round trips)")
-                        && summary.contains("handover rehearsal (0 requests through the data path, 0 failed)"),
+                        && summary.contains("handover rehearsals (0 requests through the data path, 0 failed)"),
                 summary);
     }
 
@@ -49,7 +59,7 @@ class SlaveWarmupTest {
         String summary = SlaveWarmup.run(() -> false);
         assertTrue(
                 summary.contains("classes in")
-                        && summary.contains("handover rehearsal (" + SlaveWarmup.DATA_PATH_REQUESTS
+                        && summary.contains("handover rehearsals (" + 2 * SlaveWarmup.DATA_PATH_REQUESTS
                                 + " requests through the data path, 0 failed)"),
                 summary);
     }
