@@ -89,21 +89,11 @@ final class SlaveWarmup {
     /**
      * The master gave this slave work (a controller, a journal, a session): the background codec warm-up stops. It
      * allocates, and a collection it causes stops every thread of the slave, the data path's too (G1 young pauses of
-     * 5 - 9 ms in the bench, some inside a handover's pause).
+     * 5 - 9 ms in the bench, one inside a handover's pause). Collecting explicitly (System.gc) once the warm-up was
+     * done made handovers slower instead (docs/benchmarks.md, session 6).
      */
     static void atWork() {
         atWork = true;
-    }
-
-    /**
-     * Collects the warm-up's garbage while the slave is still idle (issue #4): a handover then starts with an empty
-     * young generation, and its allocations do not make the collector stop the guest's data path in the pause (seen
-     * before: a young pause 0.4 ms after the adoption started, the eden full of warm-up garbage).
-     */
-    static void collectIfIdle() {
-        if (!atWork) {
-            System.gc();
-        }
     }
 
     /**
@@ -151,10 +141,6 @@ final class SlaveWarmup {
                 LOG.log(System.Logger.Level.WARNING, "warm-up: handover rehearsal failed: " + e, e);
             }
         }
-        long rehearsedNs = System.nanoTime();
-        if (!hurried.getAsBoolean()) {
-            collectIfIdle();
-        }
         long endNs = System.nanoTime();
         return (hurried.getAsBoolean() ? "hurried " : "") + "warm-up: " + classes + " classes in "
                 + (classesNs - startNs) / 1_000_000 + " ms, control messages ("
@@ -162,8 +148,7 @@ final class SlaveWarmup {
                 + (journalNs - messagesNs) / 1_000_000
                 + " ms, handover rehearsals (" + requests + " requests through the data path, " + failed
                 + " failed) in "
-                + (rehearsedNs - journalNs) / 1_000_000 + " ms, collection in " + (endNs - rehearsedNs) / 1_000_000
-                + " ms";
+                + (endNs - journalNs) / 1_000_000 + " ms";
     }
 
     private static int preloadClasses(java.util.function.BooleanSupplier hurried) {
@@ -237,7 +222,7 @@ final class SlaveWarmup {
         // hurried: not one round here (the first, cold, took 200 - 400 ms beside a TCG guest); all in the background
         int trips = hurried.getAsBoolean() ? 0 : HandoverWarmup.run(CODEC_BUDGET_NS, hurried);
         if (trips < HandoverWarmup.ROUNDS * HandoverWarmup.samples().size()) {
-            HandoverWarmup.startInBackground(BACKGROUND_CODEC_BUDGET_NS, () -> atWork, SlaveWarmup::collectIfIdle);
+            HandoverWarmup.startInBackground(BACKGROUND_CODEC_BUDGET_NS, () -> atWork);
         }
         return trips;
     }

@@ -104,27 +104,21 @@ public final class HandoverWarmup {
      * restart, or while a standby finishes warming up); logs the round trips made when it ends. A failure is logged.
      */
     public static void startInBackground(long budgetNs) {
-        startInBackground(budgetNs, () -> false, () -> {});
+        startInBackground(budgetNs, () -> false);
     }
 
-    /**
-     * {@link #startInBackground(long)} that also ends, after a round, once {@code stop} says so, and runs {@code
-     * afterwards} on the same thread when it ran to its end without being stopped.
-     */
-    public static void startInBackground(long budgetNs, java.util.function.BooleanSupplier stop, Runnable afterwards) {
+    /** {@link #startInBackground(long)} that also ends, after a round, once {@code stop} says so. */
+    public static void startInBackground(long budgetNs, java.util.function.BooleanSupplier stop) {
         Thread.ofPlatform().name("warm-up").daemon(true).start(() -> {
             io.vhostd.shm.linux.Priority.niceCurrentThread(BACKGROUND_NICE);
             long startNs = System.nanoTime();
             try {
                 int trips = run(budgetNs, stop);
-                boolean stopped = stop.getAsBoolean();
                 LOG.log(
                         System.Logger.Level.INFO,
                         "handover codec warm-up: " + trips + " round trips in the background in "
-                                + (System.nanoTime() - startNs) / 1_000_000 + " ms" + (stopped ? " (stopped)" : ""));
-                if (!stopped) {
-                    afterwards.run();
-                }
+                                + (System.nanoTime() - startNs) / 1_000_000 + " ms"
+                                + (stop.getAsBoolean() ? " (stopped early)" : ""));
             } catch (RuntimeException e) {
                 LOG.log(System.Logger.Level.WARNING, "handover codec warm-up: " + e);
             }
