@@ -81,21 +81,44 @@ class SlaveKillIT {
                     result.exitCode(), result.wall().toMillis(), handoverUs);
             GuestChecks.assertFioVerified(result, master, VERIFY_JOB, true);
             assertEquals(kills, handoverUs.size(), "fio ended before the last kill\n" + result.output());
-            // a kill that finds the standby still warming up tells it to stop warming up and take over at once
+            // a kill that finds the standby still warming up tells it to stop warming up and take over at once: the
+            // slave that then resumes the session is one the master hurried
             String log = Files.readString(master.log(), StandardCharsets.UTF_8);
-            long stillStarting = log.lines()
-                    .filter(l -> l.contains("handing its controllers to the standby (still starting)"))
-                    .count();
-            long hurried = log.lines()
-                    .filter(l -> l.contains("hurried: a handover waits for it"))
-                    .count();
-            step("%d of %d kills found the standby still starting; %d hurried", stillStarting, kills, hurried);
-            assertTrue(hurried >= stillStarting, "a standby still starting was not hurried\n" + master.logTail());
+            java.util.Set<String> hurried = new java.util.HashSet<>();
+            Matcher h = HURRIED.matcher(log);
+            while (h.find()) {
+                hurried.add(h.group(1));
+            }
+            int waited = 0;
+            boolean waiting = false;
+            for (String line : log.lines().toList()) {
+                if (line.contains("handing its controllers to the standby (")) {
+                    waiting = true;
+                }
+                Matcher r = RESUMED_BY.matcher(line);
+                if (r.find()) {
+                    if (waiting) {
+                        waited++;
+                        assertTrue(
+                                hurried.contains(r.group(1)),
+                                "slave pid " + r.group(1) + " was still starting and was not hurried\n"
+                                        + master.logTail());
+                    }
+                    waiting = false;
+                }
+            }
+            step("%d of %d kills found the standby still starting; each was hurried", waited, kills);
         } finally {
             Files.deleteIfExists(image);
             ToolChroot.deleteTree(socketDir);
         }
     }
+
+    /** The master's "slave (pid N) hurried" line: N. */
+    private static final Pattern HURRIED = Pattern.compile("slave \\(pid (\\d+)\\) hurried: a handover waits for it");
+
+    /** The master's "slave X (pid N) resumed" line after a handover: N. */
+    private static final Pattern RESUMED_BY = Pattern.compile("slave \\S+ \\(pid (\\d+)\\) resumed \\d+ session");
 
     /** The slave that serves the controller, by the master log: the last "served by slave" and its pid. */
     private static ProcessHandle servingSlave(VhostdMaster master) throws IOException {

@@ -147,7 +147,7 @@ public final class Master implements AutoCloseable {
     /** Counted down to start a {@link #standby} still waiting for its {@code standby_delay_ms} at once. */
     private CountDownLatch standbyGo = new CountDownLatch(0);
 
-    /** The process of {@link #standby} once spawned, to hurry it when a handover takes it still warming up. */
+    /** How {@link #standby} is getting on: its process once spawned, to hurry it when a handover needs it. */
     private StandbyStart standbyStart = new StandbyStart();
     /** Each controller's session journal region (journal/spec/journal.md), formatted by the master. */
     private final Map<String, HugepageArena> journals = new LinkedHashMap<>();
@@ -1143,11 +1143,13 @@ public final class Master implements AutoCloseable {
     private static final class StandbyStart {
         private volatile Process process;
         private volatile boolean hurry;
+        private final java.util.concurrent.atomic.AtomicBoolean hurried =
+                new java.util.concurrent.atomic.AtomicBoolean();
 
         void spawned(Process p) {
             process = p;
             if (hurry) {
-                SlaveProcess.hurry(p);
+                hurryOnce(p);
             }
         }
 
@@ -1155,6 +1157,13 @@ public final class Master implements AutoCloseable {
             hurry = true;
             Process p = process;
             if (p != null) {
+                hurryOnce(p);
+            }
+        }
+
+        /** Both sides may see the other: the byte is written (and logged) once. */
+        private void hurryOnce(Process p) {
+            if (hurried.compareAndSet(false, true)) {
                 SlaveProcess.hurry(p);
             }
         }
@@ -1238,7 +1247,7 @@ public final class Master implements AutoCloseable {
                 System.Logger.Level.WARNING,
                 "slave " + dead.slaveId() + " (pid " + exited.pid() + ") exited with status " + exited.exitValue()
                         + "; handing its controllers to the standby"
-                        + (waiting != null && waiting.isDone() ? "" : " (still starting)"));
+                        + (waiting == null ? " (none: starting one)" : waiting.isDone() ? "" : " (still starting)"));
         try {
             SlaveProcess next = null;
             try {
@@ -1248,7 +1257,8 @@ public final class Master implements AutoCloseable {
                 LOG.log(System.Logger.Level.WARNING, "the standby did not start: " + e.getCause());
             }
             if (next == null || !next.process().isAlive()) {
-                next = connectSlave();
+                // no standby to take: a new slave, which the guests wait for, warms up no longer than it must
+                next = connectSlave(slaveClassPath, SlaveProcess::hurry);
             }
             long resetStartNs = System.nanoTime();
             Set<String> adopt = new HashSet<>();

@@ -65,7 +65,7 @@ public final class SlaveProcess {
 
     /**
      * Tells a slave still warming up (before its hello) to stop warming up and say hello at once (issue #4): writes one
-     * byte to its stdin, a pipe from the master ({@code SlaveWarmup.hurried} in the slave). A slave that is gone or
+     * byte to its stdin, a pipe from the master ({@code SlaveWarmup.hurriedOnStdin} in the slave). A slave that is gone or
      * was not started with such a pipe is left alone.
      */
     static void hurry(Process slave) {
@@ -73,7 +73,7 @@ public final class SlaveProcess {
             java.io.OutputStream stdin = slave.getOutputStream();
             stdin.write('!');
             stdin.flush();
-            LOG.log(System.Logger.Level.INFO, "standby (pid " + slave.pid() + ") hurried: a handover waits for it");
+            LOG.log(System.Logger.Level.INFO, "slave (pid " + slave.pid() + ") hurried: a handover waits for it");
         } catch (java.io.IOException e) {
             LOG.log(System.Logger.Level.DEBUG, "cannot hurry slave pid " + slave.pid() + ": " + e);
         }

@@ -68,12 +68,6 @@ public final class SlaveMain implements Callable<Integer> {
      */
     static final int CONTROL_NICE = Integer.getInteger("vhostd.control.nice", -10);
 
-    /**
-     * Nice value of every thread of a slave told to shut down (a rolling upgrade's old slave, issue #4): its exit runs
-     * beside the new slave's first ~100 ms of service. {@code -Dvhostd.exit.nice} (default 19).
-     */
-    static final int EXIT_NICE = Integer.getInteger("vhostd.exit.nice", 19);
-
     @Override
     public Integer call() {
         // before the hello: the master counts a slave as ready (a standby) once it said hello (issue #4). At the nice
@@ -207,9 +201,6 @@ public final class SlaveMain implements Callable<Integer> {
                 case ControlMessage.Shutdown m -> {
                     LOG.log(System.Logger.Level.INFO, "slave " + slaveId + ": shutdown (" + m.reason() + ")");
                     controllers.values().forEach(SlaveController::close);
-                    // the kernel tears this process down (its heap, its mappings) in the context of its threads, while
-                    // the slave that took over serves the guests' backlog: at nice 19 that work waits for them
-                    io.vhostd.shm.linux.Priority.niceAllThreads(EXIT_NICE);
                     Runtime.getRuntime().halt(0);
                 }
                 default -> {

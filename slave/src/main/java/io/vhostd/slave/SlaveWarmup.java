@@ -39,8 +39,9 @@ import java.util.stream.Stream;
  * channel's JSON (de)serializers and the interpreter, hundreds of milliseconds on a busy machine. So, once, before
  * the master counts the slave as ready: every class of the slave's own packages is loaded and initialised, each
  * control message of the handover path makes a round trip through a socketpair, the journal's writer and recovery
- * run over a scratch region, and a scratch session is adopted and released as in a handover. Nothing here touches
- * the master, a guest or a device.
+ * run over a scratch region, and two scratch sessions (with and without a vhost-user inflight region) are adopted,
+ * serve scratch requests and are released as in a handover. Nothing here touches the master, a guest or a device. A
+ * slave the master hurries (a handover waits for it: {@link #hurriedOnStdin}) stops warming up where it is.
  */
 final class SlaveWarmup {
     private static final System.Logger LOG = System.getLogger(SlaveWarmup.class.getName());
@@ -215,8 +216,8 @@ final class SlaveWarmup {
 
     /**
      * The control messages of a handover through the channel's codec until the JIT compiled it: up to {@link
-     * #CODEC_BUDGET_NS} here, then all rounds again on a background thread at nice 19.
-     * Returns the round trips made here.
+     * #CODEC_BUDGET_NS} here (none when hurried), then all rounds again on a background thread at nice 19, until the
+     * master gives the slave work ({@link #atWork}). Returns the round trips made here.
      */
     private static int roundTripMessages(java.util.function.BooleanSupplier hurried) {
         // hurried: not one round here (the first, cold, took 200 - 400 ms beside a TCG guest); all in the background
@@ -230,27 +231,20 @@ final class SlaveWarmup {
     /**
      * Takes a scratch session over exactly as a handover does, then releases it as an upgrade does (issue #4): a
      * journal that holds a negotiated session with started split queues over a scratch guest memory memfd, the fds
-     * such a session has (connection, memory, kick, call), a controller over scratch queue pairs and a control link
-     * whose peer only listens. Every class, lambda and string concatenation of {@link SlaveController#adopt} and
+     * such a session has (connection, memory, kick, call, and the vhost-user inflight region when {@code
+     * inflightRegion}, as QEMU's; libblkio's session has none), a controller over scratch queue pairs and a control
+     * link whose peer only listens. Every class, lambda and string concatenation of {@link SlaveController#adopt} and
      * {@link SlaveController#release} is linked here rather than on a guest's critical path. Queue 0 holds {@link
      * #CARRIED} virtio-blk requests in flight, taken over as a rolling upgrade's carried requests (their commands never
      * complete: nothing executes VirtNvme commands here) and handed over again by the release. The released back-end
      * keeps a few fds of the scratch session open.
      *
      * <p>Between the adoption and the release, queue 1 runs {@code requests} scratch requests through the slave's
-     * data path ({@link ScratchTraffic}), until {@code budgetNs} (wall time) passed at the latest.
+     * data path ({@link ScratchTraffic}), until {@code budgetNs} (wall time) passed at the latest, or fewer once {@code
+     * stop} says so.
      *
      * @return the requests the release handed over in flight ({@link #CARRIED} when every step worked) and the
      *     scratch requests completed
-     */
-    static Rehearsal rehearseHandover(int requests, long budgetNs) {
-        return rehearseHandover(requests, budgetNs, () -> false, true);
-    }
-
-    /**
-     * {@link #rehearseHandover(int, long)} whose scratch requests stop early once {@code stop} says so; the session has
-     * a vhost-user inflight region ({@code VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD}, as QEMU's) when {@code
-     * inflightRegion}, none (as libblkio's) otherwise.
      */
     static Rehearsal rehearseHandover(
             int requests, long budgetNs, java.util.function.BooleanSupplier stop, boolean inflightRegion) {

@@ -16,8 +16,8 @@ class SlaveWarmupTest {
     void shouldTakeOverAndHandOverCarriedRequestsWhenRehearsingHandover() {
         // the adoption takes the scratch reads over as a rolling upgrade's carried requests; the release reports them,
         // and every scratch request went through the data path in between
-        SlaveWarmup.Rehearsal r =
-                assertDoesNotThrow(() -> SlaveWarmup.rehearseHandover(2_000, TimeUnit.SECONDS.toNanos(30)));
+        SlaveWarmup.Rehearsal r = assertDoesNotThrow(
+                () -> SlaveWarmup.rehearseHandover(2_000, TimeUnit.SECONDS.toNanos(30), () -> false, true));
         assertEquals(SlaveWarmup.CARRIED, r.handedOver());
         assertEquals(2_000, r.requests());
         assertEquals(0, r.failed());
@@ -57,10 +57,18 @@ class SlaveWarmupTest {
     @Test
     void shouldReportEveryStepWhenRun() {
         String summary = SlaveWarmup.run(() -> false);
-        assertTrue(
-                summary.contains("classes in")
-                        && summary.contains("handover rehearsals (" + 2 * SlaveWarmup.DATA_PATH_REQUESTS
-                                + " requests through the data path, 0 failed)"),
-                summary);
+        // the two rehearsals ran (SlaveWarmup counts every request; fewer when a loaded machine ran out of the budget)
+        java.util.regex.Matcher m = java.util.regex.Pattern.compile(
+                        "handover rehearsals \\((\\d+) requests through the data path, 0 failed\\)")
+                .matcher(summary);
+        assertTrue(summary.startsWith("warm-up: ") && summary.contains("classes in") && m.find(), summary);
+        int requests = Integer.parseInt(m.group(1));
+        assertTrue(requests > 0 && requests <= 2 * SlaveWarmup.DATA_PATH_REQUESTS, summary);
+    }
+
+    /** run() leaves the background codec warm-up running; a slave stops it when the master gives work. */
+    @org.junit.jupiter.api.AfterAll
+    static void stopBackgroundWarmUp() {
+        SlaveWarmup.atWork();
     }
 }

@@ -118,7 +118,7 @@ public final class HandoverWarmup {
                         System.Logger.Level.INFO,
                         "handover codec warm-up: " + trips + " round trips in the background in "
                                 + (System.nanoTime() - startNs) / 1_000_000 + " ms"
-                                + (stop.getAsBoolean() ? " (stopped early)" : ""));
+                                + (trips < ROUNDS * samples().size() ? " (ended early)" : ""));
             } catch (RuntimeException e) {
                 LOG.log(System.Logger.Level.WARNING, "handover codec warm-up: " + e);
             }

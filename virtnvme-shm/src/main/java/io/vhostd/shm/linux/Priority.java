@@ -62,27 +62,4 @@ public final class Priority {
             return false;
         }
     }
-
-    /**
-     * Gives every thread of this process nice value {@code nice} (on Linux nice is per thread: {@code /proc/self/task}
-     * lists them). Threads the kernel refuses or that ended meanwhile keep theirs. Returns the threads changed.
-     */
-    public static int niceAllThreads(int nice) {
-        int changed = 0;
-        try (java.nio.file.DirectoryStream<java.nio.file.Path> tasks =
-                java.nio.file.Files.newDirectoryStream(java.nio.file.Path.of("/proc/self/task"))) {
-            for (java.nio.file.Path task : tasks) {
-                try {
-                    setpriority(
-                            PRIO_PROCESS, Integer.parseInt(task.getFileName().toString()), nice);
-                    changed++;
-                } catch (ErrnoException | NumberFormatException e) {
-                    // the thread ended, or it is not ours to change
-                }
-            }
-        } catch (java.io.IOException e) {
-            // no /proc: nothing changed
-        }
-        return changed;
-    }
 }
