@@ -431,6 +431,8 @@ public final class SlaveMain implements Callable<Integer> {
             }
             c.prepare();
             prepared.put(name, c);
+            // the pause comes next: a young collection now, while the old slave serves, rather than inside it
+            YoungCollection.now();
             master.send(new ControlMessage.ControllerPrepared(name, null));
         } catch (RuntimeException e) {
             LOG.log(System.Logger.Level.ERROR, "cannot prepare " + name + ": " + e.getMessage(), e);

@@ -90,8 +90,8 @@ final class SlaveWarmup {
     /**
      * The master gave this slave work (a controller, a journal, a session): the background codec warm-up stops. It
      * allocates, and a collection it causes stops every thread of the slave, the data path's too (G1 young pauses of
-     * 5 - 9 ms in the bench, one inside a handover's pause). Collecting explicitly (System.gc) once the warm-up was
-     * done made handovers slower instead (docs/benchmarks.md, session 6).
+     * 5 - 9 ms in the bench, one inside a handover's pause). A warm-up that ends unstopped runs a young collection
+     * ({@link YoungCollection}) so that a handover finds the young generation empty.
      */
     static void atWork() {
         atWork = true;
@@ -142,6 +142,9 @@ final class SlaveWarmup {
                 LOG.log(System.Logger.Level.WARNING, "warm-up: handover rehearsal failed: " + e, e);
             }
         }
+        long rehearsedNs = System.nanoTime();
+        // the young generation empty for the first handover (YoungCollection)
+        boolean collected = !hurried.getAsBoolean() && YoungCollection.now();
         long endNs = System.nanoTime();
         return (hurried.getAsBoolean() ? "hurried " : "") + "warm-up: " + classes + " classes in "
                 + (classesNs - startNs) / 1_000_000 + " ms, control messages ("
@@ -149,7 +152,8 @@ final class SlaveWarmup {
                 + (journalNs - messagesNs) / 1_000_000
                 + " ms, handover rehearsals (" + requests + " requests through the data path, " + failed
                 + " failed) in "
-                + (endNs - journalNs) / 1_000_000 + " ms";
+                + (rehearsedNs - journalNs) / 1_000_000 + " ms, young collection " + (collected ? "in " : "skipped, ")
+                + (endNs - rehearsedNs) / 1_000_000 + " ms";
     }
 
     private static int preloadClasses(java.util.function.BooleanSupplier hurried) {
@@ -223,7 +227,8 @@ final class SlaveWarmup {
         // hurried: not one round here (the first, cold, took 200 - 400 ms beside a TCG guest); all in the background
         int trips = hurried.getAsBoolean() ? 0 : HandoverWarmup.run(CODEC_BUDGET_NS, hurried);
         if (trips < HandoverWarmup.ROUNDS * HandoverWarmup.samples().size()) {
-            HandoverWarmup.startInBackground(BACKGROUND_CODEC_BUDGET_NS, () -> atWork);
+            // its garbage is collected before a handover can need the slave (if the master did not give work meanwhile)
+            HandoverWarmup.startInBackground(BACKGROUND_CODEC_BUDGET_NS, () -> atWork, YoungCollection::now);
         }
         return trips;
     }

@@ -109,6 +109,14 @@ public final class HandoverWarmup {
 
     /** {@link #startInBackground(long)} that also ends, after a round, once {@code stop} says so. */
     public static void startInBackground(long budgetNs, java.util.function.BooleanSupplier stop) {
+        startInBackground(budgetNs, stop, () -> {});
+    }
+
+    /**
+     * {@link #startInBackground(long, java.util.function.BooleanSupplier)} that runs {@code afterwards} on the same
+     * thread when it ended without being stopped.
+     */
+    public static void startInBackground(long budgetNs, java.util.function.BooleanSupplier stop, Runnable afterwards) {
         Thread.ofPlatform().name("warm-up").daemon(true).start(() -> {
             io.vhostd.shm.linux.Priority.niceCurrentThread(BACKGROUND_NICE);
             long startNs = System.nanoTime();
@@ -119,6 +127,9 @@ public final class HandoverWarmup {
                         "handover codec warm-up: " + trips + " round trips in the background in "
                                 + (System.nanoTime() - startNs) / 1_000_000 + " ms"
                                 + (trips < ROUNDS * samples().size() ? " (ended early)" : ""));
+                if (!stop.getAsBoolean()) {
+                    afterwards.run();
+                }
             } catch (RuntimeException e) {
                 LOG.log(System.Logger.Level.WARNING, "handover codec warm-up: " + e);
             }
