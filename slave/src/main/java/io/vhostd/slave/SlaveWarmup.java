@@ -226,7 +226,7 @@ final class SlaveWarmup {
     private static int roundTripMessages(java.util.function.BooleanSupplier hurried) {
         // hurried: not one round here (the first, cold, took 200 - 400 ms beside a TCG guest); all in the background
         int trips = hurried.getAsBoolean() ? 0 : HandoverWarmup.run(CODEC_BUDGET_NS, hurried);
-        if (trips < HandoverWarmup.ROUNDS * HandoverWarmup.samples().size()) {
+        if (!HandoverWarmup.complete(trips)) {
             // its garbage is collected before a handover can need the slave (if the master did not give work meanwhile)
             HandoverWarmup.startInBackground(BACKGROUND_CODEC_BUDGET_NS, () -> atWork, YoungCollection::now);
         }
@@ -302,16 +302,8 @@ final class SlaveWarmup {
                 writer.recordVringEnabled(q, true);
                 writer.recordQueueStarted(q, 0, 0);
             }
-            int memfd = Memfd.memfd_create("vhostd-warm-up", Memfd.MFD_CLOEXEC);
-            open.add(memfd);
-            Unistd.ftruncate(memfd, guestBytes);
-            MemorySegment guest = io.vhostd.shm.linux.Mman.mmap(
-                    guestBytes,
-                    io.vhostd.shm.linux.Mman.PROT_READ | io.vhostd.shm.linux.Mman.PROT_WRITE,
-                    io.vhostd.shm.linux.Mman.MAP_SHARED,
-                    memfd,
-                    0,
-                    arena);
+            int memfd = scratchMemfd("vhostd-warm-up", guestBytes, open);
+            MemorySegment guest = mapShared(memfd, guestBytes, arena);
             int[] connection = Socket.socketpair(Socket.SOCK_STREAM);
             open.add(connection[1]);
             List<ControlMessage.AdoptedFd> adopted = new ArrayList<>();
@@ -327,16 +319,8 @@ final class SlaveWarmup {
             InflightRegionSplit[] inflight = new InflightRegionSplit[numQueues];
             if (inflightRegion) {
                 long inflightQueueBytes = InflightRegionDescriptor.queueRegionLengthBytes(queueSize, false);
-                int inflightFd = Memfd.memfd_create("vhostd-warm-up-inflight", Memfd.MFD_CLOEXEC);
-                open.add(inflightFd);
-                Unistd.ftruncate(inflightFd, inflightQueueBytes * numQueues);
-                MemorySegment inflightBuffer = io.vhostd.shm.linux.Mman.mmap(
-                        inflightQueueBytes * numQueues,
-                        io.vhostd.shm.linux.Mman.PROT_READ | io.vhostd.shm.linux.Mman.PROT_WRITE,
-                        io.vhostd.shm.linux.Mman.MAP_SHARED,
-                        inflightFd,
-                        0,
-                        arena);
+                int inflightFd = scratchMemfd("vhostd-warm-up-inflight", inflightQueueBytes * numQueues, open);
+                MemorySegment inflightBuffer = mapShared(inflightFd, inflightQueueBytes * numQueues, arena);
                 for (int q = 0; q < numQueues; q++) {
                     inflight[q] = new InflightRegionSplit(
                             InflightRegionDescriptor.queueRegion(inflightBuffer, q, queueSize, false),
@@ -415,6 +399,25 @@ final class SlaveWarmup {
         } finally {
             open.forEach(Unistd::close);
         }
+    }
+
+    /** A memfd of {@code bytes} (zeros), added to {@code open} to be closed with the rehearsal's other fds. */
+    private static int scratchMemfd(String name, long bytes, List<Integer> open) {
+        int fd = Memfd.memfd_create(name, Memfd.MFD_CLOEXEC);
+        open.add(fd);
+        Unistd.ftruncate(fd, bytes);
+        return fd;
+    }
+
+    /** {@code bytes} of {@code fd} mapped read-write and shared, unmapped when {@code arena} closes. */
+    private static MemorySegment mapShared(int fd, long bytes, Arena arena) {
+        return io.vhostd.shm.linux.Mman.mmap(
+                bytes,
+                io.vhostd.shm.linux.Mman.PROT_READ | io.vhostd.shm.linux.Mman.PROT_WRITE,
+                io.vhostd.shm.linux.Mman.MAP_SHARED,
+                fd,
+                0,
+                arena);
     }
 
     /** Requests of the rehearsal's queue 0 in flight at the device, taken over by the adoption. */

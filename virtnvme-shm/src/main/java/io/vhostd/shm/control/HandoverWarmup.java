@@ -89,6 +89,11 @@ public final class HandoverWarmup {
         return ControlChannel.warmUp(samples(), ROUNDS, budgetNs);
     }
 
+    /** Whether {@code trips} round trips are all of {@link #run}'s: every sample, {@link #ROUNDS} times. */
+    public static boolean complete(int trips) {
+        return trips >= ROUNDS * samples().size();
+    }
+
     /** {@link #run(long)} that also ends, after a round, once {@code stop} says so. */
     public static int run(long budgetNs, java.util.function.BooleanSupplier stop) {
         return ControlChannel.warmUp(samples(), ROUNDS, budgetNs, stop);
@@ -104,17 +109,12 @@ public final class HandoverWarmup {
      * restart, or while a standby finishes warming up); logs the round trips made when it ends. A failure is logged.
      */
     public static void startInBackground(long budgetNs) {
-        startInBackground(budgetNs, () -> false);
-    }
-
-    /** {@link #startInBackground(long)} that also ends, after a round, once {@code stop} says so. */
-    public static void startInBackground(long budgetNs, java.util.function.BooleanSupplier stop) {
-        startInBackground(budgetNs, stop, () -> {});
+        startInBackground(budgetNs, () -> false, () -> {});
     }
 
     /**
-     * {@link #startInBackground(long, java.util.function.BooleanSupplier)} that runs {@code afterwards} on the same
-     * thread when it ended without being stopped.
+     * {@link #startInBackground(long)} that also ends, after a round, once {@code stop} says so, and runs {@code
+     * afterwards} on the same thread when it ended without being stopped.
      */
     public static void startInBackground(long budgetNs, java.util.function.BooleanSupplier stop, Runnable afterwards) {
         Thread.ofPlatform().name("warm-up").daemon(true).start(() -> {
@@ -126,7 +126,7 @@ public final class HandoverWarmup {
                         System.Logger.Level.INFO,
                         "handover codec warm-up: " + trips + " round trips in the background in "
                                 + (System.nanoTime() - startNs) / 1_000_000 + " ms"
-                                + (trips < ROUNDS * samples().size() ? " (ended early)" : ""));
+                                + (complete(trips) ? "" : " (ended early)"));
                 if (!stop.getAsBoolean()) {
                     afterwards.run();
                 }
