@@ -18,6 +18,10 @@
 # the new master's log, so it includes the new JVM's start). Upgrades, kills and master kills alternate, --interval seconds apart (default 3; each waits until the standby is
 # ready first, so a JVM start is never inside a measurement); fio runs from 10 s before the first event (warm-up)
 # to 2 s after the last. Baseline: the same figure over every 10 ms window with no event in the second before it.
+# A second figure per event, "during": the longest latency from 10 ms before the pause (upgrade) or the kill to
+# 20 ms after its end (upgrade: the new slave fetches; kill: the bench saw the master's resumed line), and beside it
+# the same figure at times with no event within a second (a start every 37 ms, the kind's median span): what the
+# machine's own noise gives over a window that long.
 #
 # Output: DIR/summary.md (also printed), DIR/events.tsv, DIR/daemon.log, DIR/fio/. Default DIR:
 # run/bench-handover/<time>. Needs root (the chroot) and a JDK 25; dist/target/vhostd.jar is built when missing.
@@ -257,30 +261,50 @@ def pct(values, p):
     k = min(len(s) - 1, max(0, int(round(p / 100.0 * (len(s) - 1)))))
     return s[k]
 
+import bisect
+times = [t for t, lat in windows]
+
+def longest(lo, hi):
+    """The longest latency (ms) of the 10 ms windows whose time is in [lo, hi] (epoch ms)."""
+    i, j = bisect.bisect_left(times, lo), bisect.bisect_right(times, hi)
+    return max([lat for t, lat in windows[i:j]] or [0]) / 1e6
+
 rows = []
 event_ms = []
 for n, kind, daemon_us, start, end, call, ret in events:
     lo = min(start, call) // 1_000_000 - 10
     hi = max(end, ret) // 1_000_000 + 100
     event_ms.append((lo - 1000, hi))
-    worst = max([lat for t, lat in windows if lo <= t <= hi] or [0])
-    rows.append((n, kind, daemon_us, worst / 1e6))
-print("| # | event | daemon (us) | longest fio completion latency in the window (ms) |")
+    # during: from 10 ms before the pause (upgrade) / the kill to 20 ms after its end (upgrade: the new slave fetches;
+    # kill: the bench saw the resumed line), the I/Os the pause held up; the whole window adds the upgrade's prepare
+    # phase (RPC call -> pause) and 100 ms after the RPC's answer
+    end_ms = (end if kind == "upgrade" else max(end, ret)) // 1_000_000
+    rows.append((n, kind, daemon_us, longest(lo, hi), longest(start // 1_000_000 - 10, end_ms + 20),
+                 end_ms - start // 1_000_000))
+print("| # | event | daemon (us) | longest fio completion latency: whole window / during (ms) |")
 print("|---:|---|---:|---:|")
-for n, kind, daemon_us, worst_ms in rows:
-    print("| %d | %s | %d | %.2f |" % (n, kind, daemon_us, worst_ms))
+for n, kind, daemon_us, worst_ms, during_ms, span in rows:
+    print("| %d | %s | %d | %.2f / %.2f |" % (n, kind, daemon_us, worst_ms, during_ms))
 print()
-print("| event | count | daemon p50 / p99 / max (ms) | fio longest latency p50 / p99 / max (ms) |")
-print("|---|---:|---|---|")
+print("| event | count | daemon p50 / p99 / max (ms) | fio longest latency, whole window: p50 / p99 / max (ms) "
+      "| during: p50 / p99 / max (ms) | no event, same span as during: p50 / p90 / p99 (ms) |")
+print("|---|---:|---|---|---|---|")
+# the same figure at times with no event within a second: a start every 37 ms, the kind's median span
+quiet_starts = [t for t in range(times[0] + 2000, times[-1] - 2000, 37)
+                if not any(lo <= t <= hi + 1000 for lo, hi in event_ms)] if times else []
 for kind in ("upgrade", "kill", "master-kill"):
     d = [r[2] / 1000.0 for r in rows if r[1] == kind]
     f = [r[3] for r in rows if r[1] == kind]
+    g = [r[4] for r in rows if r[1] == kind]
     if d:
-        print("| %s | %d | %.2f / %.2f / %.2f | %.2f / %.2f / %.2f |" % (
-            kind, len(d), pct(d, 50), pct(d, 99), max(d), pct(f, 50), pct(f, 99), max(f)))
+        span = pct([r[5] for r in rows if r[1] == kind], 50)
+        b = [longest(t - 10, t + span + 20) for t in quiet_starts]
+        print("| %s | %d | %.2f / %.2f / %.2f | %.2f / %.2f / %.2f | %.2f / %.2f / %.2f | %.2f / %.2f / %.2f (%d, %d ms) |" % (
+            kind, len(d), pct(d, 50), pct(d, 99), max(d), pct(f, 50), pct(f, 99), max(f), pct(g, 50), pct(g, 99),
+            max(g), pct(b, 50), pct(b, 90), pct(b, 99), len(b), span + 30))
 quiet = [lat / 1e6 for t, lat in windows if not any(lo <= t <= hi for lo, hi in event_ms)]
 if quiet:
-    print("| (no event) | %d windows | | %.2f / %.2f / %.2f |" % (len(quiet), pct(quiet, 50), pct(quiet, 99), max(quiet)))
+    print("| (no event) | %d windows | | %.2f / %.2f / %.2f | | |" % (len(quiet), pct(quiet, 50), pct(quiet, 99), max(quiet)))
 try:
     # fio prints "terminating on signal 2" (the SIGINT that ends it) before the JSON
     t = open(work + "/fio/handover.json").read()

@@ -157,6 +157,8 @@ public final class Master implements AutoCloseable {
     private int nextSlaveNumber = 1;
     /** The class path (or jar) slaves are spawned from; {@code slave_upgrade} with a jar changes it (issue #4). */
     private volatile String slaveClassPath = System.getProperty("java.class.path");
+    /** The slaves' AOT cache ({@code slave.aot_cache}). */
+    private final SlaveAotCache aotCache;
     /** Handovers (a slave died) and rolling upgrades run one at a time; reentrant (an upgrade may fall back). */
     private final java.util.concurrent.locks.ReentrantLock supervisorLock =
             new java.util.concurrent.locks.ReentrantLock();
@@ -194,6 +196,7 @@ public final class Master implements AutoCloseable {
         this.config = config;
         this.options = options;
         this.runDir = Path.of(config.runDir());
+        this.aotCache = SlaveAotCache.open(config.slave().aotCache(), runDir);
         this.maxSegments = config.slave().maxSegments();
     }
 
@@ -512,6 +515,13 @@ public final class Master implements AutoCloseable {
         startStandby();
         warmUpHandoverCodec();
         rehearseQpairResetInBackground();
+        // after the first standby's warm-up, not beside it: a training run that shares the CPU gathers thin profiles
+        List<String> trainee = slaveCommand(slaveClassPath);
+        java.util.concurrent.CompletableFuture<SlaveProcess> first;
+        synchronized (this) {
+            first = standby;
+        }
+        first.whenComplete((s, e) -> aotCache.trainInBackground(trainee));
     }
 
     private void bindControlSocket() throws IOException {
@@ -1439,6 +1449,8 @@ public final class Master implements AutoCloseable {
             oldStandby.thenAccept(s -> s.stop("replaced by a standby of the new build", 5_000));
         }
         startStandby(config.slave().standbyDelayMs());
+        // the new build's slaves start with an AOT cache of their own once it is made
+        aotCache.trainInBackground(slaveCommand(classPath));
         ObjectNode out = JSON.createObjectNode();
         out.put("slave_id", next.slaveId());
         out.put("pid", next.pid());
@@ -1765,7 +1777,12 @@ public final class Master implements AutoCloseable {
         return out;
     }
 
-    private Process spawnSlave(String slaveId, String classPath) throws IOException {
+    /**
+     * A slave's command line up to its main class: the java binary, the JVM options ({@link #slaveJvmOptions} after
+     * the master's own, but for its agents and collector), {@code -cp} and {@code classPath}. Also the command line of
+     * the slaves' AOT cache training run ({@link SlaveAotCache}).
+     */
+    private List<String> slaveCommand(String classPath) {
         String java = ProcessHandle.current()
                 .info()
                 .command()
@@ -1791,6 +1808,13 @@ public final class Master implements AutoCloseable {
         cmd.addAll(slaveJvmOptions(config.slave().javaOpts()));
         cmd.add("-cp");
         cmd.add(classPath);
+        return cmd;
+    }
+
+    private Process spawnSlave(String slaveId, String classPath) throws IOException {
+        List<String> cmd = slaveCommand(classPath);
+        // the AOT cache, when made already, goes before -cp
+        cmd.addAll(cmd.size() - 2, aotCache.options(cmd));
         cmd.add("io.vhostd.slave.SlaveMain");
         cmd.add("--control");
         cmd.add(controlPath.toString());
@@ -2490,6 +2514,7 @@ public final class Master implements AutoCloseable {
         }
         shuttingDown = true;
         LOG.log(System.Logger.Level.INFO, "shutting down: " + reason);
+        aotCache.close();
         if (slave != null) {
             slave.stop(reason, 5_000);
         }

@@ -16,8 +16,12 @@ import java.util.List;
  *     #DEFAULT_STANDBY_DELAY_MS}. A JVM start takes CPU from the guests just when they resume; a handover that finds
  *     the standby still waiting starts it at once, and a slave death less than 5 s after the previous one starts the
  *     next standby without delay
+ * @param aotCache where the slaves' AOT cache is kept (issue #4, the master's {@code SlaveAotCache}): a directory, or
+ *     {@code off} for none; key {@code aot_cache}, default null: {@code /var/cache/vhostd/aot}, or {@code
+ *     <run_dir>/aot} when that cannot be created
  */
-public record SlaveConfig(List<String> javaOpts, int maxSegments, long orphanTimeoutMs, long standbyDelayMs) {
+public record SlaveConfig(
+        List<String> javaOpts, int maxSegments, long orphanTimeoutMs, long standbyDelayMs, String aotCache) {
     /** Default {@code orphan_timeout_ms}: a minute, for a master restarted by systemd (RestartSec=1s). */
     public static final long DEFAULT_ORPHAN_TIMEOUT_MS = 60_000;
 
@@ -40,8 +44,12 @@ public record SlaveConfig(List<String> javaOpts, int maxSegments, long orphanTim
         javaOpts = List.copyOf(javaOpts);
     }
 
-    /** {@code java_opts: [], max_segments: 128, orphan_timeout_ms: 60000, standby_delay_ms: 1000}. */
+    /**
+     * {@code java_opts: [], max_segments: 128, orphan_timeout_ms: 60000, standby_delay_ms: 1000}, {@code aot_cache}
+     * absent.
+     */
     public static SlaveConfig defaults() {
-        return new SlaveConfig(List.of(), DEFAULT_MAX_SEGMENTS, DEFAULT_ORPHAN_TIMEOUT_MS, DEFAULT_STANDBY_DELAY_MS);
+        return new SlaveConfig(
+                List.of(), DEFAULT_MAX_SEGMENTS, DEFAULT_ORPHAN_TIMEOUT_MS, DEFAULT_STANDBY_DELAY_MS, null);
     }
 }

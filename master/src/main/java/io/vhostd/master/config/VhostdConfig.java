@@ -126,7 +126,7 @@ public record VhostdConfig(
     private static final Set<String> CONTROLLER_KEYS =
             Set.of("name", "type", "bdev", "socket", "num_queues", "queue_size_max", "serial", "read_only");
     private static final Set<String> SLAVE_KEYS =
-            Set.of("java_opts", "max_segments", "orphan_timeout_ms", "standby_delay_ms");
+            Set.of("java_opts", "max_segments", "orphan_timeout_ms", "standby_delay_ms", "aot_cache");
 
     private static final Set<Long> BLOCK_SIZES = Set.of(512L, 1024L, 2048L, 4096L);
     /** Largest null/malloc bdev: 2^50 bytes (1 PiB), far beyond RAM, small enough that no size arithmetic overflows. */
@@ -326,6 +326,9 @@ public record VhostdConfig(
         slaveNode.put("max_segments", slave.maxSegments());
         slaveNode.put("orphan_timeout_ms", slave.orphanTimeoutMs());
         slaveNode.put("standby_delay_ms", slave.standbyDelayMs());
+        if (slave.aotCache() != null) {
+            slaveNode.put("aot_cache", slave.aotCache());
+        }
         if (prometheus.enabled()) {
             root.putObject("prometheus").put("listen", prometheus.listenText());
         }
@@ -745,7 +748,12 @@ public record VhostdConfig(
                 SlaveConfig.MAX_ORPHAN_TIMEOUT_MS);
         long standbyDelayMs = node.intValue("standby_delay_ms", (int) SlaveConfig.DEFAULT_STANDBY_DELAY_MS, 0, (int)
                 SlaveConfig.MAX_STANDBY_DELAY_MS);
-        return new SlaveConfig(javaOpts, maxSegments, orphanTimeoutMs, standbyDelayMs);
+        String aotCache = node.string("aot_cache", null);
+        if (aotCache != null && !aotCache.equals("off") && !aotCache.startsWith("/")) {
+            throw new ConfigException(
+                    "slave.aot_cache", "must be an absolute directory or off, not \"" + aotCache + "\"");
+        }
+        return new SlaveConfig(javaOpts, maxSegments, orphanTimeoutMs, standbyDelayMs, aotCache);
     }
 
     private static String name(ConfigNode node) throws ConfigException {

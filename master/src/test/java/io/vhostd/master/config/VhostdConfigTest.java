@@ -53,7 +53,8 @@ class VhostdConfigTest {
                                 List.of(),
                                 128,
                                 SlaveConfig.DEFAULT_ORPHAN_TIMEOUT_MS,
-                                SlaveConfig.DEFAULT_STANDBY_DELAY_MS)),
+                                SlaveConfig.DEFAULT_STANDBY_DELAY_MS,
+                                null)),
                 config);
     }
 
@@ -87,6 +88,7 @@ class VhostdConfigTest {
                   max_segments: 64
                   orphan_timeout_ms: 5000
                   standby_delay_ms: 250
+                  aot_cache: /var/tmp/vhostd-aot
                 """));
         String d = dir.toString();
         assertEquals(
@@ -116,7 +118,7 @@ class VhostdConfigTest {
                                         1024,
                                         "a-very-long-controll",
                                         true)),
-                        new SlaveConfig(List.of("-Xmx256m", "-XX:+UseZGC"), 64, 5_000, 250)),
+                        new SlaveConfig(List.of("-Xmx256m", "-XX:+UseZGC"), 64, 5_000, 250, "/var/tmp/vhostd-aot")),
                 config);
     }
 
@@ -355,6 +357,10 @@ class VhostdConfigTest {
                 Arguments.of("slave: {java_opts: -Xmx1g}\n", "slave.java_opts: must be a list, not '-Xmx1g'"),
                 Arguments.of("slave: {java_opts: [1]}\n", "slave.java_opts[0]: must be a string, not 1"),
                 Arguments.of("slave: {max_segments: 0}\n", "slave.max_segments: must be between 1 and 1024, not 0"),
+                Arguments.of(
+                        "slave: {aot_cache: var/cache}\n",
+                        "slave.aot_cache: must be an absolute directory or off, not \"var/cache\""),
+                Arguments.of("slave: {aot_cache: 1}\n", "slave.aot_cache: must be a string, not 1"),
                 Arguments.of(
                         "run_dir: /a\nrun_dir: /b\n", "line 2, column 8: YAML syntax error: Duplicate field 'run_dir'"),
                 Arguments.of(
