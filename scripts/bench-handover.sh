@@ -289,16 +289,17 @@ print()
 print("| event | count | daemon p50 / p99 / max (ms) | fio longest latency, whole window: p50 / p99 / max (ms) "
       "| during: p50 / p99 / max (ms) | no event, same span as during: p50 / p90 / p99 (ms) |")
 print("|---|---:|---|---|---|---|")
-# the same figure at times with no event within a second: a start every 37 ms, the kind's median span
-quiet_starts = [t for t in range(times[0] + 2000, times[-1] - 2000, 37)
-                if not any(lo <= t <= hi + 1000 for lo, hi in event_ms)] if times else []
 for kind in ("upgrade", "kill", "master-kill"):
     d = [r[2] / 1000.0 for r in rows if r[1] == kind]
     f = [r[3] for r in rows if r[1] == kind]
     g = [r[4] for r in rows if r[1] == kind]
     if d:
+        # the same figure at times with no event within a second of the window: a start every 37 ms, the kind's
+        # median span
         span = pct([r[5] for r in rows if r[1] == kind], 50)
-        b = [longest(t - 10, t + span + 20) for t in quiet_starts]
+        starts = range(times[0] + 2000, times[-1] - 2000 - span, 37) if times else []
+        b = [longest(t - 10, t + span + 20) for t in starts
+             if not any(t - 10 <= hi + 1000 and lo <= t + span + 20 for lo, hi in event_ms)]
         print("| %s | %d | %.2f / %.2f / %.2f | %.2f / %.2f / %.2f | %.2f / %.2f / %.2f | %.2f / %.2f / %.2f (%d, %d ms) |" % (
             kind, len(d), pct(d, 50), pct(d, 99), max(d), pct(f, 50), pct(f, 99), max(f), pct(g, 50), pct(g, 99),
             max(g), pct(b, 50), pct(b, 90), pct(b, 99), len(b), span + 30))

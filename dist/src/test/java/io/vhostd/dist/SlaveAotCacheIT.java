@@ -117,6 +117,33 @@ class SlaveAotCacheIT {
         }
     }
 
+    @Test
+    @Timeout(value = 4, unit = TimeUnit.MINUTES)
+    void shouldEndTheTrainingWhenTheMasterIsKilled() throws Exception {
+        Files.writeString(
+                config.configFile(), config.yaml() + "slave: {aot_cache: " + cacheDir + ", orphan_timeout_ms: 0}\n");
+        String trainingNeedle = "-XX:AOTCacheOutput=" + cacheDir;
+        try (VhostdMaster master = VhostdMaster.start(env, config, env.logDir().resolve("killed.log"))) {
+            master.awaitReady(READY_TIMEOUT);
+            long deadlineNs = System.nanoTime() + TRAINING_TIMEOUT.toNanos();
+            while (VhostdMaster.processesMentioning(trainingNeedle).isEmpty()) {
+                assertTrue(System.nanoTime() < deadlineNs, "no training JVM\n" + master.logTail());
+                assertTrue(listCaches().isEmpty(), "the training ended before the test saw it\n" + master.logTail());
+                Thread.sleep(20);
+            }
+            ProcessHandle.of(master.pid()).orElseThrow().destroyForcibly();
+            // its stdin, a pipe from the master, reads end-of-file: it halts, and writes no cache
+            deadlineNs = System.nanoTime() + READY_TIMEOUT.toNanos();
+            while (!VhostdMaster.processesMentioning(trainingNeedle).isEmpty()) {
+                assertTrue(
+                        System.nanoTime() < deadlineNs,
+                        "the training JVM outlived its master by " + READY_TIMEOUT + "\n" + master.logTail());
+                Thread.sleep(100);
+            }
+            assertEquals(List.of(), listCaches(), "no cache from a training cut short");
+        }
+    }
+
     private List<Path> listCaches() throws IOException {
         try (Stream<Path> files = Files.list(cacheDir)) {
             return files.filter(p -> p.getFileName().toString().endsWith(".aot"))

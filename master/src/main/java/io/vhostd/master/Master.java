@@ -512,16 +512,12 @@ public final class Master implements AutoCloseable {
         awaitListening(slave);
         watch(slave);
         writeSlaveState(slave);
-        startStandby();
+        // the AOT cache after the first standby's warm-up, not beside it: a training run that shares the CPU
+        // gathers thin profiles
+        List<String> trainee = slaveCommand(slaveClassPath);
+        startStandby().whenComplete((s, e) -> aotCache.trainInBackground(trainee));
         warmUpHandoverCodec();
         rehearseQpairResetInBackground();
-        // after the first standby's warm-up, not beside it: a training run that shares the CPU gathers thin profiles
-        List<String> trainee = slaveCommand(slaveClassPath);
-        java.util.concurrent.CompletableFuture<SlaveProcess> first;
-        synchronized (this) {
-            first = standby;
-        }
-        first.whenComplete((s, e) -> aotCache.trainInBackground(trainee));
     }
 
     private void bindControlSocket() throws IOException {
@@ -1180,16 +1176,16 @@ public final class Master implements AutoCloseable {
     }
 
     /** Spawns the next standby in the background at once (no JVM start on the critical path of a handover). */
-    private void startStandby() {
-        startStandby(0);
+    private java.util.concurrent.CompletableFuture<SlaveProcess> startStandby() {
+        return startStandby(0);
     }
 
     /**
      * Spawns the next standby in the background, {@code delayMs} from now ({@code slave.standby_delay_ms} after a
      * handover: the JVM start and warm-up take CPU from the guests just when they resume), or as soon as a handover
-     * takes it ({@link #takeStandby}).
+     * takes it ({@link #takeStandby}). Returns its future (completed once it said hello, or failed).
      */
-    private synchronized void startStandby(long delayMs) {
+    private synchronized java.util.concurrent.CompletableFuture<SlaveProcess> startStandby(long delayMs) {
         java.util.concurrent.CompletableFuture<SlaveProcess> next = new java.util.concurrent.CompletableFuture<>();
         CountDownLatch go = new CountDownLatch(1);
         StandbyStart start = new StandbyStart();
@@ -1215,6 +1211,7 @@ public final class Master implements AutoCloseable {
                 next.completeExceptionally(e);
             }
         });
+        return next;
     }
 
     /**
@@ -1448,9 +1445,9 @@ public final class Master implements AutoCloseable {
             // spawned from the previous build: replaced
             oldStandby.thenAccept(s -> s.stop("replaced by a standby of the new build", 5_000));
         }
-        startStandby(config.slave().standbyDelayMs());
-        // the new build's slaves start with an AOT cache of their own once it is made
-        aotCache.trainInBackground(slaveCommand(classPath));
+        // the new build's slaves start with an AOT cache of their own once it is made: after its first standby
+        List<String> trainee = slaveCommand(classPath);
+        startStandby(config.slave().standbyDelayMs()).whenComplete((s, e) -> aotCache.trainInBackground(trainee));
         ObjectNode out = JSON.createObjectNode();
         out.put("slave_id", next.slaveId());
         out.put("pid", next.pid());
@@ -1758,6 +1755,19 @@ public final class Master implements AutoCloseable {
      */
     static final List<String> SLAVE_GC_OPTS = List.of("-XX:+UseG1GC");
 
+    /**
+     * A JVM option about a class-data or AOT archive ({@code -XX:AOTCache}, {@code -XX:AOTMode}, {@code
+     * -XX:SharedArchiveFile}, {@code -Xshare}, ...): the master's own are not passed on to its slaves, which get
+     * theirs from {@link SlaveAotCache}.
+     */
+    static boolean choosesArchive(String jvmOption) {
+        return jvmOption.startsWith("-XX:AOT")
+                || jvmOption.startsWith("-XX:SharedArchiveFile")
+                || jvmOption.startsWith("-XX:ArchiveClassesAtExit")
+                || jvmOption.matches("-XX:[+-]AutoCreateSharedArchive")
+                || jvmOption.startsWith("-Xshare");
+    }
+
     /** A JVM option that chooses (or unchooses) a collector: the master's own is not passed on to its slaves. */
     static boolean choosesCollector(String jvmOption) {
         return jvmOption.matches("-XX:[+-]Use[A-Za-z0-9]*GC");
@@ -1790,7 +1800,10 @@ public final class Master implements AutoCloseable {
         List<String> cmd = new ArrayList<>();
         cmd.add(java);
         for (String arg : ManagementFactory.getRuntimeMXBean().getInputArguments()) {
-            if (!arg.startsWith("-agentlib") && !arg.startsWith("-javaagent") && !choosesCollector(arg)) {
+            if (!arg.startsWith("-agentlib")
+                    && !arg.startsWith("-javaagent")
+                    && !choosesCollector(arg)
+                    && !choosesArchive(arg)) {
                 cmd.add(arg);
             }
         }

@@ -61,10 +61,13 @@ final class SlaveAotCache implements AutoCloseable {
     /** Keys with a training run under way. */
     private final Set<String> training = ConcurrentHashMap.newKeySet();
 
-    /** Training processes under way, stopped by {@link #close}. */
-    private final Set<Process> running = ConcurrentHashMap.newKeySet();
+    /** Training processes under way, stopped by {@link #close}; guarded by itself, as is {@link #closed}. */
+    private final Set<Process> running = new java.util.HashSet<>();
 
-    private volatile boolean closed;
+    private boolean closed;
+
+    /** Numbers each training run's temporary file name. */
+    private final java.util.concurrent.atomic.AtomicInteger runs = new java.util.concurrent.atomic.AtomicInteger();
 
     SlaveAotCache(Path dir) {
         this.dir = dir;
@@ -113,9 +116,10 @@ final class SlaveAotCache implements AutoCloseable {
     }
 
     /**
-     * The key of {@code command} ({@link #fileFor}): a hash of {@code java.vm.version}, every element of the command
-     * but {@code -D} options, and each class path entry's size and modification time (0 / 0 for one that cannot be
-     * read). 24 hex digits of SHA-256.
+     * The key of {@code command} ({@link #fileFor}): a hash of {@code java.vm.version}, the size and modification
+     * time of the JDK's {@code lib/modules} (a JDK updated in place), every element of the command but {@code -D}
+     * options, and each class path entry's size and modification time (0 / 0 for one that cannot be read). 24 hex
+     * digits of SHA-256.
      */
     static String key(List<String> command) {
         String classPath = classPathOf(command);
@@ -126,24 +130,26 @@ final class SlaveAotCache implements AutoCloseable {
             throw new IllegalStateException("no SHA-256", e);
         }
         update(sha, System.getProperty("java.vm.version", ""));
+        update(sha, fileStamp(Path.of(System.getProperty("java.home", "/"), "lib", "modules")));
         for (String part : command) {
             if (!part.startsWith("-D")) {
                 update(sha, part);
             }
         }
         for (String entry : classPath.split(java.io.File.pathSeparator)) {
-            Path p = Path.of(entry);
-            long size = 0;
-            long modified = 0;
-            try {
-                size = Files.size(p);
-                modified = Files.getLastModifiedTime(p).toMillis();
-            } catch (IOException | RuntimeException e) {
-                // an entry that is not there: the key still differs from that of one that is
-            }
-            update(sha, entry + "\0" + size + "\0" + modified);
+            update(sha, entry + "\0" + fileStamp(Path.of(entry)));
         }
         return HexFormat.of().formatHex(sha.digest(), 0, 12);
+    }
+
+    /** {@code <size> <modification time in ms>} of {@code file}, {@code "0 0"} when it cannot be read. */
+    private static String fileStamp(Path file) {
+        try {
+            return Files.size(file) + " " + Files.getLastModifiedTime(file).toMillis();
+        } catch (IOException | RuntimeException e) {
+            // not there: the key still differs from that of one that is
+            return "0 0";
+        }
     }
 
     private static void update(MessageDigest sha, String s) {
@@ -186,12 +192,17 @@ final class SlaveAotCache implements AutoCloseable {
      * exited with status 0; a failure is logged with the path of the run's output.
      */
     void trainInBackground(List<String> command) {
-        if (dir == null || closed) {
+        if (dir == null) {
             return;
         }
         Path file = fileFor(command);
         String key = file.getFileName().toString();
-        if (Files.isRegularFile(file) || !training.add(key)) {
+        if (!training.add(key)) {
+            return;
+        }
+        // looked at after the claim: a run that just ended has moved its file into place
+        if (Files.isRegularFile(file)) {
+            training.remove(key);
             return;
         }
         Thread.ofPlatform().name("aot-training").daemon(true).start(() -> {
@@ -220,29 +231,37 @@ final class SlaveAotCache implements AutoCloseable {
     private void train(List<String> command, Path file) {
         String name = file.getFileName().toString();
         String base = name.substring(0, name.length() - ".aot".length());
-        Path tmp = dir.resolve(base + ".aot.tmp");
+        // a name of its own: a training JVM of a master that was killed may still be writing its file
+        Path tmp = dir.resolve(base + ".aot." + ProcessHandle.current().pid() + "-" + runs.incrementAndGet() + ".tmp");
         Path log = dir.resolve(base + ".log");
         long startNs = System.nanoTime();
         try {
-            Files.deleteIfExists(tmp);
+            // stdin stays a pipe from this process: the training JVM ends when it reads end-of-file (the master died)
             ProcessBuilder builder = new ProcessBuilder(trainingCommand(command, tmp))
                     .redirectErrorStream(true)
-                    .redirectOutput(log.toFile())
-                    .redirectInput(ProcessBuilder.Redirect.from(new java.io.File("/dev/null")));
+                    .redirectOutput(log.toFile());
             builder.environment().keySet().removeAll(io.vhostd.shm.linux.SdNotify.ENVIRONMENT);
             // a child inherits the nice of the thread that spawns it
             io.vhostd.shm.linux.Priority.niceCurrentThread(TRAINING_NICE);
-            Process p = builder.start();
-            running.add(p);
+            Process p;
+            synchronized (running) {
+                if (closed) {
+                    return;
+                }
+                p = builder.start();
+                running.add(p);
+            }
             boolean ended;
             try {
                 ended = p.waitFor(TRAINING_TIMEOUT_MS, TimeUnit.MILLISECONDS);
                 if (!ended) {
-                    p.destroyForcibly();
+                    destroyTree(p);
                     p.waitFor(5, TimeUnit.SECONDS);
                 }
             } finally {
-                running.remove(p);
+                synchronized (running) {
+                    running.remove(p);
+                }
             }
             long ms = (System.nanoTime() - startNs) / 1_000_000;
             if (ended && p.exitValue() == 0 && Files.isRegularFile(tmp)) {
@@ -251,8 +270,12 @@ final class SlaveAotCache implements AutoCloseable {
                         System.Logger.Level.INFO,
                         "slave AOT cache " + file + " made in " + ms + " ms (" + Files.size(file)
                                 + " bytes): slaves spawned from now on start with it");
-                prune();
-            } else if (!closed) {
+                try {
+                    prune();
+                } catch (IOException | RuntimeException e) {
+                    LOG.log(System.Logger.Level.WARNING, "slave AOT cache " + dir + ": cannot prune: " + e);
+                }
+            } else if (!isClosed()) {
                 LOG.log(
                         System.Logger.Level.WARNING,
                         "slave AOT cache " + file + " not made: the training JVM "
@@ -261,22 +284,33 @@ final class SlaveAotCache implements AutoCloseable {
                                         : "ran over " + TRAINING_TIMEOUT_MS + " ms")
                                 + " (output: " + log + "); slaves start without");
             }
-        } catch (IOException e) {
+        } catch (IOException | RuntimeException e) {
             LOG.log(System.Logger.Level.WARNING, "slave AOT cache " + file + " not made: " + e);
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
         } finally {
             try {
                 Files.deleteIfExists(tmp);
-                Files.deleteIfExists(dir.resolve(base + ".aot.tmp.config"));
+                Files.deleteIfExists(Path.of(tmp + ".config"));
             } catch (IOException e) {
                 LOG.log(System.Logger.Level.DEBUG, "AOT cache leftovers: " + e);
             }
         }
     }
 
-    /** Deletes all but the {@link #KEEP} most recently used cache files (and their training output). */
+    /**
+     * Deletes all but the {@link #KEEP} most recently used cache files (and their training output), and temporary
+     * files older than an hour (left by a training JVM whose master was killed).
+     */
     void prune() throws IOException {
+        long staleMs = System.currentTimeMillis() - 3_600_000L;
+        try (DirectoryStream<Path> temporary = Files.newDirectoryStream(dir, "slave-*.tmp*")) {
+            for (Path t : temporary) {
+                if (Files.getLastModifiedTime(t).toMillis() < staleMs) {
+                    Files.deleteIfExists(t);
+                }
+            }
+        }
         List<Path> files = new ArrayList<>();
         try (DirectoryStream<Path> all = Files.newDirectoryStream(dir, "slave-*.aot")) {
             all.forEach(files::add);
@@ -298,10 +332,29 @@ final class SlaveAotCache implements AutoCloseable {
         }
     }
 
-    /** Stops training runs under way (the master is shutting down). */
+    private boolean isClosed() {
+        synchronized (running) {
+            return closed;
+        }
+    }
+
+    /**
+     * Kills {@code p} and its descendants: at its exit a JDK 25 training JVM starts a second JVM that assembles the
+     * cache.
+     */
+    private static void destroyTree(Process p) {
+        p.descendants().forEach(ProcessHandle::destroyForcibly);
+        p.destroyForcibly();
+    }
+
+    /** Stops training runs under way, with the JVMs they started (the master is shutting down). */
     @Override
     public void close() {
-        closed = true;
-        running.forEach(Process::destroyForcibly);
+        List<Process> stop;
+        synchronized (running) {
+            closed = true;
+            stop = List.copyOf(running);
+        }
+        stop.forEach(SlaveAotCache::destroyTree);
     }
 }

@@ -76,7 +76,7 @@ class SlaveAotCacheTest {
     }
 
     @Test
-    void shouldTrainWithTheSlavesOptionsButItsSystemProperties() {
+    void shouldDropSystemPropertiesWhenBuildingTheTrainingCommand() {
         Path out = dir.resolve("slave-k.aot.tmp");
         assertEquals(
                 List.of(
@@ -115,7 +115,7 @@ class SlaveAotCacheTest {
     }
 
     @Test
-    void shouldOpenTheConfiguredDirectoryOrNone() throws Exception {
+    void shouldHaveNoCacheWhenOffOrTheDirectoryCannotBeCreated() throws Exception {
         assertNull(SlaveAotCache.open("off", dir).dir());
         Path configured = dir.resolve("a/b");
         SlaveAotCache cache = SlaveAotCache.open(configured.toString(), dir);

@@ -40,4 +40,22 @@ class SlaveJvmOptionsTest {
         assertEquals(false, Master.choosesCollector("-XX:ZUncommitDelay=1"));
         assertEquals(false, Master.choosesCollector("-XX:+UseCompressedOops"));
     }
+
+    @Test
+    void shouldRecognizeArchiveOptionsWhenFilteringTheMastersOptions() {
+        // the slaves' own cache comes from SlaveAotCache: a master's archive options would break it or the training
+        for (String option : List.of(
+                "-XX:AOTCache=/tmp/master.aot",
+                "-XX:AOTMode=on",
+                "-XX:AOTCacheOutput=/tmp/x.aot",
+                "-XX:AOTConfiguration=/tmp/x.aotconf",
+                "-XX:SharedArchiveFile=/tmp/a.jsa",
+                "-XX:ArchiveClassesAtExit=/tmp/a.jsa",
+                "-XX:+AutoCreateSharedArchive",
+                "-Xshare:off")) {
+            assertEquals(true, Master.choosesArchive(option), option);
+        }
+        assertEquals(false, Master.choosesArchive("-XX:+UseG1GC"));
+        assertEquals(false, Master.choosesArchive("-Xss1m"));
+    }
 }

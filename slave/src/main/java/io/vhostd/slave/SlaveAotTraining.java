@@ -8,7 +8,8 @@ package io.vhostd.slave;
  * rehearsals through the data path) and then all the rounds of the handover's control codec, which a slave needs first
  * in a handover. Touches no master, no device, no
  * guest: scratch memfds only. Prints the warm-up's summary and exits with status 0 (a warm-up never fails: a step
- * that fails is logged and skipped).
+ * that fails is logged and skipped). Its stdin is a pipe from the master: at end-of-file (the master died) it halts at
+ * once with status 3, and no cache is written.
  */
 public final class SlaveAotTraining {
     /** How long the codec rounds may take (wall time). */
@@ -17,6 +18,17 @@ public final class SlaveAotTraining {
     private SlaveAotTraining() {}
 
     public static void main(String[] args) {
+        // stdin is a pipe from the master: end-of-file means the master is gone, and so is the point of the run
+        Thread.ofPlatform().name("master-watch").daemon(true).start(() -> {
+            try {
+                while (System.in.read() >= 0) {
+                    // the master writes nothing: wait for end-of-file
+                }
+            } catch (java.io.IOException e) {
+                // as end-of-file
+            }
+            Runtime.getRuntime().halt(3);
+        });
         String summary = SlaveWarmup.run(() -> false);
         // the codec rounds a standby goes on with in the background after its hello, here to the end
         SlaveWarmup.atWork();

@@ -748,7 +748,10 @@ public record VhostdConfig(
                 SlaveConfig.MAX_ORPHAN_TIMEOUT_MS);
         long standbyDelayMs = node.intValue("standby_delay_ms", (int) SlaveConfig.DEFAULT_STANDBY_DELAY_MS, 0, (int)
                 SlaveConfig.MAX_STANDBY_DELAY_MS);
-        String aotCache = node.string("aot_cache", null);
+        // YAML 1.1 reads a bare off as false
+        com.fasterxml.jackson.databind.JsonNode aot = node.value("aot_cache");
+        String aotCache =
+                aot != null && aot.isBoolean() && !aot.booleanValue() ? "off" : node.string("aot_cache", null);
         if (aotCache != null && !aotCache.equals("off") && !aotCache.startsWith("/")) {
             throw new ConfigException(
                     "slave.aot_cache", "must be an absolute directory or off, not \"" + aotCache + "\"");

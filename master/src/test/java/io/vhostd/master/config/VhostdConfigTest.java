@@ -123,6 +123,16 @@ class VhostdConfigTest {
     }
 
     @Test
+    void shouldTurnTheAotCacheOffWhenItSaysOffWithOrWithoutQuotes() throws Exception {
+        assertEquals(
+                "off", VhostdConfig.parse("slave: {aot_cache: off}\n").slave().aotCache());
+        assertEquals(
+                "off",
+                VhostdConfig.parse("slave: {aot_cache: \"off\"}\n").slave().aotCache());
+        assertEquals(null, VhostdConfig.parse("slave: {}\n").slave().aotCache());
+    }
+
+    @Test
     void shouldReadEveryBdevTypeWhenEachIsGiven() throws Exception {
         VhostdConfig config = VhostdConfig.parse(yaml("""
                 registry_path: state/reg.dat
@@ -361,6 +371,7 @@ class VhostdConfigTest {
                         "slave: {aot_cache: var/cache}\n",
                         "slave.aot_cache: must be an absolute directory or off, not \"var/cache\""),
                 Arguments.of("slave: {aot_cache: 1}\n", "slave.aot_cache: must be a string, not 1"),
+                Arguments.of("slave: {aot_cache: on}\n", "slave.aot_cache: must be a string, not true"),
                 Arguments.of(
                         "run_dir: /a\nrun_dir: /b\n", "line 2, column 8: YAML syntax error: Duplicate field 'run_dir'"),
                 Arguments.of(
