@@ -19,6 +19,29 @@ import java.nio.file.Path;
  */
 record MasterConfig(Path socketDir, Path imageFile, long sizeBytes, int numQueues) {
 
+    /**
+     * A config in a new temporary socket directory, with a fresh image {@code <test>-<pid>.img} in the test's work
+     * directory, written; {@link #deleteFiles} removes both.
+     */
+    static MasterConfig temporary(ItEnv env, String test, long sizeBytes, int numQueues) throws IOException {
+        Path socketDir = Files.createTempDirectory("vhostd-it-");
+        Path image = env.workDir().resolve(test + "-" + ProcessHandle.current().pid() + ".img");
+        Files.deleteIfExists(image);
+        MasterConfig config = new MasterConfig(socketDir, image, sizeBytes, numQueues);
+        config.write();
+        return config;
+    }
+
+    /** Deletes the image and the socket directory with everything in it. */
+    void deleteFiles() throws IOException {
+        Files.deleteIfExists(imageFile);
+        try (java.util.stream.Stream<Path> paths = Files.walk(socketDir)) {
+            for (Path p : paths.sorted(java.util.Comparator.reverseOrder()).toList()) {
+                Files.deleteIfExists(p);
+            }
+        }
+    }
+
     Path configFile() {
         return socketDir.resolve("vhostd.yaml");
     }

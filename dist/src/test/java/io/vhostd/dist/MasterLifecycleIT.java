@@ -3,13 +3,9 @@ package io.vhostd.dist;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.io.IOException;
-import java.nio.file.Files;
-import java.nio.file.Path;
 import java.time.Duration;
-import java.util.Comparator;
 import java.util.List;
 import java.util.concurrent.TimeUnit;
-import java.util.stream.Stream;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Tag;
@@ -28,28 +24,17 @@ class MasterLifecycleIT {
     private static final Duration STOP_TIMEOUT = Duration.ofSeconds(30);
 
     private ItEnv env;
-    private Path socketDir;
     private MasterConfig config;
 
     @BeforeEach
     void writeConfig() throws IOException {
         env = ItEnv.forTest(getClass());
-        socketDir = Files.createTempDirectory("vhostd-it-");
-        Path image = env.workDir()
-                .resolve("MasterLifecycleIT-" + ProcessHandle.current().pid() + ".img");
-        Files.deleteIfExists(image);
-        config = new MasterConfig(socketDir, image, 64L << 20, 2);
-        config.write();
+        config = MasterConfig.temporary(env, "MasterLifecycleIT", 64L << 20, 2);
     }
 
     @AfterEach
     void deleteFiles() throws IOException {
-        Files.deleteIfExists(config.imageFile());
-        try (Stream<Path> paths = Files.walk(socketDir)) {
-            for (Path p : paths.sorted(Comparator.reverseOrder()).toList()) {
-                Files.deleteIfExists(p);
-            }
-        }
+        config.deleteFiles();
     }
 
     @Test

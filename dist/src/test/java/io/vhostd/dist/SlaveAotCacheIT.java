@@ -8,7 +8,6 @@ import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
-import java.util.Comparator;
 import java.util.List;
 import java.util.concurrent.TimeUnit;
 import java.util.regex.Matcher;
@@ -40,32 +39,21 @@ class SlaveAotCacheIT {
     private static final Pattern STANDBY_READY = Pattern.compile("standby slave (\\S+) \\(pid (\\d+)\\) ready");
 
     private ItEnv env;
-    private Path socketDir;
     private Path cacheDir;
     private MasterConfig config;
 
     @BeforeEach
     void writeConfig() throws IOException {
         env = ItEnv.forTest(getClass());
-        socketDir = Files.createTempDirectory("vhostd-it-");
-        cacheDir = socketDir.resolve("aot");
-        Path image = env.workDir()
-                .resolve("SlaveAotCacheIT-" + ProcessHandle.current().pid() + ".img");
-        Files.deleteIfExists(image);
-        config = new MasterConfig(socketDir, image, 64L << 20, 1);
-        config.write();
+        config = MasterConfig.temporary(env, "SlaveAotCacheIT", 64L << 20, 1);
+        cacheDir = config.socketDir().resolve("aot");
         Files.writeString(
                 config.configFile(), config.yaml() + "slave: {aot_cache: " + cacheDir + ", standby_delay_ms: 0}\n");
     }
 
     @AfterEach
     void deleteFiles() throws IOException {
-        Files.deleteIfExists(config.imageFile());
-        try (Stream<Path> paths = Files.walk(socketDir)) {
-            for (Path p : paths.sorted(Comparator.reverseOrder()).toList()) {
-                Files.deleteIfExists(p);
-            }
-        }
+        config.deleteFiles();
     }
 
     @Test
@@ -85,7 +73,11 @@ class SlaveAotCacheIT {
             assertTrue(
                     training.contains("slave AOT training: warm-up: ") && training.contains(", 0 failed)"),
                     "the training ran the warm-up:\n" + training);
-            assertFalse(Files.exists(cacheDir.resolve(name + ".tmp")), "no temporary file left");
+            try (Stream<Path> files = Files.list(cacheDir)) {
+                List<Path> left = files.filter(f -> f.getFileName().toString().contains(".tmp"))
+                        .toList();
+                assertEquals(List.of(), left, "no temporary file left");
+            }
 
             // the slave and the standby spawned before the cache existed run without it; a takeover spawns a standby
             // that has it
