@@ -512,10 +512,7 @@ public final class Master implements AutoCloseable {
         awaitListening(slave);
         watch(slave);
         writeSlaveState(slave);
-        // the AOT cache after the first standby's warm-up, not beside it: a training run that shares the CPU
-        // gathers thin profiles
-        List<String> trainee = slaveCommand(slaveClassPath);
-        startStandby().whenComplete((s, e) -> aotCache.trainInBackground(trainee));
+        trainAotCacheAfter(startStandby(), slaveClassPath);
         warmUpHandoverCodec();
         rehearseQpairResetInBackground();
     }
@@ -1175,6 +1172,16 @@ public final class Master implements AutoCloseable {
         }
     }
 
+    /**
+     * Makes the AOT cache of the slaves spawned from {@code classPath} ({@link SlaveAotCache#trainInBackground}) once
+     * {@code standby} said hello or failed: after a standby's warm-up, not beside it, since a training run that shares
+     * the CPU gathers thin profiles.
+     */
+    private void trainAotCacheAfter(java.util.concurrent.CompletableFuture<SlaveProcess> standby, String classPath) {
+        List<String> trainee = slaveCommand(classPath);
+        standby.whenComplete((s, e) -> aotCache.trainInBackground(trainee));
+    }
+
     /** Spawns the next standby in the background at once (no JVM start on the critical path of a handover). */
     private java.util.concurrent.CompletableFuture<SlaveProcess> startStandby() {
         return startStandby(0);
@@ -1445,9 +1452,8 @@ public final class Master implements AutoCloseable {
             // spawned from the previous build: replaced
             oldStandby.thenAccept(s -> s.stop("replaced by a standby of the new build", 5_000));
         }
-        // the new build's slaves start with an AOT cache of their own once it is made: after its first standby
-        List<String> trainee = slaveCommand(classPath);
-        startStandby(config.slave().standbyDelayMs()).whenComplete((s, e) -> aotCache.trainInBackground(trainee));
+        // the new build's slaves start with an AOT cache of their own once it is made
+        trainAotCacheAfter(startStandby(config.slave().standbyDelayMs()), classPath);
         ObjectNode out = JSON.createObjectNode();
         out.put("slave_id", next.slaveId());
         out.put("pid", next.pid());

@@ -132,7 +132,7 @@ final class SlaveAotCache implements AutoCloseable {
         update(sha, System.getProperty("java.vm.version", ""));
         update(sha, fileStamp(Path.of(System.getProperty("java.home", "/"), "lib", "modules")));
         for (String part : command) {
-            if (!part.startsWith("-D")) {
+            if (mattersToCache(part)) {
                 update(sha, part);
             }
         }
@@ -140,6 +140,14 @@ final class SlaveAotCache implements AutoCloseable {
             update(sha, entry + "\0" + fileStamp(Path.of(entry)));
         }
         return HexFormat.of().formatHex(sha.digest(), 0, 12);
+    }
+
+    /**
+     * Whether an element of a slave's command line goes into the key and the training run: all but {@code -D} system
+     * properties, which do not change what is cached (and may be fault-injection points the training must not hit).
+     */
+    static boolean mattersToCache(String part) {
+        return !part.startsWith("-D");
     }
 
     /** {@code <size> <modification time in ms>} of {@code file}, {@code "0 0"} when it cannot be read. */
@@ -188,8 +196,9 @@ final class SlaveAotCache implements AutoCloseable {
     /**
      * Makes the cache for {@code command} on a thread of its own unless it exists, or a training run for it is under
      * way, or there is no cache directory. The training JVM is {@code command}'s without its {@code -D} options, plus
-     * {@code -XX:AOTCacheOutput}, running {@link #TRAINING_MAIN}, at nice {@link #TRAINING_NICE}. The cache is written to a temporary name and moved into place once the JVM
-     * exited with status 0; a failure is logged with the path of the run's output.
+     * {@code -XX:AOTCacheOutput}, running {@link #TRAINING_MAIN}, at nice {@link #TRAINING_NICE}. The cache is written
+     * to a temporary name and moved into place once the JVM exited with status 0; a failure is logged with the path of
+     * the run's output.
      */
     void trainInBackground(List<String> command) {
         if (dir == null) {
@@ -218,7 +227,7 @@ final class SlaveAotCache implements AutoCloseable {
     static List<String> trainingCommand(List<String> command, Path output) {
         List<String> cmd = new ArrayList<>();
         for (String part : command.subList(0, command.size() - 2)) {
-            if (!part.startsWith("-D")) {
+            if (mattersToCache(part)) {
                 cmd.add(part);
             }
         }

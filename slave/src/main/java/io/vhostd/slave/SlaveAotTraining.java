@@ -6,10 +6,9 @@ package io.vhostd.slave;
  * the classes it loaded and linked and the method profiles it gathered into the cache at exit. The workload is the
  * standby's warm-up ({@link SlaveWarmup#run}: class preloading, the control codec, the journal, two handover
  * rehearsals through the data path) and then all the rounds of the handover's control codec, which a slave needs first
- * in a handover. Touches no master, no device, no
- * guest: scratch memfds only. Prints the warm-up's summary and exits with status 0 (a warm-up never fails: a step
- * that fails is logged and skipped). Its stdin is a pipe from the master: at end-of-file (the master died) it halts at
- * once with status 3, and no cache is written.
+ * in a handover. Touches no master, no device, no guest: scratch memfds only. Prints the warm-up's summary and exits
+ * with status 0 (a warm-up never fails: a step that fails is logged and skipped). Its stdin is a pipe from the master:
+ * at end-of-file (the master died) it halts at once with status 3, and no cache is written.
  */
 public final class SlaveAotTraining {
     /** How long the codec rounds may take (wall time). */
