@@ -26,7 +26,6 @@ import java.util.HashSet;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
-import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionException;
 
 /**
@@ -117,31 +116,30 @@ final class BlkDevice implements VhostUserDevice {
     void restoring(Map<Integer, int[]> replayHeads, Map<Integer, ControlMessage.CarriedQueue> carriedOver) {
         this.replay = replayHeads;
         this.carried = carriedOver;
-        this.restoredStarts = new ArrayList<>();
+        this.restoredRunners = new ArrayList<>();
     }
 
-    /** The restored session's queue starts handed to the data path, not yet awaited; null outside a restore. */
-    private List<CompletableFuture<Void>> restoredStarts;
+    /** The restored session's started queues, built and not yet on the data path; null outside a restore. */
+    private List<QueueRunner> restoredRunners;
 
     /**
-     * After the back-end restored the session ({@link #restoring(Map, Map)}): waits until the data-path thread took
-     * every started queue (one hand-off for all of them, issue #4).
+     * After the back-end restored the session ({@link #restoring(Map, Map)}): hands every started queue to the
+     * data-path thread in one command (issue #4) and waits until it took them.
      *
+     * @return when the data-path thread had taken them (System.nanoTime), or now if none was started
      * @throws IllegalStateException if a queue could not start (its carried requests malformed, or started twice)
      */
-    void awaitRestoredQueues() {
-        List<CompletableFuture<Void>> starts = restoredStarts;
-        restoredStarts = null;
-        if (starts == null) {
-            return;
+    long startRestoredQueues() {
+        List<QueueRunner> runners = restoredRunners;
+        restoredRunners = null;
+        if (runners == null || runners.isEmpty()) {
+            return System.nanoTime();
         }
-        for (CompletableFuture<Void> f : starts) {
-            try {
-                f.join();
-            } catch (CompletionException e) {
-                throw new IllegalStateException(
-                        "restored queue did not start: " + e.getCause().getMessage(), e);
-            }
+        try {
+            return controller.agent().startQueuesAsync(runners).join();
+        } catch (CompletionException e) {
+            throw new IllegalStateException(
+                    "restored queue did not start: " + e.getCause().getMessage(), e);
         }
     }
 
@@ -474,10 +472,10 @@ final class BlkDevice implements VhostUserDevice {
                 runner.journaled = true;
             });
         }
-        List<CompletableFuture<Void>> starts = restoredStarts;
-        if (starts != null) {
-            // a restored session: every queue goes to the data path at once, awaited by awaitRestoredQueues
-            starts.add(controller.agent().startQueueAsync(runner));
+        List<QueueRunner> restored = restoredRunners;
+        if (restored != null) {
+            // a restored session: every queue goes to the data path at once, in startRestoredQueues
+            restored.add(runner);
         } else {
             controller.agent().startQueue(runner);
         }

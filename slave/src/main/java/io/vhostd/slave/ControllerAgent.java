@@ -245,34 +245,65 @@ final class ControllerAgent implements Runnable {
 
     /**
      * Hands queue {@code runner.index} to the data-path thread; the future completes when it took it (exceptionally if
-     * the queue runs already or its carried requests are malformed). A restored session's queues go this way, all at
-     * once, so that a handover waits for one hand-off to the data-path thread rather than one per queue (issue #4).
+     * the queue runs already or its carried requests are malformed).
      */
     CompletableFuture<Void> startQueueAsync(QueueRunner runner) {
         CompletableFuture<Void> done = new CompletableFuture<>();
         enqueue(() -> {
-            if (queues[runner.index] != null) {
-                done.completeExceptionally(new IllegalStateException("queue " + runner.index + " already started"));
-                return;
+            try {
+                take(runner);
+                done.complete(null);
+            } catch (RuntimeException e) {
+                done.completeExceptionally(e);
             }
-            if (runner.carried != null) {
-                try {
-                    takeOver(runner);
-                } catch (RuntimeException e) {
-                    done.completeExceptionally(e);
-                    return;
-                }
-            }
-            queues[runner.index] = runner;
-            QueueStatsWriter[] writers = statsWriters;
-            runner.stats = writers == null ? null : writers[runner.index];
-            if (runner.stats != null) {
-                // what a previous slave left in flight is replayed (and counted) again by this one
-                runner.stats.resetDepth(System.nanoTime());
-            }
-            done.complete(null);
         });
         return done;
+    }
+
+    /**
+     * Hands a restored session's queues to the data-path thread in one command (issue #4): a handover wakes it once,
+     * after every queue is built, rather than once per queue while the next is being built. A queue that cannot start
+     * (it runs already, its carried requests are malformed) does not keep the others from starting.
+     *
+     * @return when the data-path thread had taken them all (System.nanoTime, CLOCK_MONOTONIC ns): the moment the guest
+     *     is served again; the future fails with the first queue's error if one could not start
+     */
+    CompletableFuture<Long> startQueuesAsync(List<QueueRunner> runners) {
+        CompletableFuture<Long> done = new CompletableFuture<>();
+        enqueue(() -> {
+            RuntimeException failed = null;
+            for (QueueRunner runner : runners) {
+                try {
+                    take(runner);
+                } catch (RuntimeException e) {
+                    failed = failed == null ? e : failed;
+                }
+            }
+            long tookNs = System.nanoTime();
+            if (failed != null) {
+                done.completeExceptionally(failed);
+            } else {
+                done.complete(tookNs);
+            }
+        });
+        return done;
+    }
+
+    /** On the data-path thread: queue {@code runner.index} runs from now on (its carried requests taken over first). */
+    private void take(QueueRunner runner) {
+        if (queues[runner.index] != null) {
+            throw new IllegalStateException("queue " + runner.index + " already started");
+        }
+        if (runner.carried != null) {
+            takeOver(runner);
+        }
+        queues[runner.index] = runner;
+        QueueStatsWriter[] writers = statsWriters;
+        runner.stats = writers == null ? null : writers[runner.index];
+        if (runner.stats != null) {
+            // what a previous slave left in flight is replayed (and counted) again by this one
+            runner.stats.resetDepth(System.nanoTime());
+        }
     }
 
     /**

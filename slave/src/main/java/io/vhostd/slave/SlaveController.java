@@ -232,16 +232,19 @@ final class SlaveController {
             }
             // restore owns the connection and the session's fds from here, and closes them if it fails
             VhostUserBackend backend = VhostUserBackend.restore(connection, device, spec.name(), adoption.state());
+            long tRestored = System.nanoTime();
+            long tookNs;
             try {
-                device.awaitRestoredQueues();
+                tookNs = device.startRestoredQueues();
             } catch (RuntimeException e) {
                 // the connection and the session's fds are the back-end's now
                 backend.logDeferred();
                 backend.close();
                 throw e;
             }
-            // every started queue is on the data path: the guest is served from here on
-            resumedNs = System.nanoTime();
+            long tBack = System.nanoTime();
+            // every started queue is on the data path: the guest is served from when it took them
+            resumedNs = tookNs;
             adopting = false;
             if (writeback != null) {
                 // restoring the features may have applied §5.2.5.2's initial write-through: the guest's choice wins
@@ -254,7 +257,9 @@ final class SlaveController {
                     spec.name() + ": session adopted, " + replayed + " request(s) resubmitted, " + carriedCount
                             + " taken over in flight (" + recoveredState + "); steps (us): recovery "
                             + (tRecovered - t0) / 1_000 + ", journal " + (tOpened - tRecovered) / 1_000
-                            + ", back-end restore " + (resumedNs - tOpened) / 1_000 + ", adoption started at "
+                            + ", back-end restore " + (resumedNs - tOpened) / 1_000 + " (" + backend.restoreSteps()
+                            + ", hand-off " + (resumedNs - tRestored) / 1_000 + "; this thread back +"
+                            + (tBack - resumedNs) / 1_000 + "), adoption started at "
                             + t0 + " ns");
             startSessionThread(backend, connection, device);
             reportState(device);

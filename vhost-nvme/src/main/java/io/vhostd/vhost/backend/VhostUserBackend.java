@@ -286,7 +286,19 @@ public final class VhostUserBackend implements Runnable, AutoCloseable {
         }
     }
 
+    /**
+     * How long the last {@link #restore} spent mapping the memory table (to {@link VhostUserDevice#sessionRestored}
+     * included) and starting the vrings, in µs; "" before one.
+     */
+    public String restoreSteps() {
+        return restoreSteps;
+    }
+
+    private String restoreSteps = "";
+
     private void restoreState(RestoredSession state) {
+        long t0 = System.nanoTime();
+        long tMapped = t0;
         int id = VhostUserRequest.VHOST_USER_SET_FEATURES.id();
         List<MappedRegion> mapped = new ArrayList<>();
         // the fds are ours whatever happens: those not taken yet are closed on the way out
@@ -330,6 +342,7 @@ public final class VhostUserBackend implements Runnable, AutoCloseable {
             memory = restoredMemory;
             regions.addAll(mapped);
             mapped.clear();
+            tMapped = System.nanoTime();
             if (state.inflightFd() >= 0) {
                 pendingFds.remove((Integer) state.inflightFd());
                 restoreInflight(id, state);
@@ -356,6 +369,7 @@ public final class VhostUserBackend implements Runnable, AutoCloseable {
                 v.enabled = r.enabled() || allEnabled;
                 startIfReady(id, v);
             }
+            restoreSteps = "map " + (tMapped - t0) / 1_000 + ", vrings " + (System.nanoTime() - tMapped) / 1_000;
         } finally {
             mapped.forEach(this::release);
             for (int fd : pendingFds) {
