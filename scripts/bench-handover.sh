@@ -149,6 +149,7 @@ def gone(pid):
 mono_to_epoch_ns = time.time_ns() - time.monotonic_ns()
 STANDBY = r"standby slave \S+ \(pid \d+\) ready"
 RESUMED = r"resumed (\d+) session\(s\) (\d+) us after"
+NOTICED = r"died \(noticed at (\d+) ns monotonic"
 standbys = 1
 wait_count(STANDBY, standbys)
 time.sleep(10)  # fio's warm-up (JIT, page faults)
@@ -203,13 +204,21 @@ for i, kind in enumerate(order, 1):
         serving = rpc("vhost_get_controllers")[0]["slave_pid"]
         before = count(RESUMED)
         t0 = time.time_ns()
+        m0 = time.monotonic_ns()
         os.kill(serving, signal.SIGKILL)
         if not wait_count(RESUMED, before + 1, 60):
             print("no handover after kill %d" % i, file=sys.stderr)
             break
         t1 = time.time_ns()
         with open(log, errors="replace") as f:
-            daemon_us = int(re.findall(RESUMED, f.read())[-1][1])
+            text = f.read()
+        daemon_us = int(re.findall(RESUMED, text)[-1][1])
+        # SIGKILL -> the master noticed the death (pidfd readable: the kernel has torn the process down)
+        noticed = re.findall(NOTICED, text)
+        if noticed:
+            print("kill %d: death noticed %d us after the SIGKILL" % (i, (int(noticed[-1]) - m0) // 1000), file=sys.stderr)
+            with open(os.path.join(work, "notice.tsv"), "a") as f:
+                f.write("%d\t%d\n" % (i, (int(noticed[-1]) - m0) // 1000))
         events.append((i, kind, daemon_us, t0, t0 + daemon_us * 1000, t0, t1))
     standbys += 1
     print("%s %d: daemon %d us" % (kind, i, daemon_us), file=sys.stderr)
@@ -306,6 +315,13 @@ for kind in ("upgrade", "kill", "master-kill"):
 quiet = [lat / 1e6 for t, lat in windows if not any(lo <= t <= hi for lo, hi in event_ms)]
 if quiet:
     print("| (no event) | %d windows | | %.2f / %.2f / %.2f | | |" % (len(quiet), pct(quiet, 50), pct(quiet, 99), max(quiet)))
+try:
+    notice = sorted(int(l.split()[1]) / 1000.0 for l in open(work + "/notice.tsv"))
+    print()
+    print("Slave kill: SIGKILL -> the master noticed the death (ms): p50 %.2f / p99 %.2f / max %.2f (%d kills)" % (
+        pct(notice, 50), pct(notice, 99), max(notice), len(notice)))
+except OSError:
+    pass
 try:
     # fio prints "terminating on signal 2" (the SIGINT that ends it) before the JSON
     t = open(work + "/fio/handover.json").read()

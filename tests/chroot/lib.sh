@@ -165,6 +165,7 @@ start_chroot_qsd() {
 # write_vhostd_yaml FILE DIR BDEV_YAML [NUM_QUEUES]: BDEV_YAML is the flow mapping of bdev disk0 without
 # its name, e.g. 'type: file, path: /dev/shm/x.img, size_bytes: 1073741824, direct: true' or
 # 'type: "null", size_bytes: 1073741824' (quoted: a bare null is YAML's null, not a string).
+# VHOSTD_SLAVE_JAVA_OPTS (space-separated), if set, becomes slave.java_opts (for A/B runs of slave JVM options).
 write_vhostd_yaml() {
     local cfg=$1 dir=$2 bdev=$3 nq=${4:-2}
     mkdir -p "$dir"
@@ -176,6 +177,11 @@ bdevs:
 controllers:
   - {name: vhost.0, type: vhost-user-blk, bdev: disk0, socket: $dir/vhost.0.sock, num_queues: $nq}
 EOF
+    if [ -n "${VHOSTD_SLAVE_JAVA_OPTS:-}" ]; then
+        local o opts=""
+        for o in $VHOSTD_SLAVE_JAVA_OPTS; do opts+="${opts:+, }\"$o\""; done
+        echo "slave: {java_opts: [$opts]}" >>"$cfg"
+    fi
 }
 
 # start_vhostd_master CONFIG SOCK [LOGFILE] -> VHOSTD_PID. Ready = the log says "vhostd master ready" and

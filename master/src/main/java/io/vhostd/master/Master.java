@@ -1311,7 +1311,8 @@ public final class Master implements AutoCloseable {
                     System.Logger.Level.INFO,
                     "slave " + next.slaveId() + " (pid " + next.pid() + ") resumed " + adopt.size() + " session(s) "
                             + (lastResumedNs(next, adopt, doneNs) - noticedNs) / 1_000 + " us after slave "
-                            + dead.slaveId() + " died (queue pairs reset in " + (resetNs - resetStartNs) / 1_000
+                            + dead.slaveId() + " died (noticed at " + noticedNs + " ns monotonic; queue pairs reset in "
+                            + (resetNs - resetStartNs) / 1_000
                             + " us, handover done after " + (doneNs - noticedNs) / 1_000 + " us)");
             watch(next);
             // a death soon after the previous one looks like a crash loop: the next standby starts at once
