@@ -361,6 +361,8 @@ class ControllerIsolationIT {
     private static void assertSameSlave(VhostdMaster master, long slavePid) throws IOException {
         String log = Files.readString(master.log(), StandardCharsets.UTF_8);
         assertFalse(log.contains(") exited with status"), "a slave exited (crash + handover)\n" + master.logTail());
+        assertFalse(
+                log.contains("handing its controllers to the standby"), "a slave died (handover)\n" + master.logTail());
         assertFalse(log.contains("data path died"), "a controller's data path died\n" + master.logTail());
         Matcher served = SERVED_BY.matcher(log);
         Set<String> slaves = new TreeSet<>();

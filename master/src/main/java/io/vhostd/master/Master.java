@@ -500,6 +500,9 @@ public final class Master implements AutoCloseable {
     }
 
     private void startSlave() throws Exception {
+        if (exitWatch == null) {
+            exitWatch = SlaveExitWatch.start();
+        }
         if (controlListenFd < 0) {
             bindControlSocket();
         }
@@ -1104,13 +1107,31 @@ public final class Master implements AutoCloseable {
         }
     }
 
-    /** Hands the controllers to the standby when {@code serving} dies (unless the master is shutting down). */
+    /**
+     * Hands the controllers to the standby when {@code serving} dies (unless the master is shutting down): as soon as
+     * the kernel reports its last thread exiting ({@link SlaveExitWatch}), or when the process is gone, whichever
+     * comes first; the later notice finds the slave replaced.
+     */
     private void watch(SlaveProcess serving) {
+        SlaveExitWatch w = exitWatch;
+        if (w != null) {
+            w.onExiting(serving.pid(), () -> slaveGone(serving));
+        }
         serving.process().onExit().thenAccept(p -> {
-            if (!shuttingDown) {
-                Thread.ofPlatform().name("handover-" + serving.slaveId()).start(() -> handOver(serving, p));
+            if (w != null) {
+                w.forget(p.pid());
             }
+            slaveGone(serving);
         });
+    }
+
+    /** Reports the slave TASKSTATS reported exiting, or that exited; null before the first slave started. */
+    private volatile SlaveExitWatch exitWatch;
+
+    private void slaveGone(SlaveProcess s) {
+        if (!shuttingDown) {
+            Thread.ofPlatform().name("handover-" + s.slaveId()).start(() -> handOver(s));
+        }
     }
 
     /**
@@ -1227,20 +1248,29 @@ public final class Master implements AutoCloseable {
      * controllers and the sessions (fds from custody), then spawn a new standby. Stops the master if no standby can
      * take over.
      */
-    private void handOver(SlaveProcess dead, Process exited) {
+    private void handOver(SlaveProcess dead) {
+        Process exited = dead.process();
         supervisorLock.lock();
         try {
-            if (dead != slave) {
+            if (dead != slave || dead.handedOver()) {
+                if (exited.isAlive()) {
+                    // an early notice (TASKSTATS) of a slave that serves nothing: its exit is logged when it is gone
+                    return;
+                }
                 // left on purpose (a rolling upgrade moved its controllers and stopped it) or already replaced
                 LOG.log(
                         System.Logger.Level.INFO,
                         "slave " + dead.slaveId() + " (pid " + exited.pid() + ") exited with status "
-                                + exited.exitValue() + "; it served no controller");
-                if (!dead.retiring()) {
+                                + exited.exitValue()
+                                + (dead.handedOver()
+                                        ? "; its controllers were handed over"
+                                        : "; it served no controller"));
+                if (!dead.retiring() && !dead.handedOver()) {
                     dead.reap();
                 }
                 return;
             }
+            dead.markHandedOver();
             handOverLocked(dead, exited);
         } finally {
             supervisorLock.unlock();
@@ -1259,7 +1289,10 @@ public final class Master implements AutoCloseable {
         }
         LOG.log(
                 System.Logger.Level.WARNING,
-                "slave " + dead.slaveId() + " (pid " + exited.pid() + ") exited with status " + exited.exitValue()
+                "slave " + dead.slaveId() + " (pid " + exited.pid() + ") "
+                        + (exited.isAlive()
+                                ? "is exiting (TASKSTATS: every thread in do_exit, its memory not yet freed)"
+                                : "exited with status " + exited.exitValue())
                         + "; handing its controllers to the standby"
                         + (waiting == null ? " (none: starting one)" : waiting.isDone() ? "" : " (still starting)"));
         try {
@@ -2535,6 +2568,9 @@ public final class Master implements AutoCloseable {
         shuttingDown = true;
         LOG.log(System.Logger.Level.INFO, "shutting down: " + reason);
         aotCache.close();
+        if (exitWatch != null) {
+            exitWatch.close();
+        }
         if (slave != null) {
             slave.stop(reason, 5_000);
         }

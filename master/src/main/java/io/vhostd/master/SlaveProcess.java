@@ -125,6 +125,17 @@ public final class SlaveProcess {
     }
 
     /** True once a rolling upgrade started moving controllers away from this slave (it exits when done). */
+    /** Whether the master handed this slave's controllers over after its death (once per slave). */
+    boolean handedOver() {
+        return handedOver;
+    }
+
+    void markHandedOver() {
+        handedOver = true;
+    }
+
+    private volatile boolean handedOver;
+
     public boolean retiring() {
         return retiring;
     }
