@@ -1748,11 +1748,13 @@ public final class Master implements AutoCloseable {
      */
     private ControllerRuntime resetQpairs(ControllerRuntime c) {
         DeviceEngine engine = bdevs.get(c.bdev().name()).orElseThrow().engine();
+        // every queue's commands in flight drain together
+        engine.detachAll(
+                c.qpairs().stream().mapToInt(ControlMessage.QpairRef::qpairId).toArray());
         List<QpairBinding> bindings = new ArrayList<>();
         for (int q = 0; q < c.numQueues(); q++) {
             QpairBinding old = c.bindings().get(q);
             ControlMessage.QpairRef ref = c.qpairs().get(q);
-            engine.detach(ref.qpairId());
             VirtNvmeQueuePair qp = VirtNvmeQueuePair.format(
                     arena.segment().asSlice(ref.arenaOffsetBytes(), ref.lengthBytes()),
                     ref.qpairId(),

@@ -28,6 +28,18 @@ public interface DeviceEngine extends AutoCloseable {
      */
     void detach(int qpairId);
 
+    /**
+     * {@link #detach(int)} of several queue pairs at once (issue #4: a dead slave's queues, reset in a handover): their
+     * in-flight commands drain together; returns when every one is detached. Ids not attached are skipped.
+     *
+     * @throws IllegalStateException if the engine stopped
+     */
+    default void detachAll(int... qpairIds) {
+        for (int id : qpairIds) {
+            detach(id);
+        }
+    }
+
     /** Commands executed (completion posted) since start, for the log and stats. */
     long commandsCompleted();
 

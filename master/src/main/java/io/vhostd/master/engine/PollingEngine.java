@@ -8,6 +8,8 @@ import io.vhostd.shm.linux.Unistd;
 import io.vhostd.shm.virtnvme.VirtNvmeOpcodes;
 import io.vhostd.shm.virtnvme.VirtNvmeQueuePair;
 import io.vhostd.shm.virtnvme.VirtNvmeStatus;
+import java.util.ArrayList;
+import java.util.List;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionException;
 import java.util.concurrent.ConcurrentLinkedQueue;
@@ -417,15 +419,21 @@ abstract class PollingEngine<S extends PollingEngine.QueueSlot> implements Devic
 
     @Override
     public final void detach(int qpairId) {
+        detachAll(qpairId);
+    }
+
+    @Override
+    public final void detachAll(int... qpairIds) {
         control(done -> {
+            List<CompletableFuture<Void>> released = new ArrayList<>();
             for (QueueSlot slot : slots) {
-                if (slot != null && slot.qp.qpairId() == qpairId) {
+                if (slot != null && java.util.Arrays.stream(qpairIds).anyMatch(id -> id == slot.qp.qpairId())) {
                     beginDetach(slot);
-                    slot.released.whenComplete((v, e) -> done.complete(null));
-                    return;
+                    released.add(slot.released);
                 }
             }
-            done.complete(null);
+            CompletableFuture.allOf(released.toArray(CompletableFuture[]::new))
+                    .whenComplete((v, e) -> done.complete(null));
         });
     }
 

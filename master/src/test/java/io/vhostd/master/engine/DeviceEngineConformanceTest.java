@@ -926,6 +926,42 @@ class DeviceEngineConformanceTest {
 
     @ParameterizedTest
     @EnumSource(Kind.class)
+    void shouldPostEveryFetchedCompletionOfEveryQueuePairBeforeDetachAllReturns(Kind kind) throws IOException {
+        start(kind);
+        Queue a = attachQueue(1);
+        Queue b = attachQueue(2);
+        Queue other = attachQueue(3);
+        int length = 64 * 1024;
+        Seg seg = new Seg(0, length);
+        scatter(pattern(length, 43), seg);
+        for (int cid = 0; cid < DEPTH; cid++) {
+            a.write(cid, NVME_OPC_WRITE, (long) (cid % 32) * length, length, seg);
+            b.write(cid, NVME_OPC_READ, (long) (cid % 32) * length, length, seg);
+        }
+        a.publish();
+        b.publish();
+        assertSuccess(a.await(0), length);
+        assertSuccess(b.await(0), length);
+
+        engine.detachAll(1, 2, 99);
+
+        for (Queue q : List.of(a, b)) {
+            int fetched = VirtNvmeDescriptor.sqHeadAcquire(q.submitterMemory);
+            q.drain();
+            assertEquals(fetched - 1, q.completions.size(), "completions posted when detachAll returned");
+            q.completions.values().forEach(c -> assertSuccess(c, length));
+            q.completions.clear();
+            assertEquals(0, q.drain(), "nothing completes after detachAll");
+        }
+        // the queue pair not named is still served
+        assertSuccess(other.submitAndAwait(0, NVME_OPC_FLUSH, 0, 0), 0);
+        // detached: attach is free again
+        engine.attach(a.binding);
+        engine.attach(b.binding);
+    }
+
+    @ParameterizedTest
+    @EnumSource(Kind.class)
     void shouldDetachOnlyThatQueuePairWhenItsSqTailIsCorrupt(Kind kind) throws IOException {
         start(kind);
         Queue corrupt = attachQueue(1);
