@@ -1788,14 +1788,17 @@ public final class Master implements AutoCloseable {
     static final List<String> SLAVE_HEAP_OPTS = List.of("-Xms16m");
 
     /**
-     * The slave's collector, unless {@code slave.java_opts} chooses one: G1, not the master's ZGC (DESIGN §8 asks for
-     * ZGC). The slave's data path allocates nothing per request, so neither collector runs while it serves (none ran
-     * in 8 s of 4k random I/O at 80 k IOPS). A handover does allocate, in a JVM whose warm-up just ran several
-     * collections, and with G1 it was shorter: scripts/bench-handover.sh, 10 + 10 events, back to back, the adoption
-     * (death noticed → queues running) p50 12.6 → 8.8 ms, the upgrade pause p50 8.0 → 5.4 ms (docs/benchmarks.md,
-     * session 4).
+     * The slave's collector, unless {@code slave.java_opts} chooses one: Serial, not the master's ZGC (DESIGN §8 asks
+     * for ZGC). The slave's data path allocates nothing per request, so no collector runs while it serves (none ran
+     * in 8 s of 4k random I/O at 80 k IOPS), and its live data is a few MiB. Against G1 (sessions 4 - 7), Serial has
+     * no concurrent or parallel collector threads competing with the guests' vCPUs, and a slave is ~60 MB smaller
+     * resident (118 against 178 MB serving), which the kernel frees on a SIGKILL while the standby adopts. Measured
+     * back to back, two runs each (scripts/bench-handover.sh, 20 upgrades + 20 kills): kill fio p50 / p99 14.4 / 19.9
+     * and 13.2 / 23.5 ms against 15.8 / 28.7 and 16.4 / 28.0 ms, upgrade pause p99 8.4 and 7.8 ms against 10.5 and
+     * 6.5 ms, fio IOPS 56.5 and 63.6 k against 50.8 and 61.8 k (docs/benchmarks.md, session 8). G1 had replaced ZGC in
+     * session 4 (adoption p50 12.6 → 8.8 ms).
      */
-    static final List<String> SLAVE_GC_OPTS = List.of("-XX:+UseG1GC");
+    static final List<String> SLAVE_GC_OPTS = List.of("-XX:+UseSerialGC");
 
     /**
      * A JVM option about a class-data or AOT archive ({@code -XX:AOTCache}, {@code -XX:AOTMode}, {@code

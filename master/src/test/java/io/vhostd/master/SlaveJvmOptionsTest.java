@@ -7,19 +7,19 @@ import java.util.concurrent.TimeUnit;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 
-/** The JVM options a slave starts with (issue #4): a small heap, G1 unless slave.java_opts chooses a collector. */
+/** The JVM options a slave starts with (issue #4): a small heap, Serial unless slave.java_opts chooses a collector. */
 @Timeout(value = 10, unit = TimeUnit.SECONDS)
 class SlaveJvmOptionsTest {
 
     @Test
-    void shouldChooseG1AndSmallHeapWhenJavaOptsAreEmpty() {
-        assertEquals(List.of("-Xms16m", "-XX:+UseG1GC"), Master.slaveJvmOptions(List.of()));
+    void shouldChooseSerialAndSmallHeapWhenJavaOptsAreEmpty() {
+        assertEquals(List.of("-Xms16m", "-XX:+UseSerialGC"), Master.slaveJvmOptions(List.of()));
     }
 
     @Test
     void shouldPutConfiguredOptionsLastWhenTheyChooseNoCollector() {
         assertEquals(
-                List.of("-Xms16m", "-XX:+UseG1GC", "-Xmx1g", "-Dvhostd.control.nice=0"),
+                List.of("-Xms16m", "-XX:+UseSerialGC", "-Xmx1g", "-Dvhostd.control.nice=0"),
                 Master.slaveJvmOptions(List.of("-Xmx1g", "-Dvhostd.control.nice=0")));
     }
 
@@ -28,8 +28,8 @@ class SlaveJvmOptionsTest {
         // two collectors on one command line would stop the JVM ("Conflicting collector combinations")
         assertEquals(List.of("-Xms16m", "-XX:+UseZGC"), Master.slaveJvmOptions(List.of("-XX:+UseZGC")));
         assertEquals(
-                List.of("-Xms16m", "-XX:+UseSerialGC", "-Xmx64m"),
-                Master.slaveJvmOptions(List.of("-XX:+UseSerialGC", "-Xmx64m")));
+                List.of("-Xms16m", "-XX:+UseG1GC", "-Xmx64m"),
+                Master.slaveJvmOptions(List.of("-XX:+UseG1GC", "-Xmx64m")));
     }
 
     @Test
