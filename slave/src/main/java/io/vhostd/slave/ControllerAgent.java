@@ -498,6 +498,17 @@ final class ControllerAgent implements Runnable {
             q.cidRequest[cid] = head;
             q.pendingCommands[head]++;
         }
+        // their SQEs, from the SQ, as this slave's copies: a master restart before they complete can resubmit them
+        int copied = q.qp.adoptSubmissions(
+                c.cids().stream().mapToInt(Integer::intValue).toArray(), nsid);
+        if (copied < c.cids().size()) {
+            LOG.log(
+                    System.Logger.Level.DEBUG,
+                    "controller " + name + " queue " + q.index + ": "
+                            + (c.cids().size() - copied)
+                            + " carried command(s) no longer in the SQ; a master restart before they complete fails"
+                            + " them");
+        }
         for (int head : c.heads()) {
             if (q.pendingCommands[head] == 0) {
                 throw new IllegalArgumentException(
@@ -519,8 +530,9 @@ final class ControllerAgent implements Runnable {
      * posted, at most depth of them), then resubmits, in SQ order, every CID still outstanding whose SQ index is below
      * the restarted master's SQ head {@code sqHeads[i]}: the dead master fetched those and they will never complete.
      * Commands at or above it are still in the SQ, and the restarted master executes them. Each CID thus completes
-     * once. A CID with no SQE recorded (taken over in a rolling upgrade from another slave's submission) cannot be
-     * resubmitted: its request completes with IOERR.
+     * once. A CID taken over in a rolling upgrade was resubmittable if its SQE was still in the SQ at the take-over
+     * ({@link VirtNvmeQueuePair#adoptSubmissions}); one whose slot had been overwritten (submitted depth or more
+     * commands before) cannot be resubmitted: its request completes with IOERR.
      *
      * @param sqHeads per queue, the restarted master's SQ head h0 (u32)
      * @param known per queue, whether the master reported a resume point

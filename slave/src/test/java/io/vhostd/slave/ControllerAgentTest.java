@@ -84,6 +84,8 @@ import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.api.io.TempDir;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.ValueSource;
 
 /**
  * The slave's data path in-process, without QEMU: a {@link TestGuest} drives split or packed virtqueues in memfd
@@ -471,8 +473,9 @@ class ControllerAgentTest {
         assertEquals(3, continued.usedIdx(0));
     }
 
-    @Test
-    void shouldCompleteCarriedRequestsOnceWhenQueueIsHandedOverInFlight() throws IOException {
+    @ParameterizedTest(name = "the master restarts after the take-over: {0}")
+    @ValueSource(booleans = {false, true})
+    void shouldCompleteCarriedRequestsOnceWhenQueueIsHandedOverInFlight(boolean masterRestarts) throws IOException {
         Queue q = startBare();
         // the test is the device: commands stay "at the device" until it completes them
         engine.detach(0);
@@ -539,8 +542,12 @@ class ControllerAgentTest {
         runner2.journaled = true;
         runner2.carried = c;
         next.startQueue(runner2);
-        assertTrue(device.postCompletion(cids.get(1), VirtNvmeStatus.SUCCESS, 4096));
-        if (device.publishCompletions()) {
+        // with a master restart, b's command (fetched by the dead master, never completed) is submitted again from
+        // the SQE the new slave copied from the SQ at the take-over: the request completes, no IOERR
+        VirtNvmeQueuePair executor =
+                masterRestarts ? restartMasterLosing(next, q, qpairBytes, cids.get(1), 64L * 512) : device;
+        assertTrue(executor.postCompletion(cids.get(1), VirtNvmeStatus.SUCCESS, 4096));
+        if (executor.publishCompletions()) {
             Eventfd.eventfd_write(q.cqEventFd, 1);
         }
         Eventfd.eventfd_write(q.cqEventFd, 1);
@@ -548,23 +555,44 @@ class ControllerAgentTest {
         assertEquals(VIRTIO_BLK_S_OK, statusOf(a));
         assertEquals(VIRTIO_BLK_S_OK, statusOf(b));
         assertEquals(Map.of(a.head(), 1, b.head(), 1), q.usedLens(0, 2));
-        assertEquals(2, submitter.sqTailIndex(), "nothing submitted again");
+        assertEquals(masterRestarts ? 3 : 2, submitter.sqTailIndex(), "submitted again only after a master restart");
         awaitTrue(() -> continued.inflightCount(0) == 0, "completed in the journal");
         assertEquals(2, continued.usedIdx(0));
 
         // the new slave's own requests get CIDs that are free again
         Request d = out(q, 128, pattern(512, 23));
         q.kick();
-        awaitTrue(() -> device.submissionsPending() == 1, "the new request at the device");
-        device.pollSubmissions(
+        awaitTrue(() -> executor.submissionsPending() == 1, "the new request at the device");
+        executor.pollSubmissions(
                 command -> {
-                    assertTrue(device.postCompletion(command.cid(), VirtNvmeStatus.SUCCESS, 512));
+                    assertTrue(executor.postCompletion(command.cid(), VirtNvmeStatus.SUCCESS, 512));
                 },
                 1);
-        device.publishCompletions();
+        executor.publishCompletions();
         Eventfd.eventfd_write(q.cqEventFd, 1);
         q.awaitUsed(3);
         assertEquals(VIRTIO_BLK_S_OK, statusOf(d));
+    }
+
+    /**
+     * The master dies with {@code lostCid} fetched and not completed; a restarted one attaches, and {@code slave}
+     * submits that command again (once) from its copy of the SQE, at {@code offsetBytes}.
+     */
+    private VirtNvmeQueuePair restartMasterLosing(
+            ControllerAgent slave, Queue q, long qpairBytes, int lostCid, long offsetBytes) {
+        VirtNvmeQueuePair restarted =
+                VirtNvmeQueuePair.attach(Mman.mmap(qpairBytes, RW, Mman.MAP_SHARED, q.qpairMemfd, 0, arena));
+        assertEquals(1, slave.masterRestarted(new int[] {restarted.sqHeadIndex()}, new boolean[] {true}));
+        List<Long> again = new ArrayList<>();
+        restarted.pollSubmissions(
+                command -> {
+                    assertEquals(lostCid, command.cid());
+                    assertEquals(VirtNvmeStatus.SUCCESS, command.validate());
+                    again.add(command.offsetBytes());
+                },
+                8);
+        assertEquals(List.of(offsetBytes), again);
+        return restarted;
     }
 
     /** A packed session journal of one queue of {@code size} (journal.md §6.5), started at the ring's positions. */

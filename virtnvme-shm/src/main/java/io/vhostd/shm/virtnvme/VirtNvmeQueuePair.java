@@ -341,6 +341,58 @@ public final class VirtNvmeQueuePair {
     }
 
     /**
+     * Submitter: takes over the records of commands another submitter put in this SQ and that are still outstanding
+     * (issue #4: the commands a rolling upgrade carries from the old slave to the new one), so that {@link
+     * #resubmit} can send them again after a master restart (spec §10.2). For each CID in {@code cids}, the newest of
+     * the last depth SQ slots before the tail whose SQE has that CID and {@code nsid} is its command's (a CID is
+     * submitted again only after it completed, so an older SQE with it is older than the window): its 64 bytes become
+     * this instance's copy and its index the CID's SQ index. One pass over the SQ, newest first. The slots are peer
+     * memory: only the CID and namespace are matched, and the copy is what the master fetched, so a resubmission
+     * repeats the same command.
+     *
+     * @param cids outstanding CIDs, each in [0, depth)
+     * @param nsid the namespace the submitter uses (non-zero: a never-written slot holds 0)
+     * @return how many were found; one not found had its slot overwritten since (it was submitted depth or more
+     *     commands before the tail), and {@link #resubmit} refuses it as before
+     * @throws IndexOutOfBoundsException if a CID is out of range
+     */
+    public int adoptSubmissions(final int[] cids, final int nsid) {
+        final boolean[] wanted = new boolean[depth];
+        int left = 0;
+        for (final int cid : cids) {
+            Objects.checkIndex(cid, depth);
+            if (!wanted[cid]) {
+                wanted[cid] = true;
+                left++;
+            }
+        }
+        if (nsid == 0) {
+            return 0;
+        }
+        int found = 0;
+        for (int back = 1; back <= depth && left > 0; back++) {
+            final int index = sqTail - back;
+            final long sqe = VirtNvmeDescriptor.sqeOffset(index & slotMask);
+            final long word = memory.get(LONG_LE, sqe + SQE_OPCODE_OFFSET);
+            final int cid = (int) ((word >>> 16) & 0xFFFF);
+            if (cid < depth && wanted[cid] && (int) (word >>> 32) == nsid) {
+                wanted[cid] = false;
+                left--;
+                MemorySegment.copy(
+                        memory,
+                        sqe,
+                        sqeCopies,
+                        (long) cid * VirtNvmeDescriptor.SQE_LENGTH,
+                        VirtNvmeDescriptor.SQE_LENGTH);
+                cidSqIndex[cid] = index;
+                sqeRecorded[cid] = true;
+                found++;
+            }
+        }
+        return found;
+    }
+
+    /**
      * Submitter: the SQ index at which {@code cid} was last submitted ({@link #submit} or {@link #resubmit}). After a
      * master restart, an outstanding CID whose index is below the restarted master's SQ head was fetched by the dead
      * master and will never complete (spec §10.2 "Slave, on a master restart").

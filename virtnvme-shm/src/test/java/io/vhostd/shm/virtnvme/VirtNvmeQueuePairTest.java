@@ -491,6 +491,88 @@ class VirtNvmeQueuePairTest {
     }
 
     @Test
+    void shouldResubmitCommandAnotherSubmitterPutWhenItWasAdopted() {
+        final int depth = 4;
+        open(depth, 4);
+        // the old slave: CID 2, a 3-segment WRITE, fetched and never completed; CID 1 completed after it
+        assertTrue(submitter.submit(
+                VirtNvmeOpcodes.NVME_OPC_WRITE,
+                0,
+                2,
+                NSID,
+                1L << 20,
+                12288,
+                3,
+                new int[] {1, 2, 3},
+                new long[] {0, 4096, 8192},
+                new int[] {4096, 4096, 4096}));
+        submitFlush(1);
+        submitter.publishSubmissions();
+        assertEquals(2, executor.pollSubmissions(this::record, 8));
+        final Submission lost = submissions.get(submissions.size() - 2);
+        assertTrue(executor.postCompletion(1, VirtNvmeStatus.SUCCESS, 0));
+        executor.publishCompletions();
+        assertEquals(1, submitter.pollCompletions(this::record));
+
+        // the new slave attaches at the published positions and takes CID 2 over (rolling upgrade)
+        final VirtNvmeQueuePair next = VirtNvmeQueuePair.attach(memory);
+        assertThrows(IllegalStateException.class, () -> next.resubmit(2), "no copy before the adoption");
+        assertEquals(0, next.adoptSubmissions(new int[] {2}, NSID + 1), "another namespace");
+        assertEquals(0, next.adoptSubmissions(new int[] {3}, NSID), "CID 3 was never submitted: a zero slot");
+        assertEquals(1, next.adoptSubmissions(new int[] {2, 3}, NSID));
+        assertEquals(0, next.submittedSqIndex(2));
+        assertThrows(IndexOutOfBoundsException.class, () -> next.adoptSubmissions(new int[] {depth}, NSID));
+
+        // the master dies; its successor resumes at SQ head 2: CID 2 (index 0) was fetched and lost
+        final VirtNvmeQueuePair restarted = VirtNvmeQueuePair.attach(memory);
+        assertTrue((next.submittedSqIndex(2) - restarted.sqHeadIndex()) < 0);
+        assertTrue(next.resubmit(2));
+        next.publishSubmissions();
+        assertEquals(1, restarted.pollSubmissions(this::record, 8));
+        final Submission again = submissions.getLast();
+        assertEquals(lost.opcode(), again.opcode());
+        assertEquals(lost.cid(), again.cid());
+        assertEquals(lost.offsetBytes(), again.offsetBytes());
+        assertEquals(lost.lengthBytes(), again.lengthBytes());
+        assertArrayEquals(lost.regionIds(), again.regionIds());
+        assertArrayEquals(lost.regionOffsets(), again.regionOffsets());
+        assertArrayEquals(lost.segmentLengths(), again.segmentLengths());
+    }
+
+    @Test
+    void shouldAdoptNewestSubmissionOfCidAndNothingOnceItsSlotWasOverwritten() {
+        final int depth = 4;
+        open(depth, 2);
+        // CID 0 used twice: the first completed, the second is outstanding at index 2
+        submitFlush(0);
+        submitter.publishSubmissions();
+        assertEquals(1, executor.pollSubmissions(this::record, 8));
+        assertTrue(executor.postCompletion(0, VirtNvmeStatus.SUCCESS, 0));
+        executor.publishCompletions();
+        assertEquals(1, submitter.pollCompletions(this::record));
+        submitFlush(1);
+        submitFlush(0);
+        submitter.publishSubmissions();
+        VirtNvmeQueuePair next = VirtNvmeQueuePair.attach(memory);
+        assertEquals(1, next.adoptSubmissions(new int[] {0}, NSID));
+        assertEquals(2, next.submittedSqIndex(0), "the newest SQE with CID 0");
+
+        // 4 more submissions of CID 1 go round the SQ: CID 0's slot is overwritten
+        assertEquals(2, executor.pollSubmissions(this::record, 8));
+        for (int i = 0; i < 4; i++) {
+            assertTrue(executor.postCompletion(1, VirtNvmeStatus.SUCCESS, 0));
+            executor.publishCompletions();
+            submitter.pollCompletions(this::record);
+            submitFlush(1);
+            submitter.publishSubmissions();
+            assertEquals(1, executor.pollSubmissions(this::record, 8));
+        }
+        final VirtNvmeQueuePair late = VirtNvmeQueuePair.attach(memory);
+        assertEquals(0, late.adoptSubmissions(new int[] {0}, NSID));
+        assertThrows(IllegalStateException.class, () -> late.resubmit(0), "nothing to resubmit: IOERR as before");
+    }
+
+    @Test
     void shouldRecoverCqTailWhenExecutorRestartsAfterAWrap() {
         final int depth = 4;
         open(depth, 2);
