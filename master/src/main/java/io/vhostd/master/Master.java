@@ -1114,12 +1114,16 @@ public final class Master implements AutoCloseable {
      */
     private void watch(SlaveProcess serving) {
         SlaveExitWatch w = exitWatch;
+        Runnable exiting = () -> {
+            serving.markExiting();
+            slaveGone(serving);
+        };
         if (w != null) {
-            w.onExiting(serving.pid(), () -> slaveGone(serving));
+            w.onExiting(serving.pid(), exiting);
         }
         serving.process().onExit().thenAccept(p -> {
             if (w != null) {
-                w.forget(p.pid());
+                w.forget(p.pid(), exiting);
             }
             slaveGone(serving);
         });
@@ -1279,6 +1283,9 @@ public final class Master implements AutoCloseable {
 
     private void handOverLocked(SlaveProcess dead, Process exited) {
         long noticedNs = System.nanoTime();
+        // what it sent before it died (custody changes, regions) is applied before its custody is handed on: with a
+        // TASKSTATS notice the master may not have read its last messages yet
+        dead.drainAfterDeath(1_000);
         java.util.concurrent.CompletableFuture<SlaveProcess> waiting;
         synchronized (this) {
             if (shuttingDown) {
@@ -1428,7 +1435,7 @@ public final class Master implements AutoCloseable {
 
     private JsonNode upgrade(String jar) throws RpcException {
         SlaveProcess old = slave;
-        if (shuttingDown || old == null || !old.process().isAlive() || handingOver) {
+        if (shuttingDown || old == null || !old.process().isAlive() || old.exiting() || handingOver) {
             throw new RpcException(
                     RpcErrorCode.SLAVE_ERROR, "no serving slave to upgrade (a handover or shutdown is in progress)");
         }

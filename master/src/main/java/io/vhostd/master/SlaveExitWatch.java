@@ -61,9 +61,9 @@ final class SlaveExitWatch implements AutoCloseable {
         }
     }
 
-    /** Forgets {@code pid} (it exited, or no longer matters). */
-    void forget(long pid) {
-        watched.remove((int) pid);
+    /** Forgets what {@link #onExiting} registered for {@code pid} if it is still {@code exiting} (a reused pid's is kept). */
+    void forget(long pid, Runnable exiting) {
+        watched.remove((int) pid, exiting);
     }
 
     private void readLoop() {

@@ -124,7 +124,6 @@ public final class SlaveProcess {
         this.startedUnixMs = spawnedUnixMs;
     }
 
-    /** True once a rolling upgrade started moving controllers away from this slave (it exits when done). */
     /** Whether the master handed this slave's controllers over after its death (once per slave). */
     boolean handedOver() {
         return handedOver;
@@ -136,6 +135,18 @@ public final class SlaveProcess {
 
     private volatile boolean handedOver;
 
+    /** Set when the kernel reported the slave's last thread exiting (TASKSTATS), before the process is gone. */
+    boolean exiting() {
+        return exiting;
+    }
+
+    void markExiting() {
+        exiting = true;
+    }
+
+    private volatile boolean exiting;
+
+    /** True once a rolling upgrade started moving controllers away from this slave (it exits when done). */
     public boolean retiring() {
         return retiring;
     }
@@ -218,7 +229,12 @@ public final class SlaveProcess {
                 if (in == null) {
                     return;
                 }
-                handle(in.message(), in.fds());
+                try {
+                    handle(in.message(), in.fds());
+                } catch (io.vhostd.shm.linux.ErrnoException e) {
+                    // an answer the slave cannot get any more (it died): the messages it sent before still count
+                    LOG.log(System.Logger.Level.DEBUG, "slave " + slaveId + ": answer not sent: " + e.getMessage());
+                }
             }
         } catch (RuntimeException e) {
             LOG.log(System.Logger.Level.DEBUG, "slave " + slaveId + " control channel closed: " + e.getMessage());
@@ -358,6 +374,20 @@ public final class SlaveProcess {
     }
 
     /** After the process died: ends the reader and closes the control channel. */
+    /**
+     * The slave is dead or dying with no code of it running (issue #4, a TASKSTATS exit notice comes before the
+     * process is gone): reads every control message it sent before it died (custody changes, regions), then the
+     * reader ends. Waits up to {@code timeoutMs}.
+     */
+    void drainAfterDeath(long timeoutMs) {
+        channel.shutdownInput();
+        try {
+            reader.join(timeoutMs);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
+    }
+
     void reap() {
         channel.shutdown();
         try {

@@ -146,6 +146,18 @@ public final class ControlChannel implements AutoCloseable {
     }
 
     /** Shuts the socket down so a blocked {@link #receive} returns. */
+    /**
+     * Shuts down the receiving side only: messages already queued are still returned by {@link #receive}, then end of
+     * stream; sending still works while the peer's socket exists.
+     */
+    public void shutdownInput() {
+        try {
+            Socket.shutdown(fd, Socket.SHUT_RD);
+        } catch (RuntimeException ignored) {
+            // already closed
+        }
+    }
+
     public void shutdown() {
         try {
             Socket.shutdown(fd, Socket.SHUT_RDWR);

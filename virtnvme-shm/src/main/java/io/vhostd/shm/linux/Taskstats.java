@@ -58,8 +58,14 @@ public final class Taskstats implements AutoCloseable {
 
     static final int NLA_TYPE_MASK = 0x3FFF;
 
-    /** Receive buffer: a message per exit, each under 1 KiB; the kernel batches none, so one page is plenty. */
+    /** Receive buffer: a datagram per exit, each under 1 KiB; 64 KiB holds any datagram the kernel sends here. */
     private static final int RECEIVE_BYTES = 64 * 1024;
+
+    /** {@code SO_RCVBUFFORCE}: {@code SO_RCVBUF} past {@code net.core.rmem_max}, for CAP_NET_ADMIN. */
+    static final int SO_RCVBUFFORCE = 33;
+
+    /** How long the kernel may take to answer the family lookup and the registration. */
+    private static final int ANSWER_TIMEOUT_MS = 2_000;
 
     /** The socket's receive buffer: room for a burst of exits on a busy host before the kernel drops some. */
     private static final int SOCKET_BUFFER_BYTES = 4 * 1024 * 1024;
@@ -95,16 +101,22 @@ public final class Taskstats implements AutoCloseable {
         }
         int fd = Netlink.open(Netlink.NETLINK_GENERIC);
         try {
-            Socket.setsockoptInt(fd, Socket.SOL_SOCKET, Socket.SO_RCVBUF, SOCKET_BUFFER_BYTES);
+            try {
+                // past net.core.rmem_max: the listener has CAP_NET_ADMIN anyway
+                Socket.setsockoptInt(fd, Socket.SOL_SOCKET, SO_RCVBUFFORCE, SOCKET_BUFFER_BYTES);
+            } catch (ErrnoException e) {
+                Socket.setsockoptInt(fd, Socket.SOL_SOCKET, Socket.SO_RCVBUF, SOCKET_BUFFER_BYTES);
+            }
             Taskstats t;
             try (Arena a = Arena.ofConfined()) {
                 MemorySegment scratch = a.allocate(RECEIVE_BYTES, 8);
-                int family = request(fd, scratch, GENL_ID_CTRL, CTRL_CMD_GETFAMILY, CTRL_ATTR_FAMILY_NAME, "TASKSTATS");
-                int registered =
-                        request(fd, scratch, family, TASKSTATS_CMD_GET, TASKSTATS_CMD_ATTR_REGISTER_CPUMASK, cpus);
-                if (registered != 0) {
-                    throw new IllegalStateException("TASKSTATS: unexpected answer to the listener registration");
+                int family =
+                        request(fd, scratch, GENL_ID_CTRL, CTRL_CMD_GETFAMILY, CTRL_ATTR_FAMILY_NAME, "TASKSTATS", 1);
+                if (family <= GENL_ID_CTRL) {
+                    // 0 (no family attribute) or the controller's own id: a registration sent there matches nothing
+                    throw new IllegalStateException("TASKSTATS: family lookup answered no family id");
                 }
+                request(fd, scratch, family, TASKSTATS_CMD_GET, TASKSTATS_CMD_ATTR_REGISTER_CPUMASK, cpus, 2);
                 t = new Taskstats(fd, family);
             }
             return t;
@@ -118,7 +130,7 @@ public final class Taskstats implements AutoCloseable {
      * Sends one generic netlink request with one string attribute and an acknowledgement asked for; returns the
      * family id of a {@code CTRL_CMD_NEWFAMILY} answer, or 0 for a bare acknowledgement.
      */
-    private static int request(int fd, MemorySegment scratch, int type, int cmd, int attrType, String value) {
+    private static int request(int fd, MemorySegment scratch, int type, int cmd, int attrType, String value, int seq) {
         byte[] v = (value + "\0").getBytes(StandardCharsets.US_ASCII);
         int attrLen = NLA_HDR_BYTES + v.length;
         int len = NLMSG_HDR_BYTES + GENL_HDR_BYTES + align4(attrLen);
@@ -126,7 +138,7 @@ public final class Taskstats implements AutoCloseable {
         scratch.set(U32, 0, len);
         scratch.set(U16, 4, (short) type);
         scratch.set(U16, 6, (short) (NLM_F_REQUEST | NLM_F_ACK));
-        scratch.set(U32, 8, 1);
+        scratch.set(U32, 8, seq);
         scratch.set(ValueLayout.JAVA_BYTE, NLMSG_HDR_BYTES, (byte) cmd);
         scratch.set(ValueLayout.JAVA_BYTE, NLMSG_HDR_BYTES + 1, (byte) 1);
         long a = NLMSG_HDR_BYTES + GENL_HDR_BYTES;
@@ -135,13 +147,19 @@ public final class Taskstats implements AutoCloseable {
         MemorySegment.copy(v, 0, scratch, ValueLayout.JAVA_BYTE, a + NLA_HDR_BYTES, v.length);
         Netlink.sendToKernel(fd, scratch, len);
         int family = 0;
-        // the answer (a family), then the acknowledgement; or an error
-        for (int i = 0; i < 8; i++) {
-            Netlink.Received r = Netlink.receive(fd, scratch, 0);
-            if (r.senderPortId() != 0) {
+        // the answer (a family), then the acknowledgement, or an error; exit records may come in between (once the
+        // registration took effect) and are skipped: only messages with this sequence number count
+        long deadline = System.nanoTime() + ANSWER_TIMEOUT_MS * 1_000_000L;
+        while (true) {
+            long leftMs = (deadline - System.nanoTime()) / 1_000_000L;
+            if (leftMs <= 0 || (Poll.poll(fd, Poll.POLLIN, (int) leftMs) & Poll.POLLIN) == 0) {
+                throw new IllegalStateException("TASKSTATS: no answer from the kernel in " + ANSWER_TIMEOUT_MS + " ms");
+            }
+            Netlink.Received r = Netlink.receive(fd, scratch, Socket.MSG_DONTWAIT);
+            if (r == null || r.senderPortId() != 0) {
                 continue;
             }
-            Answer answer = answer(scratch, r.lengthBytes());
+            Answer answer = answer(scratch, r.lengthBytes(), seq);
             if (answer.errno() > 0) {
                 throw new ErrnoException(
                         "TASKSTATS " + (type == GENL_ID_CTRL ? "family lookup" : "registration"), answer.errno());
@@ -153,7 +171,6 @@ public final class Taskstats implements AutoCloseable {
                 return family;
             }
         }
-        throw new IllegalStateException("TASKSTATS: no acknowledgement from the kernel");
     }
 
     /**
@@ -165,8 +182,11 @@ public final class Taskstats implements AutoCloseable {
      */
     record Answer(int errno, boolean acknowledged, int familyId) {}
 
-    /** Parses a reply datagram of {@code lengthBytes} (netlink messages back to back; malformed ones end the walk). */
-    static Answer answer(MemorySegment buf, long lengthBytes) {
+    /**
+     * Parses a reply datagram of {@code lengthBytes} (netlink messages back to back; malformed ones end the walk);
+     * only messages with sequence number {@code seq} count.
+     */
+    static Answer answer(MemorySegment buf, long lengthBytes, int seq) {
         int errno = 0;
         boolean ack = false;
         int family = 0;
@@ -177,6 +197,11 @@ public final class Taskstats implements AutoCloseable {
                 break;
             }
             int type = buf.get(U16, off + 4) & 0xFFFF;
+            if (buf.get(U32, off + 8) != seq) {
+                // not an answer to this request (an exit record, a late answer)
+                off += align4(len);
+                continue;
+            }
             if (type == NLMSG_ERROR && len >= NLMSG_HDR_BYTES + 4) {
                 int error = buf.get(U32, off + NLMSG_HDR_BYTES);
                 if (error == 0) {

@@ -389,6 +389,16 @@ public final class VirtNvmeQueuePair {
                 found++;
             }
         }
+        if (left > 0) {
+            // older than every slot: the master fetched it long ago (at most depth SQEs wait in the SQ), so after a
+            // master restart it counts as lost, and resubmit refuses it (no copy)
+            for (final int cid : cids) {
+                if (wanted[cid]) {
+                    cidSqIndex[cid] = sqTail - depth - 1;
+                    sqeRecorded[cid] = false;
+                }
+            }
+        }
         return found;
     }
 

@@ -47,7 +47,7 @@ class TaskstatsTest {
     private static byte[] genl(int type, int cmd, byte[] attrs) {
         int len = 16 + 4 + attrs.length;
         ByteBuffer b = ByteBuffer.allocate(len).order(ByteOrder.nativeOrder());
-        b.putInt(len).putShort((short) type).putShort((short) 0).putInt(0).putInt(0);
+        b.putInt(len).putShort((short) type).putShort((short) 0).putInt(1).putInt(0);
         b.put((byte) cmd).put((byte) 1).putShort((short) 0).put(attrs);
         return b.array();
     }
@@ -152,7 +152,8 @@ class TaskstatsTest {
                 .putInt(0)
                 .array();
         byte[] both = concat(family, ack);
-        Taskstats.Answer a = Taskstats.answer(MemorySegment.ofArray(both), both.length);
+        Taskstats.Answer a = Taskstats.answer(MemorySegment.ofArray(both), both.length, 1);
+        assertEquals(new Taskstats.Answer(0, false, 0), Taskstats.answer(MemorySegment.ofArray(both), both.length, 2));
         assertEquals(new Taskstats.Answer(0, true, 0x1c), a);
     }
 
@@ -167,7 +168,7 @@ class TaskstatsTest {
                 .putInt(0)
                 .putInt(-Errno.EPERM)
                 .array();
-        assertEquals(new Taskstats.Answer(Errno.EPERM, false, 0), Taskstats.answer(MemorySegment.ofArray(err), 36));
+        assertEquals(new Taskstats.Answer(Errno.EPERM, false, 0), Taskstats.answer(MemorySegment.ofArray(err), 36, 1));
     }
 
     /** A real exit: a JVM child (many threads) killed with SIGKILL; its thread group is reported. */

@@ -569,6 +569,10 @@ class VirtNvmeQueuePairTest {
         }
         final VirtNvmeQueuePair late = VirtNvmeQueuePair.attach(memory);
         assertEquals(0, late.adoptSubmissions(new int[] {0}, NSID));
+        assertEquals(
+                late.sqTailIndex() - depth - 1,
+                late.submittedSqIndex(0),
+                "older than the window: below any restarted master's SQ head, so lost, not waited for");
         assertThrows(IllegalStateException.class, () -> late.resubmit(0), "nothing to resubmit: IOERR as before");
     }
 
