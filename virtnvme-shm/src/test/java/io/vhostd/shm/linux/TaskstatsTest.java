@@ -173,7 +173,7 @@ class TaskstatsTest {
 
     /** A real exit: a JVM child (many threads) killed with SIGKILL; its thread group is reported. */
     @Test
-    void shouldReportKilledProcessBeforeItIsReaped() throws Exception {
+    void shouldReportKilledMultiThreadedProcess() throws Exception {
         Taskstats listener;
         try {
             listener = Taskstats.listenForExits();
@@ -189,7 +189,9 @@ class TaskstatsTest {
                     .start();
             try {
                 // wait for it to run its main (it prints a line) so that the JVM's threads exist
-                assertTrue(sleeper.getInputStream().read() >= 0);
+                assertEquals(
+                        "up",
+                        new java.io.BufferedReader(new java.io.InputStreamReader(sleeper.getInputStream())).readLine());
                 int pid = (int) sleeper.pid();
                 sleeper.destroyForcibly();
                 boolean[] seen = {false};
@@ -205,7 +207,7 @@ class TaskstatsTest {
         }
     }
 
-    /** The child of {@link #shouldReportKilledProcessBeforeItIsReaped}: says it runs, then waits to be killed. */
+    /** The child of {@link #shouldReportKilledMultiThreadedProcess}: says it runs, then waits to be killed. */
     public static final class Sleeper {
         public static void main(String[] args) throws InterruptedException {
             System.out.println("up");
