@@ -184,45 +184,32 @@ public final class Taskstats implements AutoCloseable {
 
     /**
      * Parses a reply datagram of {@code lengthBytes} (netlink messages back to back; malformed ones end the walk);
-     * only messages with sequence number {@code seq} count.
+     * only messages with sequence number {@code seq} count (not an exit record, not a late answer).
      */
     static Answer answer(MemorySegment buf, long lengthBytes, int seq) {
-        int errno = 0;
-        boolean ack = false;
-        int family = 0;
-        long off = 0;
-        while (off + NLMSG_HDR_BYTES <= lengthBytes) {
-            long len = Integer.toUnsignedLong(buf.get(U32, off));
-            if (len < NLMSG_HDR_BYTES || off + len > lengthBytes) {
-                break;
-            }
-            int type = buf.get(U16, off + 4) & 0xFFFF;
+        int[] errno = {0};
+        boolean[] ack = {false};
+        int[] family = {0};
+        messages(buf, lengthBytes, (type, off, len) -> {
             if (buf.get(U32, off + 8) != seq) {
-                // not an answer to this request (an exit record, a late answer)
-                off += align4(len);
-                continue;
+                return;
             }
             if (type == NLMSG_ERROR && len >= NLMSG_HDR_BYTES + 4) {
                 int error = buf.get(U32, off + NLMSG_HDR_BYTES);
                 if (error == 0) {
-                    ack = true;
+                    ack[0] = true;
                 } else {
-                    errno = -error;
+                    errno[0] = -error;
                 }
-            } else if (type == GENL_ID_CTRL
-                    && len >= NLMSG_HDR_BYTES + GENL_HDR_BYTES
-                    && (buf.get(ValueLayout.JAVA_BYTE, off + NLMSG_HDR_BYTES) & 0xFF) == CTRL_CMD_NEWFAMILY) {
-                long[] id = {0};
+            } else if (isGenl(buf, type, off, len, GENL_ID_CTRL, CTRL_CMD_NEWFAMILY)) {
                 attributes(buf, off + NLMSG_HDR_BYTES + GENL_HDR_BYTES, off + len, (attrType, at, attrLen) -> {
                     if (attrType == CTRL_ATTR_FAMILY_ID && attrLen >= 2) {
-                        id[0] = buf.get(U16, at) & 0xFFFF;
+                        family[0] = buf.get(U16, at) & 0xFFFF;
                     }
                 });
-                family = (int) id[0];
             }
-            off += align4(len);
-        }
-        return new Answer(errno, ack, family);
+        });
+        return new Answer(errno[0], ack[0], family[0]);
     }
 
     /**
@@ -231,27 +218,44 @@ public final class Taskstats implements AutoCloseable {
      * command, and malformed messages and attributes (lengths that do not fit), are skipped.
      */
     static void threadGroupExits(MemorySegment buf, long lengthBytes, int familyId, IntConsumer exited) {
+        messages(buf, lengthBytes, (type, off, len) -> {
+            if (!isGenl(buf, type, off, len, familyId, TASKSTATS_CMD_NEW)) {
+                return;
+            }
+            attributes(buf, off + NLMSG_HDR_BYTES + GENL_HDR_BYTES, off + len, (attrType, at, attrLen) -> {
+                if (attrType == TASKSTATS_TYPE_AGGR_TGID) {
+                    attributes(buf, at, at + attrLen, (inner, innerAt, innerLen) -> {
+                        if (inner == TASKSTATS_TYPE_TGID && innerLen >= 4) {
+                            exited.accept(buf.get(U32, innerAt));
+                        }
+                    });
+                }
+            });
+        });
+    }
+
+    /** Whether the message at {@code off} of {@code type} and {@code len} is a generic netlink {@code cmd} of {@code family}. */
+    private static boolean isGenl(MemorySegment buf, int type, long off, long len, int family, int cmd) {
+        return type == family
+                && len >= NLMSG_HDR_BYTES + GENL_HDR_BYTES
+                && (buf.get(ValueLayout.JAVA_BYTE, off + NLMSG_HDR_BYTES) & 0xFF) == cmd;
+    }
+
+    @FunctionalInterface
+    interface MessageVisitor {
+        /** One netlink message: its type, where its header starts and its whole length (header included). */
+        void visit(int type, long offset, long lengthBytes);
+    }
+
+    /** Walks the netlink messages of a datagram of {@code lengthBytes}; stops at one whose length does not fit. */
+    static void messages(MemorySegment buf, long lengthBytes, MessageVisitor visitor) {
         long off = 0;
         while (off + NLMSG_HDR_BYTES <= lengthBytes) {
             long len = Integer.toUnsignedLong(buf.get(U32, off));
             if (len < NLMSG_HDR_BYTES || off + len > lengthBytes) {
                 return;
             }
-            int type = buf.get(U16, off + 4) & 0xFFFF;
-            if (type == familyId
-                    && len >= NLMSG_HDR_BYTES + GENL_HDR_BYTES
-                    && (buf.get(ValueLayout.JAVA_BYTE, off + NLMSG_HDR_BYTES) & 0xFF) == TASKSTATS_CMD_NEW) {
-                long end = off + len;
-                attributes(buf, off + NLMSG_HDR_BYTES + GENL_HDR_BYTES, end, (attrType, at, attrLen) -> {
-                    if (attrType == TASKSTATS_TYPE_AGGR_TGID) {
-                        attributes(buf, at, at + attrLen, (inner, innerAt, innerLen) -> {
-                            if (inner == TASKSTATS_TYPE_TGID && innerLen >= 4) {
-                                exited.accept(buf.get(U32, innerAt));
-                            }
-                        });
-                    }
-                });
-            }
+            visitor.visit(buf.get(U16, off + 4) & 0xFFFF, off, len);
             off += align4(len);
         }
     }

@@ -63,6 +63,19 @@ class TaskstatsTest {
                         nla(Taskstats.TASKSTATS_TYPE_AGGR_TGID, concat(nla(2, u32(tgid)), nla(3, stats)))));
     }
 
+    /** An {@code NLMSG_ERROR} of sequence number 1 (error 0: an acknowledgement), with room for the request's header. */
+    private static byte[] nlmsgError(int error) {
+        return ByteBuffer.allocate(36)
+                .order(ByteOrder.nativeOrder())
+                .putInt(36)
+                .putShort((short) Taskstats.NLMSG_ERROR)
+                .putShort((short) 0)
+                .putInt(1)
+                .putInt(0)
+                .putInt(error)
+                .array();
+    }
+
     private static List<Integer> exits(byte[] datagram) {
         List<Integer> out = new ArrayList<>();
         Taskstats.threadGroupExits(MemorySegment.ofArray(datagram), datagram.length, FAMILY, out::add);
@@ -142,15 +155,7 @@ class TaskstatsTest {
                 concat(
                         nla(Taskstats.CTRL_ATTR_FAMILY_NAME, "TASKSTATS\0".getBytes()),
                         nla(Taskstats.CTRL_ATTR_FAMILY_ID, new byte[] {0x1c, 0})));
-        byte[] ack = ByteBuffer.allocate(36)
-                .order(ByteOrder.nativeOrder())
-                .putInt(36)
-                .putShort((short) Taskstats.NLMSG_ERROR)
-                .putShort((short) 0)
-                .putInt(1)
-                .putInt(0)
-                .putInt(0)
-                .array();
+        byte[] ack = nlmsgError(0);
         byte[] both = concat(family, ack);
         Taskstats.Answer a = Taskstats.answer(MemorySegment.ofArray(both), both.length, 1);
         assertEquals(new Taskstats.Answer(0, false, 0), Taskstats.answer(MemorySegment.ofArray(both), both.length, 2));
@@ -159,15 +164,7 @@ class TaskstatsTest {
 
     @Test
     void shouldReadErrorAnswer() {
-        byte[] err = ByteBuffer.allocate(36)
-                .order(ByteOrder.nativeOrder())
-                .putInt(36)
-                .putShort((short) Taskstats.NLMSG_ERROR)
-                .putShort((short) 0)
-                .putInt(1)
-                .putInt(0)
-                .putInt(-Errno.EPERM)
-                .array();
+        byte[] err = nlmsgError(-Errno.EPERM);
         assertEquals(new Taskstats.Answer(Errno.EPERM, false, 0), Taskstats.answer(MemorySegment.ofArray(err), 36, 1));
     }
 

@@ -430,17 +430,7 @@ class VirtNvmeQueuePairTest {
         final int depth = 4;
         open(depth, 4);
         // CID 3: a 3-segment WRITE (indirect table) fetched by the executor and never completed
-        assertTrue(submitter.submit(
-                VirtNvmeOpcodes.NVME_OPC_WRITE,
-                VirtNvmeDescriptor.SQE_FLAG_FUA_MASK,
-                3,
-                NSID,
-                1L << 20,
-                12288,
-                3,
-                new int[] {1, 2, 3},
-                new long[] {0, 4096, 8192},
-                new int[] {4096, 4096, 4096}));
+        assertTrue(submitThreeSegmentWrite(3, VirtNvmeDescriptor.SQE_FLAG_FUA_MASK));
         submitter.publishSubmissions();
         assertEquals(1, executor.pollSubmissions(this::record, 8));
         final Submission lost = submissions.getLast();
@@ -462,16 +452,7 @@ class VirtNvmeQueuePairTest {
         assertEquals(7, submitter.submittedSqIndex(3));
         submitter.publishSubmissions();
         assertEquals(1, restarted.pollSubmissions(this::record, 8));
-        final Submission again = submissions.getLast();
-        assertEquals(lost.opcode(), again.opcode());
-        assertEquals(lost.flags(), again.flags());
-        assertEquals(lost.cid(), again.cid());
-        assertEquals(lost.offsetBytes(), again.offsetBytes());
-        assertEquals(lost.lengthBytes(), again.lengthBytes());
-        assertArrayEquals(lost.regionIds(), again.regionIds());
-        assertArrayEquals(lost.regionOffsets(), again.regionOffsets());
-        assertArrayEquals(lost.segmentLengths(), again.segmentLengths());
-        assertEquals(VirtNvmeStatus.SUCCESS, again.validateStatus());
+        assertSameCommand(lost, submissions.getLast());
     }
 
     @Test
@@ -495,17 +476,7 @@ class VirtNvmeQueuePairTest {
         final int depth = 4;
         open(depth, 4);
         // the old slave: CID 2, a 3-segment WRITE, fetched and never completed; CID 1 completed after it
-        assertTrue(submitter.submit(
-                VirtNvmeOpcodes.NVME_OPC_WRITE,
-                0,
-                2,
-                NSID,
-                1L << 20,
-                12288,
-                3,
-                new int[] {1, 2, 3},
-                new long[] {0, 4096, 8192},
-                new int[] {4096, 4096, 4096}));
+        assertTrue(submitThreeSegmentWrite(2, 0));
         submitFlush(1);
         submitter.publishSubmissions();
         assertEquals(2, executor.pollSubmissions(this::record, 8));
@@ -529,14 +500,7 @@ class VirtNvmeQueuePairTest {
         assertTrue(next.resubmit(2));
         next.publishSubmissions();
         assertEquals(1, restarted.pollSubmissions(this::record, 8));
-        final Submission again = submissions.getLast();
-        assertEquals(lost.opcode(), again.opcode());
-        assertEquals(lost.cid(), again.cid());
-        assertEquals(lost.offsetBytes(), again.offsetBytes());
-        assertEquals(lost.lengthBytes(), again.lengthBytes());
-        assertArrayEquals(lost.regionIds(), again.regionIds());
-        assertArrayEquals(lost.regionOffsets(), again.regionOffsets());
-        assertArrayEquals(lost.segmentLengths(), again.segmentLengths());
+        assertSameCommand(lost, submissions.getLast());
     }
 
     @Test
@@ -859,6 +823,34 @@ class VirtNvmeQueuePairTest {
         assertEquals(depth, submitter.depth());
         assertEquals(maxSegments, submitter.maxSegments());
         assertEquals(QPAIR_ID, submitter.qpairId());
+    }
+
+    /** A WRITE of 12 KiB at 1 MiB in three 4 KiB segments (an indirect segment table), as {@code cid}. */
+    private boolean submitThreeSegmentWrite(final int cid, final int flags) {
+        return submitter.submit(
+                VirtNvmeOpcodes.NVME_OPC_WRITE,
+                flags,
+                cid,
+                NSID,
+                1L << 20,
+                12288,
+                3,
+                new int[] {1, 2, 3},
+                new long[] {0, 4096, 8192},
+                new int[] {4096, 4096, 4096});
+    }
+
+    /** A resubmitted command is the lost one, field for field, and valid. */
+    private static void assertSameCommand(final Submission lost, final Submission again) {
+        assertEquals(lost.opcode(), again.opcode());
+        assertEquals(lost.flags(), again.flags());
+        assertEquals(lost.cid(), again.cid());
+        assertEquals(lost.offsetBytes(), again.offsetBytes());
+        assertEquals(lost.lengthBytes(), again.lengthBytes());
+        assertArrayEquals(lost.regionIds(), again.regionIds());
+        assertArrayEquals(lost.regionOffsets(), again.regionOffsets());
+        assertArrayEquals(lost.segmentLengths(), again.segmentLengths());
+        assertEquals(VirtNvmeStatus.SUCCESS, again.validateStatus());
     }
 
     private boolean submitFlush(final int cid) {
