@@ -213,12 +213,13 @@ for i, kind in enumerate(order, 1):
         with open(log, errors="replace") as f:
             text = f.read()
         daemon_us = int(re.findall(RESUMED, text)[-1][1])
-        # SIGKILL -> the master noticed the death (pidfd readable: the kernel has torn the process down)
+        # SIGKILL -> the master noticed the death (its TASKSTATS exit record, or the process gone)
         noticed = re.findall(NOTICED, text)
         if noticed:
-            print("kill %d: death noticed %d us after the SIGKILL" % (i, (int(noticed[-1]) - m0) // 1000), file=sys.stderr)
+            notice_us = (int(noticed[-1]) - m0) // 1000
+            print("kill %d: death noticed %d us after the SIGKILL" % (i, notice_us), file=sys.stderr)
             with open(os.path.join(work, "notice.tsv"), "a") as f:
-                f.write("%d\t%d\n" % (i, (int(noticed[-1]) - m0) // 1000))
+                f.write("%d\t%d\n" % (i, notice_us))
         events.append((i, kind, daemon_us, t0, t0 + daemon_us * 1000, t0, t1))
     standbys += 1
     print("%s %d: daemon %d us" % (kind, i, daemon_us), file=sys.stderr)

@@ -28,7 +28,7 @@ final class SlaveExitWatch implements AutoCloseable {
         this.taskstats = taskstats;
     }
 
-    /** Starts listening if the kernel lets this process; otherwise an inactive watch ({@link #active()} false). */
+    /** Starts listening if the kernel lets this process; otherwise an inactive watch (it registers nothing). */
     static SlaveExitWatch start() {
         Taskstats t;
         try {
@@ -44,11 +44,6 @@ final class SlaveExitWatch implements AutoCloseable {
         Thread.ofPlatform().name("slave-exits").daemon(true).start(w::readLoop);
         LOG.log(System.Logger.Level.INFO, "slave deaths are seen from the kernel's TASKSTATS exit records");
         return w;
-    }
-
-    /** Whether exit records are read. */
-    boolean active() {
-        return taskstats != null;
     }
 
     /**

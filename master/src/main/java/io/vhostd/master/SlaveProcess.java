@@ -373,7 +373,6 @@ public final class SlaveProcess {
         channel.close();
     }
 
-    /** After the process died: ends the reader and closes the control channel. */
     /**
      * The slave is dead or dying with no code of it running (issue #4, a TASKSTATS exit notice comes before the
      * process is gone): reads every control message it sent before it died (custody changes, regions), then the
@@ -381,21 +380,22 @@ public final class SlaveProcess {
      */
     void drainAfterDeath(long timeoutMs) {
         channel.shutdownInput();
+        joinReader(timeoutMs);
+    }
+
+    /** After the process died: ends the reader and closes the control channel. */
+    void reap() {
+        channel.shutdown();
+        joinReader(1_000);
+        channel.close();
+    }
+
+    private void joinReader(long timeoutMs) {
         try {
             reader.join(timeoutMs);
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
         }
-    }
-
-    void reap() {
-        channel.shutdown();
-        try {
-            reader.join(1_000);
-        } catch (InterruptedException e) {
-            Thread.currentThread().interrupt();
-        }
-        channel.close();
     }
 
     /** All custody kinds that belong to a slave session (not the master's own listening socket). */

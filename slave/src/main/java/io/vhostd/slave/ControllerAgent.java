@@ -240,29 +240,12 @@ final class ControllerAgent implements Runnable {
 
     /** Starts processing queue {@code runner.index}; returns when the data-path thread took it. */
     void startQueue(QueueRunner runner) {
-        startQueueAsync(runner).join();
+        startQueuesAsync(List.of(runner)).join();
     }
 
     /**
-     * Hands queue {@code runner.index} to the data-path thread; the future completes when it took it (exceptionally if
-     * the queue runs already or its carried requests are malformed).
-     */
-    CompletableFuture<Void> startQueueAsync(QueueRunner runner) {
-        CompletableFuture<Void> done = new CompletableFuture<>();
-        enqueue(() -> {
-            try {
-                take(runner);
-                done.complete(null);
-            } catch (RuntimeException e) {
-                done.completeExceptionally(e);
-            }
-        });
-        return done;
-    }
-
-    /**
-     * Hands a restored session's queues to the data-path thread in one command (issue #4): a handover wakes it once,
-     * after every queue is built, rather than once per queue while the next is being built. A queue that cannot start
+     * Hands queues to the data-path thread in one command (a restored session's, issue #4: a handover wakes it once,
+     * after every queue is built, rather than once per queue while the next is being built). A queue that cannot start
      * (it runs already, its carried requests are malformed) does not keep the others from starting.
      *
      * @return when the data-path thread had taken them all (System.nanoTime, CLOCK_MONOTONIC ns): the moment the guest

@@ -145,22 +145,22 @@ public final class ControlChannel implements AutoCloseable {
         return trips;
     }
 
-    /** Shuts the socket down so a blocked {@link #receive} returns. */
     /**
      * Shuts down the receiving side only: messages already queued are still returned by {@link #receive}, then end of
      * stream; sending still works while the peer's socket exists.
      */
     public void shutdownInput() {
-        try {
-            Socket.shutdown(fd, Socket.SHUT_RD);
-        } catch (RuntimeException ignored) {
-            // already closed
-        }
+        shutdown(Socket.SHUT_RD);
     }
 
+    /** Shuts the socket down so a blocked {@link #receive} returns. */
     public void shutdown() {
+        shutdown(Socket.SHUT_RDWR);
+    }
+
+    private void shutdown(int how) {
         try {
-            Socket.shutdown(fd, Socket.SHUT_RDWR);
+            Socket.shutdown(fd, how);
         } catch (RuntimeException ignored) {
             // already closed by the peer: nothing to wake
         }

@@ -39,8 +39,7 @@ public final class Netlink {
     public static int open(int protocol) {
         int fd = Socket.socket(AF_NETLINK, SOCK_RAW | Socket.SOCK_CLOEXEC, protocol);
         try (Arena arena = Arena.ofConfined()) {
-            MemorySegment addr = arena.allocate(SOCKADDR_NL_BYTES);
-            addr.set(ValueLayout.JAVA_SHORT, 0, (short) AF_NETLINK);
+            MemorySegment addr = kernelAssigned(arena);
             MemorySegment capture = NativeSupport.captureState();
             long rc = NativeSupport.syscall(capture, SYS_BIND, fd, addr.address(), SOCKADDR_NL_BYTES, 0, 0, 0);
             if (rc < 0) {
@@ -61,8 +60,7 @@ public final class Netlink {
     public static void sendToKernel(int fd, MemorySegment message, long lengthBytes) {
         NativeSupport.checkNative(message, lengthBytes);
         try (Arena arena = Arena.ofConfined()) {
-            MemorySegment addr = arena.allocate(SOCKADDR_NL_BYTES);
-            addr.set(ValueLayout.JAVA_SHORT, 0, (short) AF_NETLINK);
+            MemorySegment addr = kernelAssigned(arena);
             MemorySegment capture = NativeSupport.captureState();
             long rc = NativeSupport.syscall(
                     capture, SYS_SENDTO, fd, message.address(), lengthBytes, 0, addr.address(), SOCKADDR_NL_BYTES);
@@ -70,6 +68,16 @@ public final class Netlink {
                 throw new ErrnoException("sendto(AF_NETLINK)", NativeSupport.errno(capture));
             }
         }
+    }
+
+    /**
+     * A {@code sockaddr_nl} with port id 0 and no groups: to bind, the kernel picks the port id; to send, the kernel is
+     * the destination.
+     */
+    private static MemorySegment kernelAssigned(Arena arena) {
+        MemorySegment addr = arena.allocate(SOCKADDR_NL_BYTES);
+        addr.set(ValueLayout.JAVA_SHORT, 0, (short) AF_NETLINK);
+        return addr;
     }
 
     /**

@@ -49,6 +49,9 @@ public final class Socket {
     public static final int SO_TYPE = 3;
     public static final int SO_SNDBUF = 7;
     public static final int SO_RCVBUF = 8;
+    /** {@code SO_RCVBUFFORCE}: {@link #SO_RCVBUF} past {@code net.core.rmem_max}; needs CAP_NET_ADMIN. */
+    public static final int SO_RCVBUFFORCE = 33;
+
     public static final int SO_PASSCRED = 16;
     public static final int SO_PEERCRED = 17;
     public static final int SO_ACCEPTCONN = 30;

@@ -61,9 +61,6 @@ public final class Taskstats implements AutoCloseable {
     /** Receive buffer: a datagram per exit, each under 1 KiB; 64 KiB holds any datagram the kernel sends here. */
     private static final int RECEIVE_BYTES = 64 * 1024;
 
-    /** {@code SO_RCVBUFFORCE}: {@code SO_RCVBUF} past {@code net.core.rmem_max}, for CAP_NET_ADMIN. */
-    static final int SO_RCVBUFFORCE = 33;
-
     /** How long the kernel may take to answer the family lookup and the registration. */
     private static final int ANSWER_TIMEOUT_MS = 2_000;
 
@@ -103,7 +100,7 @@ public final class Taskstats implements AutoCloseable {
         try {
             try {
                 // past net.core.rmem_max: the listener has CAP_NET_ADMIN anyway
-                Socket.setsockoptInt(fd, Socket.SOL_SOCKET, SO_RCVBUFFORCE, SOCKET_BUFFER_BYTES);
+                Socket.setsockoptInt(fd, Socket.SOL_SOCKET, Socket.SO_RCVBUFFORCE, SOCKET_BUFFER_BYTES);
             } catch (ErrnoException e) {
                 Socket.setsockoptInt(fd, Socket.SOL_SOCKET, Socket.SO_RCVBUF, SOCKET_BUFFER_BYTES);
             }

@@ -311,11 +311,7 @@ public final class VirtNvmeQueuePair {
                 }
             }
         }
-        // private copy for a resubmission after a master restart: the slot is the master's to let us reuse
-        MemorySegment.copy(
-                memory, sqe, sqeCopies, (long) cid * VirtNvmeDescriptor.SQE_LENGTH, VirtNvmeDescriptor.SQE_LENGTH);
-        cidSqIndex[cid] = sqTail;
-        sqeRecorded[cid] = true;
+        recordSubmission(cid, sqe, sqTail);
         sqTail++;
         return true;
     }
@@ -358,18 +354,18 @@ public final class VirtNvmeQueuePair {
      */
     public int adoptSubmissions(final int[] cids, final int nsid) {
         final boolean[] wanted = new boolean[depth];
-        int left = 0;
+        int distinct = 0;
         for (final int cid : cids) {
             Objects.checkIndex(cid, depth);
             if (!wanted[cid]) {
                 wanted[cid] = true;
-                left++;
+                distinct++;
             }
         }
         if (nsid == 0) {
             return 0;
         }
-        int found = 0;
+        int left = distinct;
         for (int back = 1; back <= depth && left > 0; back++) {
             final int index = sqTail - back;
             final long sqe = VirtNvmeDescriptor.sqeOffset(index & slotMask);
@@ -378,15 +374,7 @@ public final class VirtNvmeQueuePair {
             if (cid < depth && wanted[cid] && (int) (word >>> 32) == nsid) {
                 wanted[cid] = false;
                 left--;
-                MemorySegment.copy(
-                        memory,
-                        sqe,
-                        sqeCopies,
-                        (long) cid * VirtNvmeDescriptor.SQE_LENGTH,
-                        VirtNvmeDescriptor.SQE_LENGTH);
-                cidSqIndex[cid] = index;
-                sqeRecorded[cid] = true;
-                found++;
+                recordSubmission(cid, sqe, index);
             }
         }
         if (left > 0) {
@@ -399,7 +387,18 @@ public final class VirtNvmeQueuePair {
                 }
             }
         }
-        return found;
+        return distinct - left;
+    }
+
+    /**
+     * Submitter: the SQE at {@code sqe}, written at SQ index {@code index}, is {@code cid}'s: a private copy for a
+     * resubmission after a master restart (the slot is the master's to let us reuse).
+     */
+    private void recordSubmission(final int cid, final long sqe, final int index) {
+        MemorySegment.copy(
+                memory, sqe, sqeCopies, (long) cid * VirtNvmeDescriptor.SQE_LENGTH, VirtNvmeDescriptor.SQE_LENGTH);
+        cidSqIndex[cid] = index;
+        sqeRecorded[cid] = true;
     }
 
     /**
