@@ -207,8 +207,9 @@ class SystemdFilesTest {
         assertEquals(List.of("0750"), unit.get("RuntimeDirectoryMode"));
         assertEquals(List.of("infinity"), unit.get("LimitMEMLOCK"));
         // the JIT writes code: W^X would kill the JVM; PrivateDevices/ProtectKernelTunables/ProtectClock would take
-        // away block devices and the huge page pool
+        // away block devices and the huge page pool; RestrictRealtime the handover threads' SCHED_FIFO
         for (String forbidden : List.of(
+                "RestrictRealtime",
                 "MemoryDenyWriteExecute",
                 "PrivateDevices",
                 "ProtectKernelTunables",

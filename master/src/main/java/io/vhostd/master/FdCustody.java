@@ -55,11 +55,12 @@ public final class FdCustody implements AutoCloseable {
     /** A snapshot of the fds held for {@code controller} (the custody still owns them). */
     public synchronized Map<Key, Integer> entries(String controller) {
         Map<Key, Integer> out = new HashMap<>();
-        fds.forEach((k, fd) -> {
-            if (k.controller().equals(controller)) {
-                out.put(k, fd);
+        // a loop, not a lambda: a rolling upgrade's commit runs this once in a master's life, inside the guest's pause
+        for (Map.Entry<Key, Integer> e : fds.entrySet()) {
+            if (e.getKey().controller().equals(controller)) {
+                out.put(e.getKey(), e.getValue());
             }
-        });
+        }
         return out;
     }
 

@@ -50,6 +50,7 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.attribute.PosixFilePermissions;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.HashMap;
 import java.util.HashSet;
 import java.util.LinkedHashMap;
@@ -1574,10 +1575,14 @@ public final class Master implements AutoCloseable {
     private Moved moveController(SlaveProcess old, SlaveProcess next, ControllerRuntime c, boolean prepared)
             throws Exception {
         String name = c.name();
-        java.util.concurrent.CompletableFuture<ControlMessage.ControllerReleased> answer = old.release(name, false);
-        // prepared: the commit goes out from the thread that receives the answer, no hand-off to this one in the pause
+        // prepared: the commit goes out from the thread that receives the answer, no hand-off to this one in the pause.
+        // Attached before the release goes out: a quick answer would otherwise find no commit attached, and this
+        // thread would run it once it got there (a master's first upgrade: 2.3 ms after the answer, docs/benchmarks.md)
+        java.util.concurrent.CompletableFuture<ControlMessage.ControllerReleased> answer =
+                new java.util.concurrent.CompletableFuture<>();
         java.util.concurrent.CompletableFuture<Boolean> committed =
-                prepared ? answer.thenApply(r -> commitPrepared(next, c, r)) : null;
+                prepared ? answer.thenApply(r -> commitPrepared(old, next, c, r)) : null;
+        old.release(name, false, answer);
         ControlMessage.ControllerReleased released = answer.get(RELEASE_TIMEOUT_MS, TimeUnit.MILLISECONDS);
         if (released.error() != null) {
             throw new IllegalStateException(
@@ -1627,7 +1632,12 @@ public final class Master implements AutoCloseable {
                         + " ns monotonic, released in " + m.drainNs() / 1_000 + " us, " + m.carriedRequests()
                         + " request(s) taken over in flight, " + m.drainedRequests() + " drained"
                         + (connected ? "" : ", no session")
-                        + (prepared ? ", prepared, answer here +" + (answerNs - stoppedNs) / 1_000 + " us" : "") + ")");
+                        + (prepared
+                                ? ", prepared, answer read +" + (answerReadNs - stoppedNs) / 1_000 + " us, decoded +"
+                                        + (answerNs - stoppedNs) / 1_000 + " us, commit sent +"
+                                        + (commitSentNs - stoppedNs) / 1_000 + " us"
+                                : "")
+                        + ")");
         return m;
     }
 
@@ -1641,11 +1651,16 @@ public final class Master implements AutoCloseable {
     /** When the master received the last {@code controller_released} of a prepared move (System.nanoTime), for the log. */
     private volatile long answerNs;
 
-    private boolean commitPrepared(SlaveProcess next, ControllerRuntime c, ControlMessage.ControllerReleased released) {
+    /** When the reader had the packet of that answer from the kernel, and when the commit was sent (System.nanoTime). */
+    private volatile long answerReadNs, commitSentNs;
+
+    private boolean commitPrepared(
+            SlaveProcess old, SlaveProcess next, ControllerRuntime c, ControlMessage.ControllerReleased released) {
         if (released.error() != null) {
             return false;
         }
         answerNs = System.nanoTime();
+        answerReadNs = old.channel().lastReceivedNs();
         boolean connected = custody.get(new FdCustody.Key(c.name(), "connection", 0)) >= 0;
         if (connected) {
             sendAdoptSession(next, c);
@@ -1654,6 +1669,7 @@ public final class Master implements AutoCloseable {
             JournalDescriptor.format(journals.get(c.name()).segment(), c.numQueues(), QPAIR_DEPTH, 0);
         }
         next.channel().send(new ControlMessage.CommitController(c.name(), connected ? released.carried() : List.of()));
+        commitSentNs = System.nanoTime();
         return connected;
     }
 
@@ -1698,19 +1714,18 @@ public final class Master implements AutoCloseable {
 
     /** The {@code adopt_session} of {@code c}: the session's fds from custody. */
     private void sendAdoptSession(SlaveProcess target, ControllerRuntime c) {
+        Map<FdCustody.Key, Integer> entries = custody.entries(c.name());
         List<ControlMessage.AdoptedFd> refs = new ArrayList<>();
-        List<Integer> fds = new ArrayList<>();
-        for (Map.Entry<FdCustody.Key, Integer> e : custody.entries(c.name()).entrySet()) {
+        int[] fds = new int[entries.size()];
+        // loops, no stream or lambda: in a rolling upgrade this runs inside the guest's pause, once in a master's life
+        for (Map.Entry<FdCustody.Key, Integer> e : entries.entrySet()) {
             if (SlaveProcess.SESSION_FDS.contains(e.getKey().what())) {
+                fds[refs.size()] = e.getValue();
                 refs.add(new ControlMessage.AdoptedFd(
                         e.getKey().what(), e.getKey().index()));
-                fds.add(e.getValue());
             }
         }
-        target.channel()
-                .send(
-                        new ControlMessage.AdoptSession(c.name(), refs),
-                        fds.stream().mapToInt(Integer::intValue).toArray());
+        target.channel().send(new ControlMessage.AdoptSession(c.name(), refs), Arrays.copyOf(fds, refs.size()));
     }
 
     /**

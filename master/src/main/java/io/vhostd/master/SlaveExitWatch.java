@@ -63,7 +63,7 @@ final class SlaveExitWatch implements AutoCloseable {
 
     private void readLoop() {
         // a death is on the critical path of the guests' pause: not behind the guests' vCPUs for a time slice
-        Priority.niceCurrentThread(SlaveProcess.CONTROL_NICE);
+        Priority.favourCurrentThread(SlaveProcess.CONTROL_NICE, Priority.HANDOVER_RTPRIO);
         boolean warned = false;
         try {
             while (!closed) {

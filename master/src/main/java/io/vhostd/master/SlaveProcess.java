@@ -163,13 +163,25 @@ public final class SlaveProcess {
             String controller, boolean checkOnly) {
         java.util.concurrent.CompletableFuture<ControlMessage.ControllerReleased> answer =
                 new java.util.concurrent.CompletableFuture<>();
+        release(controller, checkOnly, answer);
+        return answer;
+    }
+
+    /**
+     * {@link #release(String, boolean)} completing {@code answer}, which the caller made with its dependent actions
+     * attached: they run on the thread that receives the answer, in the guest's pause, with nothing between the answer
+     * and them (a rolling upgrade's commit).
+     */
+    void release(
+            String controller,
+            boolean checkOnly,
+            java.util.concurrent.CompletableFuture<ControlMessage.ControllerReleased> answer) {
         released.put(controller, answer);
         if (!reader.isAlive()) {
             answer.completeExceptionally(new IllegalStateException("slave " + slaveId + " gone"));
-            return answer;
+            return;
         }
         channel.send(new ControlMessage.ReleaseController(controller, checkOnly));
-        return answer;
     }
 
     /**
@@ -216,7 +228,7 @@ public final class SlaveProcess {
     static final int CONTROL_NICE = Integer.getInteger("vhostd.control.nice", -10);
 
     private void readLoop() {
-        io.vhostd.shm.linux.Priority.niceCurrentThread(CONTROL_NICE);
+        io.vhostd.shm.linux.Priority.favourCurrentThread(CONTROL_NICE, io.vhostd.shm.linux.Priority.HANDOVER_RTPRIO);
         try {
             while (true) {
                 ControlChannel.Incoming in;

@@ -9,6 +9,7 @@ import io.vhostd.journal.inflight.InflightChain;
 import io.vhostd.shm.control.ControlMessage;
 import io.vhostd.shm.linux.Eventfd;
 import io.vhostd.shm.linux.Poll;
+import io.vhostd.shm.linux.Priority;
 import io.vhostd.shm.linux.Unistd;
 import io.vhostd.shm.stats.QueueStatsWriter;
 import io.vhostd.shm.stats.StatsDescriptor;
@@ -238,6 +239,19 @@ final class ControllerAgent implements Runnable {
         this.writeback = enabled;
     }
 
+    /** The data-path thread's kernel id, -1 until it runs (tests). */
+    int dataPathTid() {
+        return tid;
+    }
+
+    /** When the data-path thread began the last {@link #startQueuesAsync} command (System.nanoTime), for the log. */
+    private volatile long startPickedNs;
+
+    /** When the data-path thread began the last {@link #startQueuesAsync} command (System.nanoTime), or 0. */
+    long startPickedNs() {
+        return startPickedNs;
+    }
+
     /** Starts processing queue {@code runner.index}; returns when the data-path thread took it. */
     void startQueue(QueueRunner runner) {
         startQueuesAsync(List.of(runner)).join();
@@ -253,7 +267,8 @@ final class ControllerAgent implements Runnable {
      */
     CompletableFuture<Long> startQueuesAsync(List<QueueRunner> runners) {
         CompletableFuture<Long> done = new CompletableFuture<>();
-        enqueue(() -> {
+        Runnable start = () -> {
+            startPickedNs = System.nanoTime();
             RuntimeException failed = null;
             for (QueueRunner runner : runners) {
                 try {
@@ -268,7 +283,12 @@ final class ControllerAgent implements Runnable {
             } else {
                 done.complete(tookNs);
             }
-        });
+        };
+        if (awakeUntilNs != 0) {
+            enqueueUrgent(start);
+        } else {
+            enqueue(start);
+        }
         return done;
     }
 
@@ -319,7 +339,7 @@ final class ControllerAgent implements Runnable {
         int t = tid;
         if (t > 0) {
             try {
-                io.vhostd.shm.linux.Priority.setpriority(io.vhostd.shm.linux.Priority.PRIO_PROCESS, t, HANDOVER_NICE);
+                Priority.setpriority(Priority.PRIO_PROCESS, t, HANDOVER_NICE);
             } catch (RuntimeException e) {
                 // no CAP_SYS_NICE: the usual priority
             }
@@ -390,7 +410,7 @@ final class ControllerAgent implements Runnable {
      */
     List<ControlMessage.CarriedQueue> handOverQueues(int maxCommands) {
         CompletableFuture<List<ControlMessage.CarriedQueue>> done = new CompletableFuture<>();
-        enqueue(() -> {
+        enqueueUrgent(() -> {
             int commandsInFlight = 0;
             for (QueueRunner q : queues) {
                 if (q != null) {
@@ -626,6 +646,41 @@ final class ControllerAgent implements Runnable {
         return queues[index];
     }
 
+    /**
+     * {@link #enqueue} of a command a handover's pause waits for (issue #4): the data-path thread runs at {@link
+     * io.vhostd.shm.linux.Priority#HANDOVER_RTPRIO} (SCHED_FIFO) from now until it ran {@code command}, so that its
+     * wake-up does not wait for a time slice on busy CPUs, then goes back to its nice value. It never polls at that
+     * priority for longer than its spin after the command. Without the priority (0, no CAP_SYS_NICE) a plain enqueue.
+     */
+    void enqueueUrgent(Runnable command) {
+        int t = tid;
+        boolean realtime = false;
+        if (Priority.HANDOVER_RTPRIO > 0 && t > 0) {
+            try {
+                Priority.setScheduler(t, Priority.SCHED_FIFO | Priority.SCHED_RESET_ON_FORK, Priority.HANDOVER_RTPRIO);
+                realtime = true;
+            } catch (RuntimeException e) {
+                // no CAP_SYS_NICE or no real-time budget: the usual priority
+            }
+        }
+        if (!realtime) {
+            enqueue(command);
+            return;
+        }
+        enqueue(() -> {
+            try {
+                command.run();
+            } finally {
+                try {
+                    Priority.setScheduler(Priority.gettid(), Priority.SCHED_OTHER, 0);
+                } catch (RuntimeException e) {
+                    LOG.log(System.Logger.Level.WARNING, "controller " + name + ": cannot leave SCHED_FIFO: " + e);
+                }
+                Priority.niceCurrentThread(awakeUntilNs != 0 ? HANDOVER_NICE : DATA_PATH_NICE);
+            }
+        });
+    }
+
     private void enqueue(Runnable command) {
         if (!running) {
             throw new IllegalStateException("controller " + name + " stopped");
@@ -638,9 +693,9 @@ final class ControllerAgent implements Runnable {
 
     @Override
     public void run() {
-        tid = io.vhostd.shm.linux.Priority.gettid();
+        tid = Priority.gettid();
         // not the nice of the control loop that started it (threads inherit it): the data path competes with the guest
-        io.vhostd.shm.linux.Priority.niceCurrentThread(awakeUntilNs != 0 ? HANDOVER_NICE : DATA_PATH_NICE);
+        Priority.niceCurrentThread(awakeUntilNs != 0 ? HANDOVER_NICE : DATA_PATH_NICE);
         long idleSinceNs = 0;
         try {
             while (running) {
@@ -655,7 +710,7 @@ final class ControllerAgent implements Runnable {
                 if (awakeUntil != 0 && now - awakeUntil >= 0) {
                     // the handover window ended: back to the usual priority
                     awakeUntilNs = 0;
-                    io.vhostd.shm.linux.Priority.niceCurrentThread(DATA_PATH_NICE);
+                    Priority.niceCurrentThread(DATA_PATH_NICE);
                     awakeUntil = 0;
                 }
                 if (work > 0) {

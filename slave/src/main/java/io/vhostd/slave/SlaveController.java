@@ -258,7 +258,8 @@ final class SlaveController {
                             + " taken over in flight (" + recoveredState + "); steps (us): recovery "
                             + (tRecovered - t0) / 1_000 + ", journal " + (tOpened - tRecovered) / 1_000
                             + ", back-end restore " + (resumedNs - tOpened) / 1_000 + " (" + backend.restoreSteps()
-                            + ", hand-off " + (resumedNs - tRestored) / 1_000 + "; this thread back +"
+                            + ", hand-off " + (resumedNs - tRestored) / 1_000 + " (picked up +"
+                            + (agent.startPickedNs() - tRestored) / 1_000 + "); this thread back +"
                             + (tBack - resumedNs) / 1_000 + "), adoption started at "
                             + t0 + " ns");
             startSessionThread(backend, connection, device);

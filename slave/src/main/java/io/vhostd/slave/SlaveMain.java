@@ -74,7 +74,12 @@ public final class SlaveMain implements Callable<Integer> {
         // the slave was started with, not the control loop's: at -10 its CPU came from the guests (fio 61 k -> 34 k
         // IOPS while standbys warmed up); at 19 a standby took 5 s to be ready under a TCG guest (docs/benchmarks.md)
         LOG.log(System.Logger.Level.INFO, "slave " + slaveId + ": " + SlaveWarmup.run(SlaveWarmup::hurriedOnStdin));
-        io.vhostd.shm.linux.Priority.niceCurrentThread(CONTROL_NICE);
+        LOG.log(
+                System.Logger.Level.INFO,
+                "slave " + slaveId + ": control thread at "
+                        + io.vhostd.shm.linux.Priority.favourCurrentThread(
+                                CONTROL_NICE, io.vhostd.shm.linux.Priority.HANDOVER_RTPRIO));
+        favoured = true;
         ControlChannel channel = ControlChannel.connect(controlPath);
         MasterLink master = new MasterLink(channel);
         channel.send(hello(slaveId));
@@ -90,6 +95,12 @@ public final class SlaveMain implements Callable<Integer> {
                 System.Logger.Level.INFO,
                 "slave " + slaveId + " (pid " + ProcessHandle.current().pid() + ") attached to the master");
         while (true) {
+            if (!favoured) {
+                // the next message may be a handover's (release, commit, adoption): its wake-up must not wait
+                io.vhostd.shm.linux.Priority.favourCurrentThread(
+                        CONTROL_NICE, io.vhostd.shm.linux.Priority.HANDOVER_RTPRIO);
+                favoured = true;
+            }
             ControlChannel.Incoming in;
             try {
                 in = channel.receive();
@@ -187,7 +198,7 @@ public final class SlaveMain implements Callable<Integer> {
                 case ControlMessage.PrepareController m -> prepare(m, in.fds(), arena, master);
                 case ControlMessage.CommitController m -> {
                     closeAll(in.fds());
-                    commit(m, master);
+                    commit(m, master, channel.lastReceivedNs());
                 }
                 case ControlMessage.ReleaseController m -> {
                     closeAll(in.fds());
@@ -211,6 +222,20 @@ public final class SlaveMain implements Callable<Integer> {
                 }
             }
         }
+    }
+
+    /** Whether the control thread runs at its handover priority (the loop favours it, {@link #unfavour} not). */
+    private boolean favoured;
+
+    /**
+     * After a handover's answer went out (controller_released, session_adopted): the guest's pause goes on in the
+     * master and the other slave, or is over, so this thread's clean-up and log lines run at an ordinary priority
+     * rather than take a CPU from them at SCHED_FIFO (a fresh JVM's first log line of a kind costs ~1 ms of linkage).
+     * The loop favours the thread again before its next receive.
+     */
+    private void unfavour() {
+        io.vhostd.shm.linux.Priority.ordinaryCurrentThread(0);
+        favoured = false;
     }
 
     /** The arena the master gave us (welcome); a restarted master gets its fd back. */
@@ -390,6 +415,7 @@ public final class SlaveMain implements Callable<Integer> {
         // the guest waits from here until the next slave runs: the answer first, the clean-up and the log after
         master.send(new ControlMessage.ControllerReleased(
                 m.controller(), null, r.stoppedFetchingNs(), r.releasedNs(), r.drainedRequests(), r.carried()));
+        unfavour();
         c.closeReleased();
         int carried = 0;
         for (ControlMessage.CarriedQueue q : r.carried()) {
@@ -469,7 +495,7 @@ public final class SlaveMain implements Callable<Integer> {
      * requests over) and serves it. Always answers {@code session_adopted} (an unprepared name or a refused adoption
      * with an error), then {@code controller_listening} if the controller runs.
      */
-    private void commit(ControlMessage.CommitController m, MasterLink master) {
+    private void commit(ControlMessage.CommitController m, MasterLink master, long readNs) {
         SlaveController c = m.name() == null ? null : prepared.remove(m.name());
         ControlChannel.Incoming adoption = m.name() == null ? null : adoptions.remove(m.name());
         if (c == null) {
@@ -504,12 +530,13 @@ public final class SlaveMain implements Callable<Integer> {
             }
         }
         master.send(new ControlMessage.SessionAdopted(m.name(), error, resumedNs));
+        unfavour();
         if (controllers.get(m.name()) == c) {
             c.start();
             LOG.log(
                     System.Logger.Level.INFO,
                     "serving controller " + m.name() + " (" + c.spec().numQueues() + " queue(s), prepared; commit"
-                            + " received at " + receivedNs + " ns)");
+                            + " read at " + readNs + " ns, decoded at " + receivedNs + " ns)");
         }
     }
 

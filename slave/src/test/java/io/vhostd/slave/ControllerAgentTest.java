@@ -46,6 +46,7 @@ import io.vhostd.shm.linux.Eventfd;
 import io.vhostd.shm.linux.Memfd;
 import io.vhostd.shm.linux.Mman;
 import io.vhostd.shm.linux.Poll;
+import io.vhostd.shm.linux.Priority;
 import io.vhostd.shm.linux.Unistd;
 import io.vhostd.shm.stats.HistogramAccumulator;
 import io.vhostd.shm.stats.IoCounters;
@@ -77,6 +78,7 @@ import java.util.List;
 import java.util.Map;
 import java.util.Random;
 import java.util.Set;
+import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.TimeUnit;
 import java.util.function.BooleanSupplier;
 import java.util.stream.Collectors;
@@ -473,6 +475,39 @@ class ControllerAgentTest {
         assertEquals(3, continued.usedIdx(0));
     }
 
+    @Test
+    void shouldRunUrgentCommandAtHandoverPriorityAndGoBackToItsNiceAfterwards() throws Exception {
+        agent = new ControllerAgent("vhost.test", NSID, CAPACITY_BYTES, false, SERIAL, 1, MAX_SEGMENTS);
+        agent.start();
+        agent.barrier();
+        int tid = agent.dataPathTid();
+        boolean realtime = canRunRealtime();
+        CompletableFuture<Integer> during = new CompletableFuture<>();
+        agent.enqueueUrgent(() -> during.complete(Priority.schedulerOf(Priority.gettid())));
+        assertEquals(
+                realtime && Priority.HANDOVER_RTPRIO > 0
+                        ? Priority.SCHED_FIFO | Priority.SCHED_RESET_ON_FORK
+                        : Priority.SCHED_OTHER,
+                during.get(5, TimeUnit.SECONDS));
+        agent.barrier();
+        assertEquals(Priority.SCHED_OTHER, Priority.schedulerOf(tid));
+        assertEquals(ControllerAgent.DATA_PATH_NICE, Priority.niceOf(tid));
+    }
+
+    /** Whether this process may use SCHED_FIFO (CAP_SYS_NICE): tried on a scratch thread. */
+    private static boolean canRunRealtime() throws Exception {
+        CompletableFuture<Boolean> can = new CompletableFuture<>();
+        Thread.ofPlatform().start(() -> {
+            try {
+                Priority.setScheduler(Priority.gettid(), Priority.SCHED_FIFO, 1);
+                can.complete(true);
+            } catch (RuntimeException e) {
+                can.complete(false);
+            }
+        });
+        return can.get(5, TimeUnit.SECONDS);
+    }
+
     @ParameterizedTest(name = "the master restarts after the take-over: {0}")
     @ValueSource(booleans = {false, true})
     void shouldCompleteCarriedRequestsOnceWhenQueueIsHandedOverInFlight(boolean masterRestarts) throws IOException {
@@ -513,6 +548,11 @@ class ControllerAgentTest {
 
         // the old slave lets go with both requests at the device
         List<ControlMessage.CarriedQueue> carried = agent.handOverQueues(SlaveController.MAX_CARRIED_COMMANDS);
+        agent.barrier();
+        assertEquals(
+                Priority.SCHED_OTHER,
+                Priority.schedulerOf(agent.dataPathTid()),
+                "the data path gave the queue up at the handover priority and went back to its own");
         assertEquals(1, carried.size());
         ControlMessage.CarriedQueue c = carried.get(0);
         assertEquals(List.of(a.head(), b.head()), c.heads().stream().sorted().toList());

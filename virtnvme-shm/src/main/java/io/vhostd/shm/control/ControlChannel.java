@@ -29,6 +29,8 @@ public final class ControlChannel implements AutoCloseable {
     private final MemorySegment sendBuffer = arena.allocate(MAX_MESSAGE_BYTES);
     private final MemorySegment receiveBuffer = arena.allocate(MAX_MESSAGE_BYTES);
     private volatile boolean closed;
+    /** When the last {@link #receive} had the packet (System.nanoTime), before decoding; the receiving thread's. */
+    private long lastReceivedNs;
 
     /** Wraps a connected SOCK_SEQPACKET fd; the channel owns it from now on. */
     public ControlChannel(int fd) {
@@ -77,12 +79,21 @@ public final class ControlChannel implements AutoCloseable {
     }
 
     /**
+     * When the last {@link #receive} on the calling thread got its packet from the kernel (System.nanoTime), before
+     * decoding it: a handover's log tells the wake-up from the decoding.
+     */
+    public long lastReceivedNs() {
+        return lastReceivedNs;
+    }
+
+    /**
      * Blocks for the next message. Returns null at end of stream (the peer closed or died).
      *
      * @throws ControlProtocolException if the packet is not a valid message (its fds are closed)
      */
     public Incoming receive() {
         Socket.Received received = Socket.recvmsg(fd, receiveBuffer, MAX_MESSAGE_BYTES, MAX_FDS);
+        lastReceivedNs = System.nanoTime();
         if (received.bytes() == 0 && received.fds().length == 0) {
             return null;
         }

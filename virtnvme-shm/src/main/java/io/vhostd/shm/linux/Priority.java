@@ -14,6 +14,29 @@ public final class Priority {
     static final long SYS_GETTID = 186;
     static final long SYS_SETPRIORITY = 141;
     static final long SYS_GETPRIORITY = 140;
+    static final long SYS_SCHED_SETSCHEDULER = 144;
+    static final long SYS_SCHED_GETSCHEDULER = 145;
+
+    /** {@code SCHED_OTHER}: the default time-sharing policy (nice values apply). */
+    public static final int SCHED_OTHER = 0;
+
+    /** {@code SCHED_FIFO}: real-time, first in first out; runs before every {@code SCHED_OTHER} thread. */
+    public static final int SCHED_FIFO = 1;
+
+    /** {@code SCHED_RESET_ON_FORK}: threads the caller creates start as {@code SCHED_OTHER}, nice 0 or more. */
+    public static final int SCHED_RESET_ON_FORK = 0x40000000;
+
+    /**
+     * Real-time priority ({@link #SCHED_FIFO}) of the threads a slave handover's pause waits for (issue #4): the
+     * control threads of master and slaves while they wait for a message and handle a handover's, and a data-path
+     * thread while it takes or gives up queues. They sleep almost always; at nice -10 their wake-ups still waited for
+     * busy CPUs (upgrade pause p50 4.2 ms, at SCHED_FIFO 2.2 - 2.7 ms on two CPUs, docs/benchmarks.md session 9). Low
+     * among real-time priorities (interrupt threads run at 50), above time-shared threads. System property {@code
+     * vhostd.handover.rtprio}, default 10; 0: nice values only. Needs CAP_SYS_NICE (and no systemd
+     * RestrictRealtime=yes); without it the nice values apply. The kernel keeps a share of each CPU for ordinary
+     * threads (sched_rt_runtime_us), so a thread stuck at this priority cannot take a CPU whole.
+     */
+    public static final int HANDOVER_RTPRIO = Integer.getInteger("vhostd.handover.rtprio", 10);
 
     private Priority() {}
 
@@ -48,6 +71,73 @@ public final class Priority {
             throw new ErrnoException("getpriority", NativeSupport.errno(capture));
         }
         return 20 - (int) rc;
+    }
+
+    /**
+     * {@code sched_setscheduler(tid, policy, &param)} with {@code param.sched_priority = rtPriority} (1..99 for
+     * {@link #SCHED_FIFO}, 0 for {@link #SCHED_OTHER}); {@code policy} may carry {@link #SCHED_RESET_ON_FORK}.
+     *
+     * @throws ErrnoException EPERM without CAP_SYS_NICE (or RLIMIT_RTPRIO), EINVAL, ESRCH
+     */
+    public static void setScheduler(int tid, int policy, int rtPriority) {
+        try (java.lang.foreign.Arena arena = java.lang.foreign.Arena.ofConfined()) {
+            MemorySegment param = arena.allocate(java.lang.foreign.ValueLayout.JAVA_INT);
+            param.set(java.lang.foreign.ValueLayout.JAVA_INT, 0, rtPriority);
+            MemorySegment capture = NativeSupport.captureState();
+            long rc = NativeSupport.syscall(
+                    capture, SYS_SCHED_SETSCHEDULER, Integer.toUnsignedLong(tid), policy, param.address(), 0, 0, 0);
+            if (rc < 0) {
+                throw new ErrnoException("sched_setscheduler", NativeSupport.errno(capture));
+            }
+        }
+    }
+
+    /**
+     * The scheduling policy of thread {@code tid} ({@code sched_getscheduler(2)}), with {@link #SCHED_RESET_ON_FORK}
+     * if set.
+     *
+     * @throws ErrnoException ESRCH when there is no such thread
+     */
+    public static int schedulerOf(int tid) {
+        MemorySegment capture = NativeSupport.captureState();
+        long rc = NativeSupport.syscall(capture, SYS_SCHED_GETSCHEDULER, Integer.toUnsignedLong(tid), 0, 0, 0, 0, 0);
+        if (rc < 0) {
+            throw new ErrnoException("sched_getscheduler", NativeSupport.errno(capture));
+        }
+        return (int) rc;
+    }
+
+    /**
+     * Favours the calling thread, a control thread that sleeps almost always but whose wake-ups a handover's pause
+     * waits for: {@link #SCHED_FIFO} at {@code rtPriority} (with {@link #SCHED_RESET_ON_FORK}, so the threads it
+     * starts are ordinary) when {@code rtPriority > 0} and the kernel allows it, else nice value {@code nice}.
+     *
+     * @return "SCHED_FIFO N", "nice N" or "unchanged" (no CAP_SYS_NICE), for the log
+     */
+    public static String favourCurrentThread(int nice, int rtPriority) {
+        if (rtPriority > 0) {
+            try {
+                setScheduler(gettid(), SCHED_FIFO | SCHED_RESET_ON_FORK, rtPriority);
+                return "SCHED_FIFO " + rtPriority;
+            } catch (ErrnoException e) {
+                // no CAP_SYS_NICE or no real-time budget (a cgroup without RT runtime): the nice value below
+            }
+        }
+        return niceCurrentThread(nice) ? "nice " + nice : "unchanged";
+    }
+
+    /**
+     * Undoes {@link #favourCurrentThread} for a while: the calling thread goes back to {@link #SCHED_OTHER} at nice
+     * {@code nice} (a favoured thread's work that no guest waits for: a log line, a clean-up). Never fails: raising
+     * the nice value needs no privilege.
+     */
+    public static void ordinaryCurrentThread(int nice) {
+        try {
+            setScheduler(gettid(), SCHED_OTHER, 0);
+        } catch (ErrnoException e) {
+            // it was not real-time
+        }
+        niceCurrentThread(nice);
     }
 
     /**

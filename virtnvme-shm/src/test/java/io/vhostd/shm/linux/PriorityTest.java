@@ -31,6 +31,58 @@ class PriorityTest {
     }
 
     @Test
+    void shouldRunAtSchedFifoAndStartOrdinaryThreadsWhenFavouredThenGoBackWhenMadeOrdinary() throws Exception {
+        CompletableFuture<Object[]> seen = new CompletableFuture<>();
+        Thread t = Thread.ofPlatform().start(() -> {
+            try {
+                int tid = Priority.gettid();
+                String favoured = Priority.favourCurrentThread(Priority.niceOf(tid), 10);
+                int policy = Priority.schedulerOf(tid);
+                // a thread started by a favoured one is ordinary (SCHED_RESET_ON_FORK)
+                int[] child = new int[2];
+                Thread c = Thread.ofPlatform().start(() -> {
+                    child[0] = Priority.schedulerOf(Priority.gettid());
+                    child[1] = Priority.niceOf(Priority.gettid());
+                });
+                c.join();
+                Priority.ordinaryCurrentThread(Math.min(19, Priority.niceOf(tid) + 2));
+                seen.complete(new Object[] {
+                    favoured, policy, child[0], child[1], Priority.schedulerOf(tid), Priority.niceOf(tid)
+                });
+            } catch (Throwable e) {
+                seen.completeExceptionally(e);
+            }
+        });
+        Object[] r = seen.get(5, TimeUnit.SECONDS);
+        t.join();
+        String favoured = (String) r[0];
+        if (favoured.equals("SCHED_FIFO 10")) {
+            assertEquals(Priority.SCHED_FIFO | Priority.SCHED_RESET_ON_FORK, (int) r[1]);
+        } else {
+            // no CAP_SYS_NICE: the nice value (unchanged: it asked for the one it had)
+            assertTrue(favoured.startsWith("nice ") || favoured.equals("unchanged"), favoured);
+            assertEquals(Priority.SCHED_OTHER, (int) r[1]);
+        }
+        assertEquals(Priority.SCHED_OTHER, (int) r[2], "the child is ordinary");
+        assertTrue((int) r[3] >= 0, "the child's nice is not below 0");
+        assertEquals(Priority.SCHED_OTHER, (int) r[4], "ordinary again");
+    }
+
+    @Test
+    void shouldFailWithEinvalWhenPolicyUnknownAndEsrchWhenThreadMissing() {
+        ErrnoException inval =
+                assertThrows(ErrnoException.class, () -> Priority.setScheduler(Priority.gettid(), 77, 0));
+        assertEquals(Errno.EINVAL, inval.errno());
+        ErrnoException srch = assertThrows(
+                ErrnoException.class, () -> Priority.setScheduler(Integer.MAX_VALUE, Priority.SCHED_OTHER, 0));
+        assertEquals(Errno.ESRCH, srch.errno());
+        assertEquals(
+                Errno.ESRCH,
+                assertThrows(ErrnoException.class, () -> Priority.schedulerOf(Integer.MAX_VALUE))
+                        .errno());
+    }
+
+    @Test
     void shouldFailWhenThreadDoesNotExist() {
         ErrnoException e = assertThrows(ErrnoException.class, () -> Priority.niceOf(Integer.MAX_VALUE));
         assertEquals(Errno.ESRCH, e.errno());
