@@ -239,6 +239,26 @@ final class ControllerAgent implements Runnable {
         this.writeback = enabled;
     }
 
+    /**
+     * Data-path thread: when it took a handover's queues, and when it published its first used elements after that
+     * (System.nanoTime; 0: none yet), logged when the handover window ends.
+     */
+    private long handoverTookNs, firstUsedAfterTakeNs;
+
+    /** Data-path thread, at the end of a handover window: how soon the guest saw completions after the take. */
+    private void logHandoverWindow() {
+        if (handoverTookNs == 0) {
+            return;
+        }
+        LOG.log(
+                System.Logger.Level.INFO,
+                "controller " + name + ": after the handover's take at " + handoverTookNs + " ns, first used elements "
+                        + (firstUsedAfterTakeNs == 0
+                                ? "none within the window"
+                                : "published +" + (firstUsedAfterTakeNs - handoverTookNs) / 1_000 + " us"));
+        handoverTookNs = 0;
+    }
+
     /** The data-path thread's kernel id, -1 until it runs (tests). */
     int dataPathTid() {
         return tid;
@@ -278,6 +298,10 @@ final class ControllerAgent implements Runnable {
                 }
             }
             long tookNs = System.nanoTime();
+            if (awakeUntilNs != 0) {
+                handoverTookNs = tookNs;
+                firstUsedAfterTakeNs = 0;
+            }
             if (failed != null) {
                 done.completeExceptionally(failed);
             } else {
@@ -712,6 +736,7 @@ final class ControllerAgent implements Runnable {
                     awakeUntilNs = 0;
                     Priority.niceCurrentThread(DATA_PATH_NICE);
                     awakeUntil = 0;
+                    logHandoverWindow();
                 }
                 if (work > 0) {
                     idleSinceNs = 0;
@@ -841,6 +866,9 @@ final class ControllerAgent implements Runnable {
             long usedNs = q.stats != null ? System.nanoTime() : 0;
             if (q.vq.needsNotification() && q.callFd >= 0) {
                 Eventfd.eventfd_write(q.callFd, 1);
+            }
+            if (handoverTookNs != 0 && firstUsedAfterTakeNs == 0) {
+                firstUsedAfterTakeNs = System.nanoTime();
             }
             if (q.stats != null) {
                 statsPublished(q, usedNs);

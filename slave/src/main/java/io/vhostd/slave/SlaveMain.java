@@ -195,13 +195,18 @@ public final class SlaveMain implements Callable<Integer> {
                         }
                     }
                 }
-                case ControlMessage.PrepareController m -> prepare(m, in.fds(), arena, master);
+                case ControlMessage.PrepareController m -> {
+                    // no guest waits for it, and the serving slave needs the CPUs meanwhile
+                    unfavour(0);
+                    prepare(m, in.fds(), arena, master);
+                }
                 case ControlMessage.CommitController m -> {
                     closeAll(in.fds());
                     commit(m, master, channel.lastReceivedNs());
                 }
                 case ControlMessage.ReleaseController m -> {
                     closeAll(in.fds());
+                    releaseReadNs = channel.lastReceivedNs();
                     release(m, master);
                 }
                 case ControlMessage.Ack m -> master.acked(m);
@@ -212,6 +217,9 @@ public final class SlaveMain implements Callable<Integer> {
                 case ControlMessage.Shutdown m -> {
                     LOG.log(System.Logger.Level.INFO, "slave " + slaveId + ": shutdown (" + m.reason() + ")");
                     controllers.values().forEach(SlaveController::close);
+                    // the kernel frees this process's memory in the context of its exiting threads (~0.1 ms per
+                    // resident MB): at the lowest priority, the CPUs go to the guests and the slave serving them
+                    io.vhostd.shm.linux.Priority.niceEveryThread(19);
                     Runtime.getRuntime().halt(0);
                 }
                 default -> {
@@ -224,17 +232,21 @@ public final class SlaveMain implements Callable<Integer> {
         }
     }
 
+    /** When the last release_controller was read (System.nanoTime), for the log. */
+    private long releaseReadNs;
+
     /** Whether the control thread runs at its handover priority (the loop favours it, {@link #unfavour} not). */
     private boolean favoured;
 
     /**
-     * After a handover's answer went out (controller_released, session_adopted): the guest's pause goes on in the
-     * master and the other slave, or is over, so this thread's clean-up and log lines run at an ordinary priority
-     * rather than take a CPU from them at SCHED_FIFO (a fresh JVM's first log line of a kind costs ~1 ms of linkage).
-     * The loop favours the thread again before its next receive.
+     * Work no guest waits for: after a handover's answer went out (controller_released, session_adopted) the guest's
+     * pause goes on in the master and the other slave, or is over, and a prepare_controller comes while the old slave
+     * still serves. This thread's clean-up, log lines and preparation run at nice {@code nice} rather than take a CPU
+     * from the data paths, the master and the guests at SCHED_FIFO (a fresh JVM's first log line of a kind costs ~1 ms
+     * of linkage; a prepare several). The loop favours the thread again before its next receive.
      */
-    private void unfavour() {
-        io.vhostd.shm.linux.Priority.ordinaryCurrentThread(0);
+    private void unfavour(int nice) {
+        io.vhostd.shm.linux.Priority.ordinaryCurrentThread(nice);
         favoured = false;
     }
 
@@ -415,7 +427,8 @@ public final class SlaveMain implements Callable<Integer> {
         // the guest waits from here until the next slave runs: the answer first, the clean-up and the log after
         master.send(new ControlMessage.ControllerReleased(
                 m.controller(), null, r.stoppedFetchingNs(), r.releasedNs(), r.drainedRequests(), r.carried()));
-        unfavour();
+        // a slave giving controllers up is on its way out: its clean-up comes last
+        unfavour(19);
         c.closeReleased();
         int carried = 0;
         for (ControlMessage.CarriedQueue q : r.carried()) {
@@ -423,7 +436,9 @@ public final class SlaveMain implements Callable<Integer> {
         }
         LOG.log(
                 System.Logger.Level.INFO,
-                m.controller() + ": released in " + (r.releasedNs() - r.stoppedFetchingNs()) / 1_000 + " us (" + carried
+                m.controller() + ": released in " + (r.releasedNs() - r.stoppedFetchingNs()) / 1_000
+                        + " us, release read " + (r.stoppedFetchingNs() - releaseReadNs) / 1_000 + " us before ("
+                        + carried
                         + " request(s) handed over in flight, " + r.drainedRequests() + " drained)");
     }
 
@@ -530,7 +545,8 @@ public final class SlaveMain implements Callable<Integer> {
             }
         }
         master.send(new ControlMessage.SessionAdopted(m.name(), error, resumedNs));
-        unfavour();
+        // the guest's backlog behind the pause goes first (the data path runs at nice -10 for a while)
+        unfavour(10);
         if (controllers.get(m.name()) == c) {
             c.start();
             LOG.log(

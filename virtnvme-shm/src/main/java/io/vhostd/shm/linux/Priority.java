@@ -141,6 +141,31 @@ public final class Priority {
     }
 
     /**
+     * Gives every thread of this process (those in {@code /proc/self/task} now) nice value {@code nice}, and the
+     * time-sharing policy; a thread that exited meanwhile or refuses is skipped. For a process about to exit: the
+     * kernel tears its memory down at its threads' priorities.
+     */
+    public static void niceEveryThread(int nice) {
+        java.io.File[] tasks = new java.io.File("/proc/self/task").listFiles();
+        if (tasks == null) {
+            return;
+        }
+        for (java.io.File task : tasks) {
+            try {
+                int tid = Integer.parseInt(task.getName());
+                try {
+                    setScheduler(tid, SCHED_OTHER, 0);
+                } catch (ErrnoException e) {
+                    // not real-time, or gone
+                }
+                setpriority(PRIO_PROCESS, tid, nice);
+            } catch (NumberFormatException | ErrnoException e) {
+                // gone, or not ours to change
+            }
+        }
+    }
+
+    /**
      * Gives the calling thread nice value {@code nice}; false when the kernel refused (no CAP_SYS_NICE to go below
      * the current value): the thread keeps its priority.
      */
