@@ -243,7 +243,11 @@ final class ControllerAgent implements Runnable {
      * Data-path thread: when it took a handover's queues, and when it published its first used elements after that
      * (System.nanoTime; 0: none yet), logged when the handover window ends.
      */
-    private long handoverTookNs, firstUsedAfterTakeNs;
+    private long handoverTookNs, firstUsedAfterTakeNs, firstSubmitAfterTakeNs, firstCompletionAfterTakeNs;
+
+    private String sinceTake(long ns) {
+        return ns == 0 ? "none in the window" : "+" + (ns - handoverTookNs) / 1_000 + " us";
+    }
 
     /** Data-path thread, at the end of a handover window: how soon the guest saw completions after the take. */
     private void logHandoverWindow() {
@@ -252,10 +256,10 @@ final class ControllerAgent implements Runnable {
         }
         LOG.log(
                 System.Logger.Level.INFO,
-                "controller " + name + ": after the handover's take at " + handoverTookNs + " ns, first used elements "
-                        + (firstUsedAfterTakeNs == 0
-                                ? "none within the window"
-                                : "published +" + (firstUsedAfterTakeNs - handoverTookNs) / 1_000 + " us"));
+                "controller " + name + ": after the handover's take at " + handoverTookNs + " ns: first command "
+                        + sinceTake(firstSubmitAfterTakeNs) + ", first completion "
+                        + sinceTake(firstCompletionAfterTakeNs)
+                        + ", first used elements " + sinceTake(firstUsedAfterTakeNs));
         handoverTookNs = 0;
     }
 
@@ -301,6 +305,8 @@ final class ControllerAgent implements Runnable {
             if (awakeUntilNs != 0) {
                 handoverTookNs = tookNs;
                 firstUsedAfterTakeNs = 0;
+                firstSubmitAfterTakeNs = 0;
+                firstCompletionAfterTakeNs = 0;
             }
             if (failed != null) {
                 done.completeExceptionally(failed);
@@ -692,17 +698,25 @@ final class ControllerAgent implements Runnable {
             return;
         }
         enqueue(() -> {
-            try {
-                command.run();
-            } finally {
-                try {
-                    Priority.setScheduler(Priority.gettid(), Priority.SCHED_OTHER, 0);
-                } catch (RuntimeException e) {
-                    LOG.log(System.Logger.Level.WARNING, "controller " + name + ": cannot leave SCHED_FIFO: " + e);
-                }
-                Priority.niceCurrentThread(awakeUntilNs != 0 ? HANDOVER_NICE : DATA_PATH_NICE);
-            }
+            // the thread leaves SCHED_FIFO after this iteration's pass over the queues: the backlog the guest queued
+            // behind the pause is fetched and submitted before any other thread gets this CPU
+            realtimeUntilPassEnds = true;
+            command.run();
         });
+    }
+
+    /** Data-path thread: it runs at SCHED_FIFO until the end of this loop iteration ({@link #enqueueUrgent}). */
+    private boolean realtimeUntilPassEnds;
+
+    /** Data-path thread: back from SCHED_FIFO to its nice value after an urgent command's iteration. */
+    private void leaveRealtime() {
+        realtimeUntilPassEnds = false;
+        try {
+            Priority.setScheduler(Priority.gettid(), Priority.SCHED_OTHER, 0);
+        } catch (RuntimeException e) {
+            LOG.log(System.Logger.Level.WARNING, "controller " + name + ": cannot leave SCHED_FIFO: " + e);
+        }
+        Priority.niceCurrentThread(awakeUntilNs != 0 ? HANDOVER_NICE : DATA_PATH_NICE);
     }
 
     private void enqueue(Runnable command) {
@@ -723,10 +737,17 @@ final class ControllerAgent implements Runnable {
         long idleSinceNs = 0;
         try {
             while (running) {
-                int work = commands.drain(Runnable::run);
-                for (QueueRunner q : queues) {
-                    if (q != null) {
-                        work += process(q);
+                int work;
+                try {
+                    work = commands.drain(Runnable::run);
+                    for (QueueRunner q : queues) {
+                        if (q != null) {
+                            work += process(q);
+                        }
+                    }
+                } finally {
+                    if (realtimeUntilPassEnds) {
+                        leaveRealtime();
                     }
                 }
                 long now = System.nanoTime();
@@ -817,6 +838,7 @@ final class ControllerAgent implements Runnable {
             q.batchFetchNs = 0;
         }
         int work = q.qp.pollCompletions(completionHandler.on(q));
+        int completionsPolled = work;
         // after the poll: its CQ head store freed the CIDs of the completions (virtnvme.md §6.6 step 4)
         work += submitFlushes(q);
         if (!q.stopping) {
@@ -830,6 +852,14 @@ final class ControllerAgent implements Runnable {
         }
         if (submittedCommands > 0 && q.qp.publishSubmissions()) {
             Eventfd.eventfd_write(q.sqEventFd, 1);
+        }
+        if (handoverTookNs != 0) {
+            if (submittedCommands > 0 && firstSubmitAfterTakeNs == 0) {
+                firstSubmitAfterTakeNs = System.nanoTime();
+            }
+            if (work > 0 && firstCompletionAfterTakeNs == 0 && completionsPolled > 0) {
+                firstCompletionAfterTakeNs = System.nanoTime();
+            }
         }
         if (q.usedPending) {
             q.usedPending = false;
