@@ -56,7 +56,6 @@ import java.util.HashSet;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
-import java.util.Optional;
 import java.util.Set;
 import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.TimeUnit;
@@ -1285,10 +1284,6 @@ public final class Master implements AutoCloseable {
 
     private void handOverLocked(SlaveProcess dead, Process exited) {
         long noticedNs = System.nanoTime();
-        // the dead slave's commands drain and the guests' backlog comes next: the engines first
-        for (ControllerRuntime c : controllers.values()) {
-            expectHandover(c);
-        }
         // what it sent before it died (custody changes, regions) is applied before its custody is handed on: with a
         // TASKSTATS notice the master may not have read its last messages yet
         dead.drainAfterDeath(1_000);
@@ -1587,8 +1582,6 @@ public final class Master implements AutoCloseable {
                 new java.util.concurrent.CompletableFuture<>();
         java.util.concurrent.CompletableFuture<Boolean> committed =
                 prepared ? answer.thenApply(r -> commitPrepared(old, next, c, r)) : null;
-        // the guest's backlog behind the pause reaches the device right after it
-        expectHandover(c);
         old.release(name, false, answer);
         ControlMessage.ControllerReleased released = answer.get(RELEASE_TIMEOUT_MS, TimeUnit.MILLISECONDS);
         if (released.error() != null) {
@@ -1646,14 +1639,6 @@ public final class Master implements AutoCloseable {
                                 : "")
                         + ")");
         return m;
-    }
-
-    /** {@link DeviceEngine#expectHandover} of the engine serving {@code c}. */
-    private void expectHandover(ControllerRuntime c) {
-        Optional<BdevRegistry.Entry> bdev = bdevs.get(c.bdev().name());
-        if (bdev.isPresent()) {
-            bdev.get().engine().expectHandover();
-        }
     }
 
     /**

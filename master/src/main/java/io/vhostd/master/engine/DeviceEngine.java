@@ -40,14 +40,6 @@ public interface DeviceEngine extends AutoCloseable {
         }
     }
 
-    /**
-     * A slave handover is under way (issue #4): the commands the guest queued behind the pause come next. The engine
-     * thread runs at nice {@link PollingEngine#HANDOVER_NICE} for {@link PollingEngine#HANDOVER_WINDOW_NS}, then at
-     * its own again, so that it does not wait for a time slice on busy CPUs meanwhile. Needs CAP_SYS_NICE, else a
-     * no-op. Any thread.
-     */
-    default void expectHandover() {}
-
     /** Commands executed (completion posted) since start, for the log and stats. */
     long commandsCompleted();
 

@@ -4,7 +4,6 @@ import io.vhostd.master.bdev.Bdev;
 import io.vhostd.shm.linux.Errno;
 import io.vhostd.shm.linux.Eventfd;
 import io.vhostd.shm.linux.Poll;
-import io.vhostd.shm.linux.Priority;
 import io.vhostd.shm.linux.Unistd;
 import io.vhostd.shm.virtnvme.VirtNvmeOpcodes;
 import io.vhostd.shm.virtnvme.VirtNvmeQueuePair;
@@ -137,23 +136,6 @@ abstract class PollingEngine<S extends PollingEngine.QueueSlot> implements Devic
     private final AtomicLong failedQueuePairs = new AtomicLong();
     private final AtomicLong deviceErrorCount = new AtomicLong();
     private volatile boolean running = true;
-
-    /**
-     * The engine thread's nice value inside a handover window ({@link #expectHandover}); System property {@code
-     * vhostd.handover.engine.nice}, default -10.
-     */
-    static final int HANDOVER_NICE = Integer.getInteger("vhostd.handover.engine.nice", -10);
-
-    /** How long {@link #expectHandover} favours the engine thread: the pause and the backlog behind it. */
-    static final long HANDOVER_WINDOW_NS = 50_000_000L;
-
-    /** The engine thread's kernel id and nice value when it started; -1 / 0 until it runs. */
-    private volatile int engineTid = -1;
-
-    private int baseNice;
-
-    /** Until when (System.nanoTime) the engine thread keeps its handover priority; 0: not in a handover. */
-    private volatile long handoverUntilNs;
     /** Commands of every queue pair handed to the device and not yet back. */
     private int inflightTotal;
     /** The default {@link #sleep()}'s poll set, made on first use. */
@@ -516,27 +498,7 @@ abstract class PollingEngine<S extends PollingEngine.QueueSlot> implements Devic
 
     // ---------------------------------------------------------------- engine thread
 
-    /** The engine thread's kernel id, -1 until it runs (tests). */
-    final int engineTid() {
-        return engineTid;
-    }
-
-    @Override
-    public final void expectHandover() {
-        handoverUntilNs = System.nanoTime() + HANDOVER_WINDOW_NS;
-        int t = engineTid;
-        if (t > 0) {
-            try {
-                Priority.setpriority(Priority.PRIO_PROCESS, t, HANDOVER_NICE);
-            } catch (RuntimeException e) {
-                // no CAP_SYS_NICE: the usual priority
-            }
-        }
-    }
-
     private void run() {
-        engineTid = Priority.gettid();
-        baseNice = Priority.niceOf(engineTid);
         try {
             onStart();
             long idleSinceNs = 0;
@@ -550,12 +512,6 @@ abstract class PollingEngine<S extends PollingEngine.QueueSlot> implements Devic
                 }
                 work += pollDevice();
                 publishAndRelease();
-                long handoverUntil = handoverUntilNs;
-                if (handoverUntil != 0 && System.nanoTime() - handoverUntil >= 0) {
-                    // the handover window ended: back to the thread's own priority
-                    handoverUntilNs = 0;
-                    Priority.niceCurrentThread(baseNice);
-                }
                 if (work > 0) {
                     idleSinceNs = 0;
                     continue;

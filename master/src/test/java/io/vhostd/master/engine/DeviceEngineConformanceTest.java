@@ -962,29 +962,6 @@ class DeviceEngineConformanceTest {
 
     @ParameterizedTest
     @EnumSource(Kind.class)
-    void shouldFavourEngineThreadInHandoverWindowAndGiveItsNiceBackAfterwards(Kind kind) throws Exception {
-        start(kind);
-        Queue q = attachQueue(1);
-        assertSuccess(q.submitAndAwait(0, NVME_OPC_FLUSH, 0, 0), 0);
-        int tid = ((PollingEngine) engine).engineTid();
-        int own = io.vhostd.shm.linux.Priority.niceOf(tid);
-        engine.expectHandover();
-        int favoured = io.vhostd.shm.linux.Priority.niceOf(tid);
-        // without CAP_SYS_NICE the engine keeps its own
-        assertTrue(favoured == PollingEngine.HANDOVER_NICE || favoured == own, "nice " + favoured);
-        // the window ends HANDOVER_WINDOW_NS later; the thread notices it in a loop iteration: keep it busy
-        long deadline = System.nanoTime() + DEADLINE_NS;
-        while (io.vhostd.shm.linux.Priority.niceOf(tid) != own) {
-            if (System.nanoTime() > deadline) {
-                fail("the engine thread kept nice " + io.vhostd.shm.linux.Priority.niceOf(tid) + " past the window");
-            }
-            assertSuccess(q.submitAndAwait(0, NVME_OPC_FLUSH, 0, 0), 0);
-        }
-        assertEquals(own, io.vhostd.shm.linux.Priority.niceOf(tid));
-    }
-
-    @ParameterizedTest
-    @EnumSource(Kind.class)
     void shouldDetachOnlyThatQueuePairWhenItsSqTailIsCorrupt(Kind kind) throws IOException {
         start(kind);
         Queue corrupt = attachQueue(1);
