@@ -1254,6 +1254,9 @@ public final class Master implements AutoCloseable {
      * take over.
      */
     private void handOver(SlaveProcess dead) {
+        // started by the slave-exits thread, whose SCHED_RESET_ON_FORK made it ordinary: the master's part of a crash
+        // pause runs here
+        io.vhostd.shm.linux.Priority.niceCurrentThread(SlaveProcess.CONTROL_NICE);
         Process exited = dead.process();
         supervisorLock.lock();
         try {

@@ -683,19 +683,15 @@ final class ControllerAgent implements Runnable {
      * priority for longer than its spin after the command. Without the priority (0, no CAP_SYS_NICE) a plain enqueue.
      */
     void enqueueUrgent(Runnable command) {
+        // before tid is read: a thread that starts meanwhile sees the flag and raises itself (run())
+        urgentPending = true;
         int t = tid;
-        boolean realtime = false;
         if (Priority.HANDOVER_RTPRIO > 0 && t > 0) {
             try {
                 Priority.setScheduler(t, Priority.SCHED_FIFO | Priority.SCHED_RESET_ON_FORK, Priority.HANDOVER_RTPRIO);
-                realtime = true;
             } catch (RuntimeException e) {
                 // no CAP_SYS_NICE or no real-time budget: the usual priority
             }
-        }
-        if (!realtime) {
-            enqueue(command);
-            return;
         }
         enqueue(() -> {
             // the thread leaves SCHED_FIFO after this iteration's pass over the queues: the backlog the guest queued
@@ -705,16 +701,18 @@ final class ControllerAgent implements Runnable {
         });
     }
 
+    /** An {@link #enqueueUrgent} command is on its way: a data-path thread starting now runs at SCHED_FIFO at once. */
+    private volatile boolean urgentPending;
+
     /** Data-path thread: it runs at SCHED_FIFO until the end of this loop iteration ({@link #enqueueUrgent}). */
     private boolean realtimeUntilPassEnds;
 
     /** Data-path thread: back from SCHED_FIFO to its nice value after an urgent command's iteration. */
     private void leaveRealtime() {
         realtimeUntilPassEnds = false;
-        try {
-            Priority.setScheduler(Priority.gettid(), Priority.SCHED_OTHER, 0);
-        } catch (RuntimeException e) {
-            LOG.log(System.Logger.Level.WARNING, "controller " + name + ": cannot leave SCHED_FIFO: " + e);
+        urgentPending = false;
+        if (!Priority.ordinary(Priority.gettid())) {
+            LOG.log(System.Logger.Level.WARNING, "controller " + name + ": cannot leave SCHED_FIFO");
         }
         Priority.niceCurrentThread(awakeUntilNs != 0 ? HANDOVER_NICE : DATA_PATH_NICE);
     }
@@ -734,6 +732,10 @@ final class ControllerAgent implements Runnable {
         tid = Priority.gettid();
         // not the nice of the control loop that started it (threads inherit it): the data path competes with the guest
         Priority.niceCurrentThread(awakeUntilNs != 0 ? HANDOVER_NICE : DATA_PATH_NICE);
+        if (urgentPending && Priority.HANDOVER_RTPRIO > 0) {
+            // an urgent command came before this thread had a tid (a crash adoption starts it just before)
+            Priority.favourCurrentThread(HANDOVER_NICE, Priority.HANDOVER_RTPRIO);
+        }
         long idleSinceNs = 0;
         try {
             while (running) {
@@ -775,6 +777,9 @@ final class ControllerAgent implements Runnable {
             }
         } catch (Throwable t) {
             LOG.log(System.Logger.Level.ERROR, "controller " + name + ": data path died", t);
+        } finally {
+            // kernel thread ids are reused: nobody may change this one's policy any more
+            tid = -1;
         }
     }
 

@@ -74,11 +74,10 @@ public final class SlaveMain implements Callable<Integer> {
         // the slave was started with, not the control loop's: at -10 its CPU came from the guests (fio 61 k -> 34 k
         // IOPS while standbys warmed up); at 19 a standby took 5 s to be ready under a TCG guest (docs/benchmarks.md)
         LOG.log(System.Logger.Level.INFO, "slave " + slaveId + ": " + SlaveWarmup.run(SlaveWarmup::hurriedOnStdin));
-        LOG.log(
-                System.Logger.Level.INFO,
-                "slave " + slaveId + ": control thread at "
-                        + io.vhostd.shm.linux.Priority.favourCurrentThread(
-                                CONTROL_NICE, io.vhostd.shm.linux.Priority.HANDOVER_RTPRIO));
+        String favour = io.vhostd.shm.linux.Priority.favourCurrentThread(
+                CONTROL_NICE, io.vhostd.shm.linux.Priority.HANDOVER_RTPRIO);
+        canFavour = !favour.equals("unchanged");
+        LOG.log(System.Logger.Level.INFO, "slave " + slaveId + ": control thread at " + favour);
         favoured = true;
         ControlChannel channel = ControlChannel.connect(controlPath);
         MasterLink master = new MasterLink(channel);
@@ -246,9 +245,16 @@ public final class SlaveMain implements Callable<Integer> {
      * of linkage; a prepare several). The loop favours the thread again before its next receive.
      */
     private void unfavour(int nice) {
+        if (!canFavour) {
+            // without CAP_SYS_NICE a raised nice value could not be lowered again: the thread keeps the one it has
+            return;
+        }
         io.vhostd.shm.linux.Priority.ordinaryCurrentThread(nice);
         favoured = false;
     }
+
+    /** Whether favouring the control thread worked at start (CAP_SYS_NICE); if not, its priority is left alone. */
+    private boolean canFavour;
 
     /** The arena the master gave us (welcome); a restarted master gets its fd back. */
     private HugepageArena arena;
@@ -545,10 +551,14 @@ public final class SlaveMain implements Callable<Integer> {
             }
         }
         master.send(new ControlMessage.SessionAdopted(m.name(), error, resumedNs));
+        if (controllers.get(m.name()) == c) {
+            // controller_listening goes out from here, and the next controller's commit may follow at once: the thread
+            // is still favoured; only the log line below is not
+            c.start();
+        }
         // the guest's backlog behind the pause goes first (the data path runs at nice -10 for a while)
         unfavour(10);
         if (controllers.get(m.name()) == c) {
-            c.start();
             LOG.log(
                     System.Logger.Level.INFO,
                     "serving controller " + m.name() + " (" + c.spec().numQueues() + " queue(s), prepared; commit"

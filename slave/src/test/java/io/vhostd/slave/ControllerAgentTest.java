@@ -481,6 +481,7 @@ class ControllerAgentTest {
         agent.start();
         agent.barrier();
         int tid = agent.dataPathTid();
+        int own = Priority.niceOf(tid);
         boolean realtime = canRunRealtime();
         CompletableFuture<Integer> during = new CompletableFuture<>();
         agent.enqueueUrgent(() -> during.complete(Priority.schedulerOf(Priority.gettid())));
@@ -490,8 +491,22 @@ class ControllerAgentTest {
                         : Priority.SCHED_OTHER,
                 during.get(5, TimeUnit.SECONDS));
         agent.barrier();
-        assertEquals(Priority.SCHED_OTHER, Priority.schedulerOf(tid));
-        assertEquals(ControllerAgent.DATA_PATH_NICE, Priority.niceOf(tid));
+        assertEquals(Priority.SCHED_OTHER, Priority.schedulerOf(tid) & ~Priority.SCHED_RESET_ON_FORK);
+        assertEquals(own, Priority.niceOf(tid));
+    }
+
+    @Test
+    void shouldRunUrgentCommandAtHandoverPriorityWhenItCameBeforeTheThreadStarted() throws Exception {
+        // a crash adoption starts the data-path thread just before it hands it the restored queues
+        agent = new ControllerAgent("vhost.test", NSID, CAPACITY_BYTES, false, SERIAL, 1, MAX_SEGMENTS);
+        CompletableFuture<Integer> during = new CompletableFuture<>();
+        agent.enqueueUrgent(() -> during.complete(Priority.schedulerOf(Priority.gettid())));
+        agent.start();
+        assertEquals(
+                canRunRealtime() && Priority.HANDOVER_RTPRIO > 0 ? Priority.SCHED_FIFO : Priority.SCHED_OTHER,
+                during.get(5, TimeUnit.SECONDS) & ~Priority.SCHED_RESET_ON_FORK);
+        agent.barrier();
+        assertEquals(Priority.SCHED_OTHER, Priority.schedulerOf(agent.dataPathTid()) & ~Priority.SCHED_RESET_ON_FORK);
     }
 
     /** Whether this process may use SCHED_FIFO (CAP_SYS_NICE): tried on a scratch thread. */
@@ -499,7 +514,10 @@ class ControllerAgentTest {
         CompletableFuture<Boolean> can = new CompletableFuture<>();
         Thread.ofPlatform().start(() -> {
             try {
-                Priority.setScheduler(Priority.gettid(), Priority.SCHED_FIFO, 1);
+                Priority.setScheduler(
+                        Priority.gettid(),
+                        Priority.SCHED_FIFO | Priority.SCHED_RESET_ON_FORK,
+                        Math.max(1, Priority.HANDOVER_RTPRIO));
                 can.complete(true);
             } catch (RuntimeException e) {
                 can.complete(false);
@@ -551,7 +569,7 @@ class ControllerAgentTest {
         agent.barrier();
         assertEquals(
                 Priority.SCHED_OTHER,
-                Priority.schedulerOf(agent.dataPathTid()),
+                Priority.schedulerOf(agent.dataPathTid()) & ~Priority.SCHED_RESET_ON_FORK,
                 "the data path gave the queue up at the handover priority and went back to its own");
         assertEquals(1, carried.size());
         ControlMessage.CarriedQueue c = carried.get(0);

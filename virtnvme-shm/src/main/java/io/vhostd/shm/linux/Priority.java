@@ -128,16 +128,26 @@ public final class Priority {
 
     /**
      * Undoes {@link #favourCurrentThread} for a while: the calling thread goes back to {@link #SCHED_OTHER} at nice
-     * {@code nice} (a favoured thread's work that no guest waits for: a log line, a clean-up). Never fails: raising
-     * the nice value needs no privilege.
+     * {@code nice} (a favoured thread's work that no guest waits for: a log line, a clean-up). Never fails: leaving
+     * real-time and raising the nice value need no privilege.
      */
     public static void ordinaryCurrentThread(int nice) {
-        try {
-            setScheduler(gettid(), SCHED_OTHER, 0);
-        } catch (ErrnoException e) {
-            // it was not real-time
-        }
+        ordinary(gettid());
         niceCurrentThread(nice);
+    }
+
+    /**
+     * Thread {@code tid} back to {@link #SCHED_OTHER}, keeping {@link #SCHED_RESET_ON_FORK}: a thread made real-time
+     * through RLIMIT_RTPRIO (no CAP_SYS_NICE) may leave real-time but not clear that flag. False if the kernel
+     * refused (the thread is gone), logged by the caller.
+     */
+    public static boolean ordinary(int tid) {
+        try {
+            setScheduler(tid, SCHED_OTHER | SCHED_RESET_ON_FORK, 0);
+            return true;
+        } catch (ErrnoException e) {
+            return false;
+        }
     }
 
     /**
@@ -153,11 +163,7 @@ public final class Priority {
         for (java.io.File task : tasks) {
             try {
                 int tid = Integer.parseInt(task.getName());
-                try {
-                    setScheduler(tid, SCHED_OTHER, 0);
-                } catch (ErrnoException e) {
-                    // not real-time, or gone
-                }
+                ordinary(tid);
                 setpriority(PRIO_PROCESS, tid, nice);
             } catch (NumberFormatException | ErrnoException e) {
                 // gone, or not ours to change

@@ -36,7 +36,8 @@ class PriorityTest {
         Thread t = Thread.ofPlatform().start(() -> {
             try {
                 int tid = Priority.gettid();
-                String favoured = Priority.favourCurrentThread(Priority.niceOf(tid), 10);
+                int own = Priority.niceOf(tid);
+                String favoured = Priority.favourCurrentThread(own, 10);
                 int policy = Priority.schedulerOf(tid);
                 // a thread started by a favoured one is ordinary (SCHED_RESET_ON_FORK)
                 int[] child = new int[2];
@@ -45,9 +46,9 @@ class PriorityTest {
                     child[1] = Priority.niceOf(Priority.gettid());
                 });
                 c.join();
-                Priority.ordinaryCurrentThread(Math.min(19, Priority.niceOf(tid) + 2));
+                Priority.ordinaryCurrentThread(Math.min(19, own + 2));
                 seen.complete(new Object[] {
-                    favoured, policy, child[0], child[1], Priority.schedulerOf(tid), Priority.niceOf(tid)
+                    favoured, policy, child[0], child[1], Priority.schedulerOf(tid), Priority.niceOf(tid), own
                 });
             } catch (Throwable e) {
                 seen.completeExceptionally(e);
@@ -65,7 +66,8 @@ class PriorityTest {
         }
         assertEquals(Priority.SCHED_OTHER, (int) r[2], "the child is ordinary");
         assertTrue((int) r[3] >= 0, "the child's nice is not below 0");
-        assertEquals(Priority.SCHED_OTHER, (int) r[4], "ordinary again");
+        assertEquals(Priority.SCHED_OTHER, (int) r[4] & ~Priority.SCHED_RESET_ON_FORK, "ordinary again");
+        assertEquals(Math.min(19, (int) r[6] + 2), (int) r[5], "at the nice value asked for");
     }
 
     @Test
