@@ -677,10 +677,12 @@ final class ControllerAgent implements Runnable {
     }
 
     /**
-     * {@link #enqueue} of a command a handover's pause waits for (issue #4): the data-path thread runs at {@link
-     * io.vhostd.shm.linux.Priority#HANDOVER_RTPRIO} (SCHED_FIFO) from now until it ran {@code command}, so that its
-     * wake-up does not wait for a time slice on busy CPUs, then goes back to its nice value. It never polls at that
-     * priority for longer than its spin after the command. Without the priority (0, no CAP_SYS_NICE) a plain enqueue.
+     * {@link #enqueue} of a command a handover's pause waits for (issue #4: a release's hand-over, a restored session's
+     * queues): the data-path thread runs at {@link Priority#HANDOVER_RTPRIO} (SCHED_FIFO) from now to the end of the
+     * loop pass in which it ran {@code command} (the guest's backlog behind the pause fetched and submitted), so that
+     * its wake-up does not wait for a time slice on busy CPUs; then back to its nice value, before it spins or sleeps.
+     * A thread not started yet raises itself when it starts. Without the priority (0, no CAP_SYS_NICE) the thread keeps
+     * its own. Any thread.
      */
     void enqueueUrgent(Runnable command) {
         // before tid is read: a thread that starts meanwhile sees the flag and raises itself (run())
