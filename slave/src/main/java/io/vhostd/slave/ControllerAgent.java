@@ -240,8 +240,9 @@ final class ControllerAgent implements Runnable {
     }
 
     /**
-     * Data-path thread: when it took a handover's queues, and when it published its first used elements after that
-     * (System.nanoTime; 0: none yet), logged when the handover window ends.
+     * Data-path thread: when it took a handover's queues, and when it then published its first command, polled its
+     * first completion and published its first used elements (System.nanoTime; 0: none yet), logged when the handover
+     * window ends.
      */
     private long handoverTookNs, firstUsedAfterTakeNs, firstSubmitAfterTakeNs, firstCompletionAfterTakeNs;
 
@@ -268,7 +269,6 @@ final class ControllerAgent implements Runnable {
         return tid;
     }
 
-    /** When the data-path thread began the last {@link #startQueuesAsync} command (System.nanoTime), for the log. */
     private volatile long startPickedNs;
 
     /** When the data-path thread began the last {@link #startQueuesAsync} command (System.nanoTime), or 0. */
@@ -713,10 +713,7 @@ final class ControllerAgent implements Runnable {
     private void leaveRealtime() {
         realtimeUntilPassEnds = false;
         urgentPending = false;
-        if (!Priority.ordinary(Priority.gettid())) {
-            LOG.log(System.Logger.Level.WARNING, "controller " + name + ": cannot leave SCHED_FIFO");
-        }
-        Priority.niceCurrentThread(awakeUntilNs != 0 ? HANDOVER_NICE : DATA_PATH_NICE);
+        Priority.ordinaryCurrentThread(awakeUntilNs != 0 ? HANDOVER_NICE : DATA_PATH_NICE);
     }
 
     private void enqueue(Runnable command) {
@@ -844,8 +841,8 @@ final class ControllerAgent implements Runnable {
             q.statsFlags = q.stats.flags();
             q.batchFetchNs = 0;
         }
-        int work = q.qp.pollCompletions(completionHandler.on(q));
-        int completionsPolled = work;
+        int completionsPolled = q.qp.pollCompletions(completionHandler.on(q));
+        int work = completionsPolled;
         // after the poll: its CQ head store freed the CIDs of the completions (virtnvme.md §6.6 step 4)
         work += submitFlushes(q);
         if (!q.stopping) {
@@ -864,7 +861,7 @@ final class ControllerAgent implements Runnable {
             if (submittedCommands > 0 && firstSubmitAfterTakeNs == 0) {
                 firstSubmitAfterTakeNs = System.nanoTime();
             }
-            if (work > 0 && firstCompletionAfterTakeNs == 0 && completionsPolled > 0) {
+            if (completionsPolled > 0 && firstCompletionAfterTakeNs == 0) {
                 firstCompletionAfterTakeNs = System.nanoTime();
             }
         }

@@ -74,11 +74,9 @@ public final class SlaveMain implements Callable<Integer> {
         // the slave was started with, not the control loop's: at -10 its CPU came from the guests (fio 61 k -> 34 k
         // IOPS while standbys warmed up); at 19 a standby took 5 s to be ready under a TCG guest (docs/benchmarks.md)
         LOG.log(System.Logger.Level.INFO, "slave " + slaveId + ": " + SlaveWarmup.run(SlaveWarmup::hurriedOnStdin));
-        String favour = io.vhostd.shm.linux.Priority.favourCurrentThread(
-                CONTROL_NICE, io.vhostd.shm.linux.Priority.HANDOVER_RTPRIO);
+        String favour = favour();
         canFavour = !favour.equals("unchanged");
         LOG.log(System.Logger.Level.INFO, "slave " + slaveId + ": control thread at " + favour);
-        favoured = true;
         ControlChannel channel = ControlChannel.connect(controlPath);
         MasterLink master = new MasterLink(channel);
         channel.send(hello(slaveId));
@@ -96,9 +94,7 @@ public final class SlaveMain implements Callable<Integer> {
         while (true) {
             if (!favoured) {
                 // the next message may be a handover's (release, commit, adoption): its wake-up must not wait
-                io.vhostd.shm.linux.Priority.favourCurrentThread(
-                        CONTROL_NICE, io.vhostd.shm.linux.Priority.HANDOVER_RTPRIO);
-                favoured = true;
+                favour();
             }
             ControlChannel.Incoming in;
             try {
@@ -205,8 +201,7 @@ public final class SlaveMain implements Callable<Integer> {
                 }
                 case ControlMessage.ReleaseController m -> {
                     closeAll(in.fds());
-                    releaseReadNs = channel.lastReceivedNs();
-                    release(m, master);
+                    release(m, master, channel.lastReceivedNs());
                 }
                 case ControlMessage.Ack m -> master.acked(m);
                 case ControlMessage.RemoveController m -> {
@@ -231,11 +226,15 @@ public final class SlaveMain implements Callable<Integer> {
         }
     }
 
-    /** When the last release_controller was read (System.nanoTime), for the log. */
-    private long releaseReadNs;
-
-    /** Whether the control thread runs at its handover priority (the loop favours it, {@link #unfavour} not). */
+    /** Whether the control thread runs at its handover priority ({@link #favour}, not after {@link #unfavour}). */
     private boolean favoured;
+
+    /** The control thread at its handover priority; returns what it got, for the log. */
+    private String favour() {
+        favoured = true;
+        return io.vhostd.shm.linux.Priority.favourCurrentThread(
+                CONTROL_NICE, io.vhostd.shm.linux.Priority.HANDOVER_RTPRIO);
+    }
 
     /**
      * Work no guest waits for: after a handover's answer went out (controller_released, session_adopted) the guest's
@@ -409,7 +408,7 @@ public final class SlaveMain implements Callable<Integer> {
      * {@code release_controller} (issue #4 rolling upgrade, control-channel.md "Rolling upgrade"): checks or releases
      * the controller; a released controller is forgotten here (the master hands it to another slave).
      */
-    private void release(ControlMessage.ReleaseController m, MasterLink master) {
+    private void release(ControlMessage.ReleaseController m, MasterLink master, long readNs) {
         SlaveController c = controllers.get(m.controller());
         if (c == null) {
             master.send(new ControlMessage.ControllerReleased(
@@ -443,7 +442,7 @@ public final class SlaveMain implements Callable<Integer> {
         LOG.log(
                 System.Logger.Level.INFO,
                 m.controller() + ": released in " + (r.releasedNs() - r.stoppedFetchingNs()) / 1_000
-                        + " us, release read " + (r.stoppedFetchingNs() - releaseReadNs) / 1_000 + " us before ("
+                        + " us, release read " + (r.stoppedFetchingNs() - readNs) / 1_000 + " us before ("
                         + carried
                         + " request(s) handed over in flight, " + r.drainedRequests() + " drained)");
     }

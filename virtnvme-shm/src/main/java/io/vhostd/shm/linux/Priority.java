@@ -138,15 +138,14 @@ public final class Priority {
 
     /**
      * Thread {@code tid} back to {@link #SCHED_OTHER}, keeping {@link #SCHED_RESET_ON_FORK}: a thread made real-time
-     * through RLIMIT_RTPRIO (no CAP_SYS_NICE) may leave real-time but not clear that flag. False if the kernel
-     * refused (the thread is gone), logged by the caller.
+     * through RLIMIT_RTPRIO (no CAP_SYS_NICE) may leave real-time but not clear that flag. A thread that is gone is
+     * skipped.
      */
-    public static boolean ordinary(int tid) {
+    private static void ordinary(int tid) {
         try {
             setScheduler(tid, SCHED_OTHER | SCHED_RESET_ON_FORK, 0);
-            return true;
         } catch (ErrnoException e) {
-            return false;
+            // the thread is gone
         }
     }
 
